@@ -1,0 +1,175 @@
+"""Settings: defaults < user file < project file (+ its per-file sections) < CLANG_LLM_* env < --llm-* flags.
+
+Every value remembers where it came from, for `clang-llm-tool config`. Bad values from any
+source never break a build: they are ignored (and logged), the lower layer's value stays.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PROJECT_FILE = ".clang-llm.toml"
+FEEDBACK_FORMS = ("fast", "short", "long")
+
+
+def _user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "clang-llm" / "config.toml"
+
+
+def _default_state_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "clang-llm")
+
+
+@dataclass
+class Settings:
+    rounds: int = 1  # feedback rounds (1 = no feedback)
+    samples: int = 1  # candidates per round (one batched generate call)
+    feedback: str = "short"  # fast | short | long
+    model: str = ""  # model directory; "" = the packaged default model
+    off: bool = False  # no model for this TU: -Oz through the wrapper (counted)
+    seed: int = 0
+    temperature: float = 0.8  # used when samples > 1; k = 1 decodes greedily
+    max_new_tokens: int = 96
+    opt_timeout: float = 30.0  # seconds per opt / codegen run
+    optimize_o0: bool = True  # False: -O0 TUs pass straight through untouched
+    jobs: int = 2  # candidates validated in parallel
+    dir: str = field(default_factory=_default_state_dir)  # stats, records, cache, log
+    record: str = ""  # CLANG_LLM_RECORD: save each TU's IR + command line here
+    cache: bool = True
+    cache_max_entries: int = 50_000
+    disable: bool = False  # kill switch: exec the real compiler, untouched
+
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.dir)
+
+    def decision_key(self) -> dict[str, Any]:
+        """The settings that change a decision (part of the cache key)."""
+        return {k: getattr(self, k) for k in ("rounds", "samples", "feedback", "seed", "temperature",
+                                              "max_new_tokens", "off")}
+
+
+SETTING_NAMES = [f.name for f in fields(Settings) if f.name != "sources"]
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    typ = _TYPES[name]
+    if typ == "bool":
+        if isinstance(value, bool):
+            return value
+        s = str(value).strip().lower()
+        if s in ("1", "true", "yes", "on", ""):
+            return True
+        if s in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    if typ == "int":
+        v = int(value)
+        if name in ("rounds", "samples", "jobs") and not 1 <= v <= 64:
+            raise ValueError(f"{name} must be 1..64")
+        return v
+    if typ == "float":
+        v = float(value)
+        if v < 0:
+            raise ValueError(f"{name} must be >= 0")
+        return v
+    s = str(value)
+    if name == "feedback" and s not in FEEDBACK_FORMS:
+        raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_FORMS)}")
+    return s
+
+
+class ConfigProblems(list[str]):
+    """Problems found while loading (bad values, unreadable files); logged, never fatal."""
+
+
+def _apply(settings: Settings, values: dict[str, Any], source: str, problems: list[str]) -> None:
+    for raw_key, value in values.items():
+        key = raw_key.replace("-", "_")
+        if key not in SETTING_NAMES or isinstance(value, dict):
+            if not isinstance(value, dict):
+                problems.append(f"{source}: unknown setting {raw_key!r}")
+            continue
+        try:
+            setattr(settings, key, _coerce(key, value))
+            settings.sources[key] = source
+        except (TypeError, ValueError) as e:
+            problems.append(f"{source}: {raw_key}: {e}")
+
+
+def find_project_file(start: Path) -> Path | None:
+    for d in [start, *start.parents]:
+        p = d / PROJECT_FILE
+        if p.is_file():
+            return p
+    return None
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        problems.append(f"{path}: {e}")
+        return {}
+
+
+def _file_sections(data: dict[str, Any], base: Path, source: Path | None) -> list[tuple[str, dict[str, Any]]]:
+    """Per-file sections `[files."PATTERN"]` that match `source` (abs path, or relative to the file)."""
+    out = []
+    files = data.get("files")
+    if source is None or not isinstance(files, dict):
+        return out
+    src = str(source)
+    for pattern, values in files.items():
+        if not isinstance(values, dict):
+            continue
+        pat_abs = pattern if os.path.isabs(pattern) else str(base / pattern)
+        if fnmatch.fnmatchcase(src, pat_abs) or fnmatch.fnmatchcase(src, pattern):
+            out.append((pattern, values))
+    return out
+
+
+def load_settings(
+    flags: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    source_file: Path | None = None,
+    problems: list[str] | None = None,
+) -> Settings:
+    """Build the effective settings for one invocation (and, if given, one source file)."""
+    env = os.environ if env is None else env
+    cwd = cwd or Path.cwd()
+    problems = problems if problems is not None else []
+    s = Settings()
+    for name in SETTING_NAMES:
+        s.sources[name] = "default"
+    user = _user_config_path()
+    if user.is_file():
+        _apply(s, _read_toml(user, problems), f"user file {user}", problems)
+    proj = find_project_file(cwd)
+    if proj:
+        data = _read_toml(proj, problems)
+        _apply(s, data, f"project file {proj}", problems)
+        src = source_file if source_file is None or source_file.is_absolute() else cwd / source_file
+        for pattern, values in _file_sections(data, proj.parent, src):
+            _apply(s, values, f"project file {proj} [files.{pattern!r}]", problems)
+    env_values = {
+        k[len("CLANG_LLM_"):].lower(): v
+        for k, v in env.items()
+        if k.startswith("CLANG_LLM_") and k[len("CLANG_LLM_"):].lower() in SETTING_NAMES
+    }
+    _apply(s, env_values, "environment", problems)
+    if flags:
+        _apply(s, flags, "command line", problems)
+    return s

@@ -1,0 +1,176 @@
+"""One sqlite file for stats counters, per-TU decision records and the decision cache.
+
+sqlite in WAL mode with a busy timeout makes concurrent `make -j` writers safe. The database is
+never allowed to break a build: a corrupt file is moved aside and recreated, a lock held too
+long makes us skip the write (and log it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("clang_llm")
+DB_NAME = "clang-llm.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (ts REAL NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,
+  count_before INTEGER, count_after INTEGER, oz_count INTEGER,
+  text INTEGER, alloc INTEGER, oz_text INTEGER, oz_alloc INTEGER, cache_hit INTEGER, model_calls INTEGER);
+CREATE TABLE IF NOT EXISTS records (object TEXT PRIMARY KEY, ts REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, pass_list TEXT NOT NULL, data TEXT,
+  created REAL NOT NULL, last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS cache_lru ON cache(last_used);
+"""
+
+
+class Database:
+    def __init__(self, state_dir: Path, timeout: float = 5.0) -> None:
+        self.path = Path(state_dir) / DB_NAME
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            except sqlite3.DatabaseError as e:
+                conn.close()
+                if "locked" in str(e) or "busy" in str(e):
+                    raise
+                self._recover(e)
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT INTO events(ts, kind, reason) VALUES (?, 'error', 'db-recovered')", (time.time(),)
+                )
+            self._conn = conn
+        return self._conn
+
+    def _recover(self, err: Exception) -> None:
+        """Move a corrupt database aside (kept for inspection) so a fresh one can be made."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                try:
+                    p.replace(Path(f"{self.path}.corrupt-{stamp}{suffix}"))
+                except OSError:
+                    pass
+        log.warning("database %s was corrupt (%s); moved aside and recreated", self.path, err)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def safe(self, what: str, fn: Any, *args: Any, default: Any = None, **kwargs: Any) -> Any:
+        """Run a database operation; on any sqlite failure log it and return `default`."""
+        try:
+            return fn(*args, **kwargs)
+        except (sqlite3.Error, OSError) as e:
+            log.warning("database %s failed (%s): %s", what, self.path, e)
+            if isinstance(e, sqlite3.DatabaseError) and "malformed" in str(e):
+                self.close()
+                self._recover(e)
+            return default
+
+    # -- stats -----------------------------------------------------------------
+    def add_event(self, kind: str, reason: str, **m: Any) -> None:
+        cols = ["ts", "kind", "reason", *m.keys()]
+        with self._tx() as c:
+            c.execute(
+                f"INSERT INTO events({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                [time.time(), kind, reason, *m.values()],
+            )
+
+    def event_counts(self) -> list[tuple[str, str, int]]:
+        rows = self._connect().execute(
+            "SELECT kind, reason, COUNT(*) FROM events GROUP BY kind, reason ORDER BY kind, COUNT(*) DESC"
+        )
+        return [(k, r, n) for k, r, n in rows]
+
+    def size_totals(self) -> dict[str, int]:
+        row = self._connect().execute(
+            "SELECT COUNT(*), SUM(count_after), SUM(oz_count), SUM(text), SUM(oz_text), SUM(alloc),"
+            " SUM(oz_alloc), SUM(cache_hit), SUM(model_calls) FROM events WHERE oz_text IS NOT NULL"
+        ).fetchone()
+        keys = ["tus", "count", "oz_count", "text", "oz_text", "alloc", "oz_alloc", "cache_hits", "model_calls"]
+        return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
+
+    def zero(self) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM events")
+
+    # -- records ---------------------------------------------------------------
+    def put_record(self, obj: str, data: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO records(object, ts, data) VALUES (?, ?, ?)",
+                (obj, time.time(), json.dumps(data, default=str)),
+            )
+
+    def get_record(self, obj: str) -> dict[str, Any] | None:
+        row = self._connect().execute("SELECT data FROM records WHERE object = ?", (obj,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def all_records(self) -> list[dict[str, Any]]:
+        return [json.loads(d) for (d,) in self._connect().execute("SELECT data FROM records ORDER BY ts")]
+
+    # -- decision cache ----------------------------------------------------------
+    def cache_get(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        with self._tx() as c:
+            row = c.execute("SELECT pass_list, data FROM cache WHERE key = ?", (key,)).fetchone()
+            if row:
+                c.execute("UPDATE cache SET last_used = ?, hits = hits + 1 WHERE key = ?", (time.time(), key))
+        if not row:
+            return None
+        return row[0], json.loads(row[1] or "{}")
+
+    def cache_put(self, key: str, pass_list: str, data: dict[str, Any], max_entries: int) -> None:
+        now = time.time()
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO cache(key, pass_list, data, created, last_used) VALUES (?,?,?,?,?)",
+                (key, pass_list, json.dumps(data, default=str), now, now),
+            )
+            (n,) = c.execute("SELECT COUNT(*) FROM cache").fetchone()
+            if n > max_entries:  # LRU eviction
+                c.execute(
+                    "DELETE FROM cache WHERE key IN (SELECT key FROM cache ORDER BY last_used LIMIT ?)",
+                    (n - max_entries,),
+                )
+
+    def cache_stats(self) -> dict[str, int]:
+        n, hits = self._connect().execute("SELECT COUNT(*), COALESCE(SUM(hits),0) FROM cache").fetchone()
+        return {"entries": int(n), "hits": int(hits)}
+
+    def cache_clear(self) -> int:
+        with self._tx() as c:
+            return c.execute("DELETE FROM cache").rowcount
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

@@ -1,0 +1,1 @@
+"""The compiler face: argv → Invocation, passthrough, the TU pipeline, depfiles, atomic outputs."""

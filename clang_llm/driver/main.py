@@ -1,0 +1,188 @@
+"""Entry points `clang-llm` / `clang++-llm`: classify, pass through, or optimize one TU.
+
+The outermost layer is a safety net: whatever happens inside, the user gets what plain clang
+(at -Oz, for a compile we would have optimized) gives, with clang's own output and exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from clang_llm.config import Settings, load_settings
+from clang_llm.db import Database
+from clang_llm.driver.args import Invocation, classify, split_llm_flags
+from clang_llm.toolchain import Toolchain, ToolMissing, find_tool, is_our_wrapper
+
+log = logging.getLogger("clang_llm")
+RECURSION_ENV = "CLANG_LLM_ACTIVE"
+
+
+def _setup_logging(settings: Settings) -> None:
+    """Our own log goes to a file, never to stderr (probes fail on unexpected output)."""
+    if log.handlers:
+        return
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        h: logging.Handler = logging.FileHandler(settings.state_dir / "clang-llm.log")
+        h.setFormatter(logging.Formatter(f"%(asctime)s [{os.getpid()}] %(levelname)s %(message)s"))
+    except OSError:
+        h = logging.NullHandler()
+    log.addHandler(h)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    # Turn SIGTERM/SIGHUP into an exception so temp dirs are removed and children killed.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _exec_real(compiler: Path, args: list[str]) -> int:
+    """Run the real compiler with inherited stdio; return its exit status."""
+    try:
+        return subprocess.run([str(compiler), *args], check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
+def _compiler_or_die(cxx: bool) -> Path:
+    try:
+        return find_tool("clang++" if cxx else "clang")
+    except ToolMissing as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(127)
+
+
+def _launcher_args(argv: list[str]) -> tuple[list[str], bool | None]:
+    """Support `clang-llm clang-22 …` (prefix / CMAKE_<LANG>_COMPILER_LAUNCHER form): the named
+    compiler becomes the real one (unless it is ourselves)."""
+    if not argv or argv[0].startswith("-") or os.path.splitext(argv[0])[1]:
+        return argv, None
+    name = os.path.basename(argv[0])
+    if not name.startswith(("clang", "cc", "gcc", "c++", "g++")):
+        return argv, None
+    found = shutil.which(argv[0])
+    if not found:
+        return argv, None
+    cxx = "++" in name
+    if not is_our_wrapper(Path(found)):
+        os.environ["CLANG_LLM_CLANGXX" if cxx else "CLANG_LLM_CLANG"] = found
+    return argv[1:], cxx
+
+
+def run_driver(argv: list[str], cxx: bool) -> int:
+    args, launcher_cxx = _launcher_args(argv)
+    if launcher_cxx is not None:
+        cxx = launcher_cxx
+    if os.environ.get(RECURSION_ENV):
+        # We were invoked by ourselves (a masquerade symlink found first on PATH by a child):
+        # never loop; behave as the real compiler.
+        return _exec_real(_compiler_or_die(cxx), split_llm_flags(args)[0])
+    os.environ[RECURSION_ENV] = "1"
+    inv = classify(args, default_lang="c++" if cxx else "c")
+    problems: list[str] = []
+    try:
+        src = Path(inv.source) if inv.source else None
+        settings = load_settings(_flag_settings(inv), source_file=src, problems=problems)
+    except Exception:  # a broken config file must not break the build
+        settings = Settings()
+    _setup_logging(settings)
+    for p in problems:
+        log.warning("config: %s", p)
+    compiler = _compiler_or_die(cxx)
+    plain = _plain_args(args, inv)
+    if settings.disable:
+        return _exec_real(compiler, plain)
+    db = Database(settings.state_dir)
+    try:
+        if inv.passthrough:
+            db.safe("stats", db.add_event, "passthrough", inv.reason)
+            return _exec_real(compiler, plain)
+        if inv.opt_level == "-O0" and not settings.optimize_o0:
+            db.safe("stats", db.add_event, "passthrough", "O0-untouched")
+            return _exec_real(compiler, plain)
+        return _optimize(inv, settings, cxx, compiler, plain, db)
+    finally:
+        db.close()
+
+
+def _flag_settings(inv: Invocation) -> dict[str, str]:
+    return {k.replace("-", "_"): v for k, v in inv.llm_flags.items()}
+
+
+def _plain_args(raw: list[str], inv: Invocation) -> list[str]:
+    """The user's arguments minus --llm-* (raw when no @file hid an --llm- flag, else expanded)."""
+    stripped, flags = split_llm_flags(raw)
+    return stripped if flags == inv.llm_flags else inv.argv
+
+
+def _optimize(inv: Invocation, settings: Settings, cxx: bool, compiler: Path, plain: list[str],
+              db: Database) -> int:
+    from clang_llm.driver.pipeline import Fallback, compile_tu
+    from clang_llm.optimizer.factory import make_optimizer
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    reason = None
+    try:
+        toolchain = Toolchain.discover()
+        outcome = compile_tu(inv, settings, toolchain, cxx, db, make_optimizer)
+    except Fallback as e:
+        reason = e.reason
+        if reason != "frontend-error":
+            log.warning("%s: fallback to clang -Oz: %s", inv.source, e)
+    except ToolMissing as e:
+        reason = "tool-missing"
+        log.warning("%s", e)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        reason = "internal-error"
+        log.exception("internal error on %s", inv.source)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if reason is not None:
+        db.safe("stats", db.add_event, "fallback", reason)
+        return _exec_real(compiler, [*plain, "-Oz"])
+    sys.stdout.buffer.write(outcome.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(outcome.stderr)
+    sys.stderr.flush()
+    r = outcome.record
+    db.safe("stats", db.add_event, outcome.kind, outcome.reason,
+            count_before=r["count_before"], count_after=r["chosen"]["count_after"],
+            oz_count=r["oz"]["count_after"], text=r["chosen"]["sizes"]["text"],
+            alloc=r["chosen"]["sizes"]["alloc"], oz_text=r["oz"]["sizes"]["text"],
+            oz_alloc=r["oz"]["sizes"]["alloc"], cache_hit=int(r["cache_hit"]), model_calls=r["model_calls"])
+    db.safe("record", db.put_record, r["object"], r)
+    return 0
+
+
+def safe_main(argv: list[str], cxx: bool) -> int:
+    """The last safety net: an unexpected error anywhere above becomes a plain clang run."""
+    try:
+        return run_driver(argv, cxx)
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        log.exception("clang-llm failed before compiling; running clang unchanged")
+        args, _ = _launcher_args(argv)
+        inv = classify(args, default_lang="c++" if cxx else "c")
+        extra = [] if inv.passthrough else ["-Oz"]
+        return _exec_real(_compiler_or_die(cxx), [*_plain_args(args, inv), *extra])
+
+
+def main_c() -> None:
+    sys.exit(safe_main(sys.argv[1:], cxx=False))
+
+
+def main_cxx() -> None:
+    sys.exit(safe_main(sys.argv[1:], cxx=True))

@@ -1,0 +1,211 @@
+"""The path of one translation unit: IR → candidates → opt → object, never larger than -Oz.
+
+Every failure inside raises `Fallback(reason)`; the caller then runs plain `clang -Oz` with the
+user's flags, so the user always gets what clang would have shipped (invariant 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clang_llm import ir
+from clang_llm.config import Settings
+from clang_llm.db import Database
+from clang_llm.driver.args import Invocation, strip_for_codegen
+from clang_llm.driver.outputs import atomic_copy, atomic_write_text, private_tempdir
+from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.optimizer.base import Decision, Finding, Optimizer, TUContext, select_best
+from clang_llm.passes import OZ, PassListError, Vocabulary, parse_pass_list
+from clang_llm.toolchain import Toolchain, ToolTimeout, run
+
+log = logging.getLogger("clang_llm")
+
+
+class Fallback(Exception):
+    """Give up on this TU: plain clang -Oz builds it. `reason` is counted in the stats."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class Outcome:
+    kind: str  # optimized | oz
+    reason: str
+    record: dict[str, Any] = field(default_factory=dict)
+    stdout: bytes = b""  # clang's own diagnostics from the IR step, shown once the TU is done
+    stderr: bytes = b""
+
+
+def _depfile_flags(inv: Invocation) -> list[str]:
+    """Make the depfile name the final object, exactly as a plain compile would write it."""
+    if not inv.has_dep:
+        return []
+    extra: list[str] = []
+    if inv.mf is None:
+        extra += ["-MF", os.path.splitext(inv.output or "")[0] + ".d"]
+    if not inv.has_mt:
+        extra += ["-MT", inv.output or ""]
+    return extra
+
+
+def _color_flags() -> list[str]:
+    """We capture clang's stderr, so keep colours the user's terminal would have had."""
+    if sys.stderr.isatty() and os.environ.get("TERM", "dumb") != "dumb":
+        return ["-fcolor-diagnostics"]
+    return []
+
+
+def _emit_args(inv: Invocation) -> list[str]:
+    """The user's arguments without -o (we pick the IR's path)."""
+    out, skip = [], False
+    for a in inv.argv:
+        if skip:
+            skip = False
+            continue
+        if a == "-o":
+            skip = True
+            continue
+        if a.startswith("-o") and len(a) > 2:
+            continue
+        out.append(a)
+    return out
+
+
+def cache_key(ir_text: str, settings: Settings, model_id: str, toolchain: Toolchain, codegen: list[str]) -> str:
+    parts = {
+        "ir": ir.ir_hash(ir_text), "model": model_id, "settings": settings.decision_key(),
+        "toolchain": toolchain.identity, "vocab": Vocabulary.default().version, "codegen": codegen,
+        "schema": 1,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def record_tu(record_dir: Path, inv: Invocation, emit_cmd: list[str], in_bc: Path) -> None:
+    """CLANG_LLM_RECORD: keep the TU's unoptimized IR and the command line that reproduces it."""
+    data = in_bc.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    stem = Path(inv.source or "tu").name
+    name = f"{stem}.{digest[:12]}"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    bc = record_dir / f"{name}.bc"
+    if not bc.exists():
+        tmp = record_dir / f".{name}.bc.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, bc)
+    meta = {
+        "source": str(Path(inv.source or "").resolve()), "cwd": os.getcwd(),
+        "output": str(Path(inv.output or "").resolve()), "lang": inv.lang,
+        "argv": [str(a) for a in emit_cmd], "ir_sha256": digest,
+    }
+    atomic_write_text(record_dir / f"{name}.json", json.dumps(meta, indent=1))
+
+
+def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: bool, db: Database,
+               optimizer_factory: Any) -> Outcome:
+    """Compile one TU to `inv.output`. Raises Fallback for anything that goes wrong, the user's own
+    compile errors included (plain clang then reports them, exit code and all)."""
+    t0 = time.monotonic()
+    compiler = toolchain.compiler(cxx)
+    with private_tempdir(settings.state_dir) as tmp:
+        work = Path(tmp)
+        in_bc = work / "in.bc"
+        emit_cmd = [str(compiler), *_emit_args(inv), *_depfile_flags(inv), *_color_flags(), "-Oz",
+                    "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-o", str(in_bc)]
+        try:
+            res = run(emit_cmd, timeout=max(600.0, settings.opt_timeout))
+        except ToolTimeout as e:
+            raise Fallback("emit-timeout", str(e)) from e
+        if res.returncode != 0:
+            # The user's own error (or a flag clang rejects): let plain clang say it, exit code and all.
+            raise Fallback("frontend-error")
+        if settings.record:
+            try:
+                record_tu(Path(settings.record), inv, [c for c in emit_cmd if c not in _color_flags()], in_bc)
+            except OSError as e:
+                log.warning("recording failed: %s", e)
+
+        codegen = strip_for_codegen(inv.argv)
+        builder = TUBuilder(compiler, toolchain.opt, codegen, inv.lang or "c", in_bc, work, settings.opt_timeout)
+        try:
+            module = ir.parse(in_bc)
+            ir_text = str(module)
+            builder.count_before = ir.count_instructions(module)
+            del module
+        except Exception as e:
+            raise Fallback("ir-parse", str(e)) from e
+        oz = builder.evaluate(OZ, verify_each=False)
+        if not oz.valid or oz.sizes is None:
+            raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
+
+        optimizer: Optimizer = optimizer_factory(settings)
+        model_id = getattr(optimizer, "model_id", None) or "none"
+        key = cache_key(ir_text, settings, model_id, toolchain, codegen)
+        cached = db.safe("cache lookup", db.cache_get, key) if settings.cache and model_id != "none" else None
+        tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
+                       evaluate=builder.evaluate, settings=settings, source=inv.source or "")
+        cache_hit = False
+        if cached:
+            decision = _replay(cached, tu)
+            cache_hit = decision is not None
+        if not cache_hit:
+            try:
+                decision = optimizer.optimize(tu)
+            except Exception as e:  # a broken optimizer must not break the build
+                log.exception("optimizer raised")
+                decision = Decision(chosen=oz, reason="optimizer-error", rounds=[{"error": repr(e)[:500]}])
+            if settings.cache and model_id != "none" and decision.reason not in ("optimizer-error",):
+                db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
+                        {"reason": decision.reason}, settings.cache_max_entries)
+        assert decision is not None
+        chosen = decision.chosen
+        # Invariant 3, checked here again whatever the optimizer said.
+        if not chosen.valid or chosen.sizes is None or chosen.object_path is None \
+                or not chosen.sizes.not_larger_than(oz.sizes):
+            chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
+        assert chosen.object_path is not None and chosen.sizes is not None
+        try:
+            atomic_copy(chosen.object_path, Path(inv.output or "a.o"))
+        except OSError as e:
+            raise Fallback("output-write", str(e)) from e
+
+        kind = "optimized" if chosen is not oz and chosen.sizes.text <= oz.sizes.text else "oz"
+        record = {
+            "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
+            "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir.ir_hash(ir_text),
+            "settings": {k: v for k, v in vars(settings).items() if k != "sources"},
+            "count_before": builder.count_before, "oz": oz.to_json(), "chosen": chosen.to_json(),
+            "reason": decision.reason, "rounds": decision.rounds, "model_id": model_id,
+            "model_calls": decision.model_calls, "cache_hit": cache_hit,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
+                          stdout=res.stdout, stderr=res.stderr)
+
+
+def _replay(cached: tuple[str, dict[str, Any]], tu: TUContext) -> Decision | None:
+    """Rebuild the cached decision with no model call; None if the stored list no longer works."""
+    text, _ = cached
+    if text.strip() == "Oz":
+        return Decision(chosen=tu.oz, reason="cached-oz", rounds=[{"cache": "hit", "pass_list": "Oz"}])
+    try:
+        pl = parse_pass_list(text)
+    except PassListError:
+        return None
+    f = tu.evaluate(pl)
+    chosen, reason = select_best(tu.oz, [f])
+    return Decision(chosen=chosen, reason=f"cached-{reason}", rounds=[{"cache": "hit", "pass_list": text,
+                                                                       "finding": f.to_json()}])
+
+
+def finding_summary(f: Finding) -> str:
+    return f"{f.pass_list}: valid={f.valid} count={f.count_after} sizes={f.sizes}"

@@ -1,0 +1,87 @@
+"""Build steps of one TU inside its private temp dir: emit IR, query clang's pipeline, opt, codegen."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from clang_llm import ir
+from clang_llm.objsize import object_sizes
+from clang_llm.optimizer.base import Finding
+from clang_llm.passes import PassList, render
+from clang_llm.toolchain import ToolTimeout, run
+
+BASE_LEVELS = {"Oz": "-Oz", "Os": "-Os", "O1": "-O1", "O2": "-O2"}
+
+
+def _trim(err: bytes, limit: int = 1500) -> str:
+    text = err.decode("utf-8", "replace").strip()
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+class TUBuilder:
+    """Runs opt and codegen for candidate pass lists of one TU; every result is a Finding."""
+
+    def __init__(self, compiler: Path, opt: Path, codegen_flags: list[str], lang: str, in_bc: Path,
+                 workdir: Path, timeout: float) -> None:
+        self.compiler, self.opt = compiler, opt
+        self.codegen_flags, self.lang = codegen_flags, lang
+        self.in_bc, self.workdir, self.timeout = in_bc, workdir, timeout
+        self._pipelines: dict[str, str] = {}
+        self._n = 0
+        self.count_before: int | None = None
+
+    def base_pipeline(self, token: str) -> str:
+        """clang's own pipeline at -Oz/-Os/-O1/-O2 for this TU's flags (what `clang -c` would run)."""
+        if token not in self._pipelines:
+            cmd = [self.compiler, *self.codegen_flags, BASE_LEVELS[token], "-x", self.lang, "-c", "/dev/null",
+                   "-o", "/dev/null", "-mllvm", "-print-pipeline-passes", "-Wno-unused-command-line-argument"]
+            res = run(cmd, timeout=self.timeout)
+            text = res.stdout.decode().strip()
+            if res.returncode != 0 or not text:
+                # Flags that need the real source (e.g. -include of a relative header): ask on the IR.
+                cmd = [self.compiler, *self.codegen_flags, BASE_LEVELS[token], "-x", "ir", "-c", self.in_bc,
+                       "-o", "/dev/null", "-mllvm", "-print-pipeline-passes", "-Wno-unused-command-line-argument"]
+                res = run(cmd, timeout=self.timeout)
+                text = res.stdout.decode().strip()
+                if res.returncode != 0 or not text:
+                    raise RuntimeError(f"cannot get clang's {token} pipeline: {_trim(res.stderr)}")
+            self._pipelines[token] = text.splitlines()[-1]
+        return self._pipelines[token]
+
+    def evaluate(self, pass_list: PassList, verify_each: bool = True) -> Finding:
+        """opt with the list (-verify-each, timeout), count instructions, codegen, measure sizes."""
+        self._n += 1
+        tag = f"c{self._n}"
+        out_bc, out_o = self.workdir / f"{tag}.bc", self.workdir / f"{tag}.o"
+        f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)
+        t0 = time.monotonic()
+        try:
+            bases = {t: self.base_pipeline(t) for t in pass_list.bases}
+            cmd = [self.opt, f"-passes={render(pass_list, bases)}", self.in_bc, "-o", out_bc]
+            if verify_each:
+                cmd.insert(1, "-verify-each")
+            res = run(cmd, timeout=self.timeout)
+            if res.returncode != 0:
+                crashed = res.returncode < 0 or res.returncode > 128
+                f.error_kind = "opt-crash" if crashed else "opt-error"
+                f.error = _trim(res.stderr) or f"opt exited with status {res.returncode}"
+                return f
+            f.count_after = ir.count_file(out_bc)
+            f.ir_path = out_bc
+            cmd = [self.compiler, *self.codegen_flags, "-Oz", "-c", "-x", "ir", out_bc, "-o", out_o,
+                   "-Xclang", "-disable-llvm-passes", "-Wno-unused-command-line-argument"]
+            res = run(cmd, timeout=self.timeout)
+            if res.returncode != 0:
+                f.error_kind, f.error = "codegen", _trim(res.stderr) or "codegen failed"
+                return f
+            f.sizes = object_sizes(out_o)
+            f.object_path = out_o
+            f.valid = True
+        except ToolTimeout as e:
+            f.error_kind, f.error = "timeout", str(e)
+        except (RuntimeError, OSError, ValueError) as e:
+            f.error_kind, f.error = f.error_kind or "internal", str(e)[:1500]
+        finally:
+            f.seconds = time.monotonic() - t0
+        return f

@@ -1,0 +1,61 @@
+"""LLVM IR through llvmlite: parse, count instructions, hash.
+
+One counter serves prediction targets, validation and reports: functions → blocks →
+instructions, declarations have none (matches opt's func-properties TotalInstructionCount).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import llvmlite.binding as llvm
+
+_initialized = False
+
+
+def _init() -> None:
+    global _initialized
+    if not _initialized:
+        # llvmlite >= 0.44 initializes core on import; the asm printers are not needed here.
+        _initialized = True
+
+
+def parse(path_or_text: Path | str) -> llvm.ModuleRef:
+    """Parse bitcode (a .bc Path) or textual IR (a str); raise RuntimeError on invalid input."""
+    _init()
+    if isinstance(path_or_text, Path):
+        data = path_or_text.read_bytes()
+        if data[:2] == b"BC" or data[:4] == b"\xde\xc0\x17\x0b":
+            return llvm.parse_bitcode(data)
+        return llvm.parse_assembly(data.decode("utf-8", "replace"))
+    return llvm.parse_assembly(path_or_text)
+
+
+def count_instructions(mod: llvm.ModuleRef) -> int:
+    return sum(
+        sum(1 for _ in block.instructions) for fn in mod.functions if not fn.is_declaration for block in fn.blocks
+    )
+
+
+def count_file(path: Path) -> int:
+    return count_instructions(parse(path))
+
+
+def verify_text(text: str) -> str | None:
+    """Parse and verify textual IR; None when fine, else the first line(s) of the error."""
+    try:
+        mod = parse(text)
+        mod.verify()
+    except Exception as e:  # llvmlite raises RuntimeError with LLVM's message
+        return str(e).strip()[:2000]
+    return None
+
+
+_NOISE = re.compile(r"^(source_filename|; ModuleID).*$", re.M)
+
+
+def ir_hash(text: str) -> str:
+    """Hash of the module text without its name lines: the key of the decision cache."""
+    return hashlib.sha256(_NOISE.sub("", text).encode()).hexdigest()

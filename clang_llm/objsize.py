@@ -1,0 +1,28 @@
+"""Object sizes read from the ELF section headers (pyelftools): .text and all allocated bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
+from clang_llm.optimizer.base import Sizes
+
+
+def object_sizes(path: Path) -> Sizes:
+    """.text = every executable allocated section (covers -ffunction-sections' .text.*);
+    alloc = every SHF_ALLOC section except .bss-like NOBITS (they take no file bytes... but they
+    do take memory, so they count too)."""
+    text = alloc = 0
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        for sec in elf.iter_sections():
+            flags = sec["sh_flags"]
+            if not flags & SH_FLAGS.SHF_ALLOC:
+                continue
+            size = sec["sh_size"]
+            alloc += size
+            if flags & SH_FLAGS.SHF_EXECINSTR:
+                text += size
+    return Sizes(text=text, alloc=alloc)

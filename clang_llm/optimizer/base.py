@@ -1,0 +1,113 @@
+"""Shared types of the optimizer: what a candidate is, what validating it found, the decision.
+
+The driver hands an optimizer a `TUContext` (the unoptimized IR and an `evaluate` function that
+runs the real opt + codegen); the optimizer returns a `Decision`. Shipped code is always the
+object built by `evaluate` from a validated pass list — the model never writes shipped code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from clang_llm.passes import PassList
+
+
+@dataclass
+class Sizes:
+    """Object sizes that the user cares about: .text and every SHF_ALLOC section together."""
+
+    text: int
+    alloc: int
+
+    def not_larger_than(self, other: Sizes) -> bool:
+        return self.text <= other.text and self.alloc <= other.alloc
+
+
+@dataclass
+class Finding:
+    """What the real toolchain said about one pass list (validation result)."""
+
+    pass_list: str
+    valid: bool  # every token in the vocabulary, opt accepted and ran it, codegen succeeded
+    error: str | None = None  # parse / opt / codegen error text (trimmed)
+    error_kind: str | None = None  # parse | unknown-pass | opt-error | opt-crash | timeout | codegen
+    count_before: int | None = None  # real instruction count of the unoptimized IR
+    count_after: int | None = None  # real instruction count after opt
+    sizes: Sizes | None = None
+    object_path: Path | None = None  # object built from this list (inside the private temp dir)
+    ir_path: Path | None = None  # optimized bitcode (for Long feedback / BLEU)
+    seconds: float = 0.0
+    # Filled by the loop for model candidates:
+    predicted_before: int | None = None
+    predicted_after: int | None = None
+    generated_ir_parses: bool | None = None
+    generated_ir_error: str | None = None
+    bleu: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["object_path"] = d["ir_path"] = None
+        return d
+
+
+Evaluate = Callable[[PassList], Finding]
+
+
+@dataclass
+class TUContext:
+    """Everything an optimizer may look at for one translation unit."""
+
+    ir_path: Path  # unoptimized bitcode
+    ir_text: str  # its textual form (normalized later for prompts)
+    count_before: int
+    oz: Finding  # the -Oz baseline (always valid; what clang -Oz -c ships)
+    evaluate: Evaluate
+    settings: Any  # clang_llm.config.Settings
+    source: str = ""
+
+
+@dataclass
+class Decision:
+    """The optimizer's answer: the chosen finding (Oz when nothing beat it) and the transcript."""
+
+    chosen: Finding
+    reason: str  # why this one: "beats-oz", "no-candidate-beat-oz", "model-unavailable", ...
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # transcript for `explain`
+    model_calls: int = 0
+    model_id: str | None = None
+
+
+class Optimizer(Protocol):
+    def optimize(self, tu: TUContext) -> Decision: ...
+
+
+class OzOnly:
+    """The optimizer of last resort: no candidates, the -Oz object is the answer."""
+
+    def __init__(self, reason: str = "oz-only") -> None:
+        self.reason = reason
+
+    def optimize(self, tu: TUContext) -> Decision:
+        return Decision(chosen=tu.oz, reason=self.reason)
+
+
+def select_best(oz: Finding, findings: list[Finding]) -> tuple[Finding, str]:
+    """Pick the smallest validated object by .text (then alloc bytes, instruction count, order).
+
+    A candidate is eligible only if it is valid and not larger than -Oz on .text *and* on all
+    allocated bytes (invariant 3). Ties keep the earlier candidate, so the choice is deterministic.
+    """
+    assert oz.sizes is not None
+    best, best_key = oz, (oz.sizes.text, oz.sizes.alloc, oz.count_after or 0, -1)
+    for i, f in enumerate(findings):
+        if not f.valid or f.sizes is None or not f.sizes.not_larger_than(oz.sizes):
+            continue
+        key = (f.sizes.text, f.sizes.alloc, f.count_after or 0, i)
+        if key < best_key:
+            best, best_key = f, key
+    if best is oz:
+        return oz, "no-candidate-beat-oz"
+    return best, "beats-oz"
