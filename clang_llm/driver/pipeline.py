@@ -102,10 +102,12 @@ def record_tu(record_dir: Path, inv: Invocation, emit_cmd: list[str], in_bc: Pat
         tmp = record_dir / f".{name}.bc.{os.getpid()}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, bc)
+    argv = [str(a) for a in emit_cmd]
+    argv[-1] = str(bc)  # the command writes the recorded file itself
     meta = {
         "source": str(Path(inv.source or "").resolve()), "cwd": os.getcwd(),
         "output": str(Path(inv.output or "").resolve()), "lang": inv.lang,
-        "argv": [str(a) for a in emit_cmd], "ir_sha256": digest,
+        "argv": argv, "codegen_flags": strip_for_codegen(inv.argv), "ir_sha256": digest,
     }
     atomic_write_text(record_dir / f"{name}.json", json.dumps(meta, indent=1))
 

@@ -310,9 +310,14 @@ _MAX_COUNT = 2**40
 
 
 def render_answer(passes: str, count_before: int, count_after: int, ir: str | None = None) -> str:
-    """The answer text the model learns to write (training target), ending with the end marker."""
-    body = escape_markers(ir).rstrip("\n") + "\n" if ir and ir.strip() else ""
-    return f"passes: {passes}\ncount_before: {count_before}\ncount_after: {count_after}\nir:\n{body}{END_MARK}"
+    """The answer text the model learns to write (training target), ending with the end marker.
+
+    ``ir`` is normalized like prompt IR, so generated IR and prompts share one vocabulary.
+    """
+    body = escape_markers(normalize_ir(ir)) if ir and ir.strip() else ""
+    return (
+        f"passes: {passes}\ncount_before: {count_before}\ncount_after: {count_after}\nir:\n{body}{END_MARK}"
+    )
 
 
 def parse_answer(text: object, vocab: Vocabulary | None = None) -> Answer:
