@@ -129,7 +129,6 @@ def classify(raw_argv: list[str], default_lang: str = "c") -> Invocation:
         inv.reason = "no-arguments"
         return inv
     sources: list[tuple[str, str | None]] = []
-    other_inputs: list[str] = []
     has_c = False
     x_lang: str | None = None
     reason: str | None = None

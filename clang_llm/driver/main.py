@@ -17,25 +17,11 @@ from pathlib import Path
 from clang_llm.config import Settings, load_settings
 from clang_llm.db import Database
 from clang_llm.driver.args import Invocation, classify, split_llm_flags
+from clang_llm.logs import setup_logging
 from clang_llm.toolchain import Toolchain, ToolMissing, find_tool, is_our_wrapper
 
 log = logging.getLogger("clang_llm")
 RECURSION_ENV = "CLANG_LLM_ACTIVE"
-
-
-def _setup_logging(settings: Settings) -> None:
-    """Our own log goes to a file, never to stderr (probes fail on unexpected output)."""
-    if log.handlers:
-        return
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    try:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        h: logging.Handler = logging.FileHandler(settings.state_dir / "clang-llm.log")
-        h.setFormatter(logging.Formatter(f"%(asctime)s [{os.getpid()}] %(levelname)s %(message)s"))
-    except OSError:
-        h = logging.NullHandler()
-    log.addHandler(h)
 
 
 def _on_signal(signum: int, _frame: object) -> None:
@@ -92,7 +78,7 @@ def run_driver(argv: list[str], cxx: bool) -> int:
         settings = load_settings(_flag_settings(inv), source_file=src, problems=problems)
     except Exception:  # a broken config file must not break the build
         settings = Settings()
-    _setup_logging(settings)
+    setup_logging(settings)
     for p in problems:
         log.warning("config: %s", p)
     compiler = _compiler_or_die(cxx)

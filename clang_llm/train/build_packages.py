@@ -189,27 +189,41 @@ def _steps(recipe: Recipe, defaults: Defaults, work: Path) -> list[tuple[str, li
         steps.append(("make", ["make", "-k", jobs, *recipe.make_args], True, work))
     elif recipe.build == "cmake":
         bdir = work / "_clang_llm_build"
-        steps.append((
-            "cmake",
-            [
-                "cmake", "-S", str(work), "-B", str(bdir), "-G", "Unix Makefiles",
-                "-DCMAKE_C_COMPILER=clang-llm", "-DCMAKE_CXX_COMPILER=clang++-llm",
-                f"-DCMAKE_BUILD_TYPE={defaults.cmake_build_type}", "-DBUILD_TESTING=OFF",
-                *recipe.configure_args,
-            ],
-            False, work,
-        ))
+        steps.append(
+            (
+                "cmake",
+                [
+                    "cmake",
+                    "-S",
+                    str(work),
+                    "-B",
+                    str(bdir),
+                    "-G",
+                    "Unix Makefiles",
+                    "-DCMAKE_C_COMPILER=clang-llm",
+                    "-DCMAKE_CXX_COMPILER=clang++-llm",
+                    f"-DCMAKE_BUILD_TYPE={defaults.cmake_build_type}",
+                    "-DBUILD_TESTING=OFF",
+                    *recipe.configure_args,
+                ],
+                False,
+                work,
+            )
+        )
         steps.append(("make", ["make", "-k", jobs, *recipe.make_args], True, bdir))
     elif recipe.build == "meson":
         bdir = work / "_clang_llm_build"
         steps.append(("meson", ["meson", "setup", str(bdir), *recipe.configure_args], False, work))
         steps.append(("ninja", ["ninja", "-k", "0", jobs, "-C", str(bdir)], True, work))
     else:  # plain make
-        steps.append((
-            "make",
-            ["make", "-k", jobs, "CC=clang-llm", "CXX=clang++-llm", *recipe.make_args],
-            True, work,
-        ))
+        steps.append(
+            (
+                "make",
+                ["make", "-k", jobs, "CC=clang-llm", "CXX=clang++-llm", *recipe.make_args],
+                True,
+                work,
+            )
+        )
     return steps
 
 
@@ -243,13 +257,20 @@ def build_package(
 
     record_dir.mkdir(parents=True, exist_ok=True)
     version = debian_version(src_dir)
-    meta = {"package": name, "version": version, "split": recipe.split, "src_dir": str(src_dir),
-            "build": recipe.build, "exclude": list(recipe.exclude)}
+    meta = {
+        "package": name,
+        "version": version,
+        "split": recipe.split,
+        "src_dir": str(src_dir),
+        "build": recipe.build,
+        "exclude": list(recipe.exclude),
+    }
     (record_dir / META_FILE).write_text(json.dumps(meta, indent=1))
     log_path = log_path or record_dir / "build.log"
     work = src_dir / recipe.subdir if recipe.subdir else src_dir
-    result = BuildResult(name=name, ok=True, recorded=0, seconds=0.0, version=version,
-                         split=recipe.split, src_dir=str(src_dir))
+    result = BuildResult(
+        name=name, ok=True, recorded=0, seconds=0.0, version=version, split=recipe.split, src_dir=str(src_dir)
+    )
     t0 = time.monotonic()
     with open(log_path, "a") as log:
         for label, argv, record, cwd in _steps(recipe, defaults, work):
@@ -258,8 +279,15 @@ def build_package(
             log.flush()
             env = _wrapper_env(defaults, record_dir if record else None)
             try:
-                rc = subprocess.run(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, timeout=defaults.timeout_s).returncode
+                rc = subprocess.run(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=defaults.timeout_s,
+                ).returncode
                 err = f"exit status {rc}" if rc else ""
             except subprocess.TimeoutExpired:
                 err = f"timed out after {defaults.timeout_s}s"
@@ -291,7 +319,10 @@ def build_all(
     console = console or Console(stderr=True)
     defaults, recipes = load_recipes(recipes_file)
     wanted = names or list(recipes)
-    if shutil.which("clang-llm", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]) is None:
+    if (
+        shutil.which("clang-llm", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+        is None
+    ):
         raise RuntimeError("clang-llm is not on PATH (install the package into the venv first)")
     results: list[BuildResult] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -312,8 +343,15 @@ def build_all(
             log_path = (log_dir / f"build-{name}.log") if log_dir else None
             if log_dir:
                 log_dir.mkdir(parents=True, exist_ok=True)
-            r = build_package(name, src_dir, record_root / name, recipe=recipe, defaults=defaults,
-                              log_path=log_path, retry_failed=retry_failed)
+            r = build_package(
+                name,
+                src_dir,
+                record_root / name,
+                recipe=recipe,
+                defaults=defaults,
+                log_path=log_path,
+                retry_failed=retry_failed,
+            )
             results.append(r)
             status = "[green]ok" if r.ok else f"[red]FAILED at {r.failed_step} ({r.error})"
             console.print(f"{name} {r.version}: {status}[/], {r.recorded} TUs recorded, {r.seconds:.0f}s")
@@ -331,8 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retry-failed", action="store_true", help="rebuild packages whose build failed")
     ap.add_argument("packages", nargs="*", help="only these packages (default: all recipes)")
     args = ap.parse_args(argv)
-    results = build_all(args.src, args.record, args.packages or None, recipes_file=args.recipes,
-                        log_dir=args.logs, retry_failed=args.retry_failed)
+    results = build_all(
+        args.src,
+        args.record,
+        args.packages or None,
+        recipes_file=args.recipes,
+        log_dir=args.logs,
+        retry_failed=args.retry_failed,
+    )
     ok = sum(r.ok for r in results)
     Console(stderr=True).print(
         f"{ok}/{len(results)} built, {sum(r.recorded for r in results)} TUs recorded in total"

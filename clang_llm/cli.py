@@ -1,0 +1,133 @@
+"""`clang-llm-tool`: config, stats, explain, cache — and the data/model commands mounted below."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clang_llm.config import SETTING_NAMES, load_settings
+from clang_llm.db import Database
+
+app = typer.Typer(help="Manage clang-llm: settings, stats, per-object explanations, cache, data and models.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _db() -> Database:
+    return Database(load_settings().state_dir)
+
+
+@app.command()
+def config(source: Annotated[Path | None, typer.Option(help="Show the settings for this source file")] = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show every setting, its value and where it came from (flag > env > project > user > default)."""
+    problems: list[str] = []
+    s = load_settings(source_file=source, problems=problems)
+    rows = {n: {"value": getattr(s, n), "source": s.sources.get(n, "default")} for n in SETTING_NAMES}
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    t = Table("setting", "value", "from")
+    for n, r in rows.items():
+        t.add_row(n, repr(r["value"]), r["source"])
+    console.print(t)
+    for p in problems:
+        console.print(f"[yellow]problem:[/] {p}")
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{100.0 * a / b:.1f}%" if b else "-"
+
+
+@app.command()
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+          zero: Annotated[bool, typer.Option("--zero", "-z", help="Reset the counters")] = False) -> None:
+    """Counters: optimized / -Oz / fell back / passed through (by reason), sizes against -Oz."""
+    db = _db()
+    if zero:
+        db.zero()
+        console.print("statistics zeroed")
+        return
+    counts = db.event_counts()
+    totals = db.size_totals()
+    cache = db.cache_stats()
+    by_kind: dict[str, int] = {}
+    for kind, _, n in counts:
+        by_kind[kind] = by_kind.get(kind, 0) + n
+    compiled = by_kind.get("optimized", 0) + by_kind.get("oz", 0)
+    data = {
+        "calls": sum(by_kind.values()), "by_kind": by_kind,
+        "reasons": [{"kind": k, "reason": r, "count": n} for k, r, n in counts],
+        "optimized_rate": (by_kind.get("optimized", 0) / compiled) if compiled else None,
+        "sizes": totals, "cache": cache,
+        "text_vs_oz": (totals["text"] / totals["oz_text"]) if totals["oz_text"] else None,
+        "alloc_vs_oz": (totals["alloc"] / totals["oz_alloc"]) if totals["oz_alloc"] else None,
+        "count_vs_oz": (totals["count"] / totals["oz_count"]) if totals["oz_count"] else None,
+    }
+    if as_json:
+        print(json.dumps(data, indent=1))
+        return
+    t = Table("outcome", "reason", "count", "share", title="clang-llm statistics")
+    for k, r, n in counts:
+        t.add_row(k, r, str(n), _pct(n, data["calls"]))
+    console.print(t)
+    console.print(f"TUs compiled through the wrapper: {compiled}; beat -Oz: {by_kind.get('optimized', 0)} "
+                  f"({_pct(by_kind.get('optimized', 0), compiled)}); cache hits: {totals['cache_hits']} "
+                  f"({_pct(totals['cache_hits'], compiled)}); model calls: {totals['model_calls']}")
+    if totals["oz_text"]:
+        for label, a, b in ((".text", "text", "oz_text"), ("allocated", "alloc", "oz_alloc"),
+                            ("IR instructions", "count", "oz_count")):
+            console.print(f"{label}: {totals[a]} vs -Oz {totals[b]} ({_delta(totals[a], totals[b])})")
+
+
+def _delta(a: int, b: int) -> str:
+    return f"{100.0 * (a - b) / b:+.2f}%" if b else "-"
+
+
+@app.command()
+def explain(obj: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the decision record of one object file: candidates, findings, feedback, the choice and why."""
+    rec = _db().get_record(str(obj.resolve()))
+    if rec is None:
+        console.print(f"no record for {obj} (passed through, fell back to clang, or built elsewhere)")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(rec, indent=1))
+        return
+    from clang_llm.explain import render_transcript
+
+    console.print(render_transcript(rec), markup=False, highlight=False)
+
+
+@app.command()
+def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached decision")] = False) -> None:
+    """Show (or clear) the decision cache."""
+    db = _db()
+    if clear:
+        console.print(f"removed {db.cache_clear()} cached decisions")
+        return
+    s = db.cache_stats()
+    console.print(f"{s['entries']} cached decisions, {s['hits']} hits, in {db.path}")
+
+
+def _mount() -> None:
+    """Mount the data/model commands; their heavy imports happen only when they run."""
+    try:
+        from clang_llm import cli_data
+    except ImportError:
+        return
+    for name in ("autotune_cmd", "screen_cmd", "eval_cmd", "corpus_cmd", "train_cmd", "export_cmd"):
+        fn = getattr(cli_data, name, None)
+        if fn is not None:
+            app.command(name.removesuffix("_cmd"))(fn)
+    sub = getattr(cli_data, "dataset_app", None)
+    if sub is not None:
+        app.add_typer(sub, name="dataset")
+
+
+_mount()

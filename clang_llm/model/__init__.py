@@ -1,0 +1,19 @@
+"""Model backends behind one small interface; the default is a local CTranslate2 model.
+
+Importing this package is cheap and never imports torch or transformers (those are only for
+training, in `clang_llm.train`).
+"""
+
+from clang_llm.model.card import CARD_FILE, ModelCard, ModelError, read_card, write_card
+from clang_llm.model.ct2 import MODEL_FILES, Model, load_model
+
+__all__ = [
+    "CARD_FILE",
+    "MODEL_FILES",
+    "Model",
+    "ModelCard",
+    "ModelError",
+    "load_model",
+    "read_card",
+    "write_card",
+]

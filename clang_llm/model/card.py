@@ -1,0 +1,91 @@
+"""The model card (``model-card.json``): what a model directory was built for and how well it did.
+
+The driver refuses a model made for another LLVM major or prompt format (its pass names and IR
+would not match); a different pass-vocabulary version is only noted, because answers are
+checked against the current vocabulary anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CARD_FILE = "model-card.json"
+CARD_VERSION = 1
+
+
+class ModelError(Exception):
+    """A model directory that cannot be used; the message is one line, fit for a log or a CLI."""
+
+
+@dataclass
+class ModelCard:
+    llvm_major: int
+    pass_vocabulary_version: str
+    prompt_format: str
+    context_length: int
+    training: dict[str, Any] = field(default_factory=dict)  # data summary, steps, dims, loss
+    metrics: dict[str, Any] = field(default_factory=dict)  # evaluation results
+    name: str = ""
+    card_version: int = CARD_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object, where: str = CARD_FILE) -> ModelCard:
+        """Build a card from parsed JSON, raising `ModelError` that names the bad field."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{where}: expected a JSON object")
+        spec = {
+            "llvm_major": int,
+            "pass_vocabulary_version": str,
+            "prompt_format": str,
+            "context_length": int,
+        }
+        for key, typ in spec.items():
+            value = data.get(key)
+            if not isinstance(value, typ) or isinstance(value, bool):
+                raise ModelError(f"{where}: field '{key}' missing or not {typ.__name__}")
+        if data["context_length"] <= 0:
+            raise ModelError(f"{where}: context_length must be positive")
+        for key in ("training", "metrics"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ModelError(f"{where}: field '{key}' must be an object")
+        return cls(
+            llvm_major=data["llvm_major"],
+            pass_vocabulary_version=data["pass_vocabulary_version"],
+            prompt_format=data["prompt_format"],
+            context_length=data["context_length"],
+            training=dict(data.get("training", {})),
+            metrics=dict(data.get("metrics", {})),
+            name=str(data.get("name", "")),
+            card_version=int(data.get("card_version", CARD_VERSION)),
+        )
+
+
+def read_card(model_dir: str | Path) -> ModelCard:
+    path = Path(model_dir) / CARD_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{model_dir}: no {CARD_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable ({_first_line(exc)})") from None
+    return ModelCard.from_json(data, str(path))
+
+
+def write_card(model_dir: str | Path, card: ModelCard) -> Path:
+    """Write the card atomically (a reader never sees half a file)."""
+    path = Path(model_dir) / CARD_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(card.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,171 @@
+"""The local model backend: a CTranslate2 int8 decoder plus its `tokenizers` tokenizer.
+
+A model directory holds ``model.bin``, ``config.json``, ``vocabulary.json`` (CTranslate2),
+``tokenizer.json`` and ``model-card.json``. Only ``ctranslate2`` and ``tokenizers`` are used,
+imported lazily, so the compiler driver never pays for (or needs) torch.
+
+Reproducible sampling: CTranslate2 seeds each worker thread's generator once, from the global
+seed, at its first draw, so re-seeding a used `Generator` changes nothing. `generate` therefore
+samples on a generator whose workers have never drawn (one prepared at load, a new one after),
+right after `ctranslate2.set_random_seed(seed)`, under a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from clang_llm import LLVM_MAJOR
+from clang_llm.model.card import CARD_FILE, ModelCard, ModelError, read_card
+from clang_llm.optimizer.prompt import ANSWER_MARK, END_MARK, PROMPT_FORMAT
+from clang_llm.passes import Vocabulary
+
+BOS = "<s>"
+EOS = "</s>"
+MODEL_FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json", CARD_FILE)
+DEFAULT_TOP_K = 50
+_LOCK = threading.Lock()
+
+
+class Model:
+    """A loaded model: tokenizer, card and a CTranslate2 generator factory."""
+
+    def __init__(self, path: Path, card: ModelCard, tokenizer: Any, intra_threads: int, device: str) -> None:
+        self.path = path
+        self.card = card
+        self.intra_threads = intra_threads
+        self.device = device
+        self.warnings: list[str] = []
+        self._tokenizer = tokenizer
+        self._fresh: Any = self._new_generator()  # also proves that model.bin loads
+
+    @property
+    def context_length(self) -> int:
+        return self.card.context_length
+
+    @cached_property
+    def id(self) -> str:
+        """Stable content hash of the model files (names and bytes): part of every cache key."""
+        h = hashlib.sha256()
+        for name in MODEL_FILES:
+            h.update(name.encode() + b"\0")
+            with open(self.path / name, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            h.update(b"\0")
+        return h.hexdigest()[:16]
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes in a prompt (the measure of `build_prompt` budgets)."""
+        return len(self._tokenizer.encode(text).ids)
+
+    def _encode_prompt(self, prompt: str) -> list[str]:
+        return [BOS, *self._tokenizer.encode(prompt).tokens]
+
+    def _new_generator(self) -> Any:
+        import ctranslate2
+
+        try:
+            return ctranslate2.Generator(
+                str(self.path),
+                device=self.device,
+                compute_type="auto",
+                intra_threads=self.intra_threads,
+                inter_threads=1,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"{self.path}: cannot load the CTranslate2 model ({_first_line(exc)})") from None
+
+    def generate(
+        self,
+        prompts: list[str] | str,
+        k: int = 1,
+        seed: int = 0,
+        temperature: float = 0.8,
+        max_new_tokens: int = 256,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+    ) -> list[str]:
+        """Sample ``k`` answers per prompt; a list of prompts gives ``k`` answers each, in order.
+
+        Same prompts, k, seed and settings give the same answers. Temperature 0 decodes without
+        sampling: greedy for k == 1, a k-wide beam search for k > 1. Raises `ModelError` when a
+        prompt does not fit the context (build prompts with `build_prompt` to avoid it).
+        """
+        import ctranslate2
+
+        batch = [prompts] if isinstance(prompts, str) else list(prompts)
+        if k < 1 or max_new_tokens < 1:
+            raise ValueError("k and max_new_tokens must be at least 1")
+        if not batch:
+            return []
+        encoded = [self._encode_prompt(p) for p in batch]
+        longest = max(len(e) for e in encoded)
+        room = self.context_length - longest
+        if room < 1:
+            raise ModelError(f"prompt of {longest} tokens does not fit the context of {self.context_length}")
+        options: dict[str, Any] = {
+            "max_length": min(max_new_tokens, room),
+            "include_prompt_in_result": False,
+            "num_hypotheses": k,
+            "end_token": [END_MARK, EOS],
+            "return_end_token": False,
+        }
+        if temperature <= 0:
+            options.update(beam_size=k, sampling_topk=1)
+        else:
+            options.update(beam_size=1, sampling_topk=max(1, top_k), sampling_temperature=temperature)
+        with _LOCK:
+            generator = self._fresh if self._fresh is not None else self._new_generator()
+            self._fresh = None
+            ctranslate2.set_random_seed(seed & 0xFFFFFFFF)
+            results = generator.generate_batch(encoded, **options)
+        return [
+            self._tokenizer.decode(ids, skip_special_tokens=False) for r in results for ids in r.sequences_ids
+        ]
+
+
+def load_model(model_dir: str | Path, *, intra_threads: int | None = None, device: str = "cpu") -> Model:
+    """Open a model directory, checking it fully; any problem is one `ModelError` line."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ModelError(f"{path}: model directory not found")
+    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
+    if missing:
+        raise ModelError(f"{path}: not a model directory (missing {', '.join(missing)})")
+    card = read_card(path)
+    if card.llvm_major != LLVM_MAJOR:
+        raise ModelError(f"{path}: model is for LLVM {card.llvm_major}, this is LLVM {LLVM_MAJOR}")
+    if card.prompt_format != PROMPT_FORMAT:
+        raise ModelError(f"{path}: prompt format {card.prompt_format!r}, expected {PROMPT_FORMAT!r}")
+    tokenizer = _load_tokenizer(path / "tokenizer.json")
+    threads = intra_threads if intra_threads is not None else min(4, os.cpu_count() or 1)
+    model = Model(path, card, tokenizer, threads, device)
+    vocab_version = Vocabulary.default().version
+    if card.pass_vocabulary_version != vocab_version:
+        model.warnings.append(
+            f"model trained on pass vocabulary {card.pass_vocabulary_version}, current is {vocab_version}"
+        )
+    return model
+
+
+def _load_tokenizer(path: Path) -> Any:
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
+        raise ModelError(f"{path}: unreadable tokenizer ({_first_line(exc)})") from None
+    absent = [t for t in (BOS, ANSWER_MARK, END_MARK) if tokenizer.token_to_id(t) is None]
+    if absent:
+        raise ModelError(f"{path}: tokenizer lacks special tokens {', '.join(absent)}")
+    return tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
