@@ -43,6 +43,7 @@ class Settings:
     dir: str = field(default_factory=_default_state_dir)  # stats, records, cache, log
     record: str = ""  # CLANG_LLM_RECORD: save each TU's IR + command line here
     cache: bool = True
+    db_timeout: float = 5.0  # seconds to wait for a busy database before skipping the write
     cache_max_entries: int = 50_000
     disable: bool = False  # kill switch: exec the real compiler, untouched
 

@@ -85,7 +85,7 @@ def run_driver(argv: list[str], cxx: bool) -> int:
     plain = _plain_args(args, inv)
     if settings.disable:
         return _exec_real(compiler, plain)
-    db = Database(settings.state_dir)
+    db = Database(settings.state_dir, timeout=settings.db_timeout)
     try:
         if inv.passthrough:
             db.safe("stats", db.add_event, "passthrough", inv.reason)

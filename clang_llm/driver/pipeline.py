@@ -22,6 +22,7 @@ from clang_llm.db import Database
 from clang_llm.driver.args import Invocation, strip_for_codegen
 from clang_llm.driver.outputs import atomic_copy, atomic_write_text, private_tempdir
 from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.objsize import object_sizes
 from clang_llm.optimizer.base import Decision, Finding, Optimizer, TUContext, select_best
 from clang_llm.passes import OZ, PassListError, Vocabulary, parse_pass_list
 from clang_llm.toolchain import Toolchain, ToolTimeout, run
@@ -170,9 +171,12 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
                         {"reason": decision.reason}, settings.cache_max_entries)
         assert decision is not None
         chosen = decision.chosen
-        # Invariant 3, checked here again whatever the optimizer said.
-        if not chosen.valid or chosen.sizes is None or chosen.object_path is None \
-                or not chosen.sizes.not_larger_than(oz.sizes):
+        # Invariants 2 and 3, checked again whatever the optimizer said: the object must be one
+        # that opt + codegen built here, and its measured sizes must not exceed -Oz's.
+        if chosen is not oz and not (
+            chosen.valid and chosen.object_path in builder.objects
+            and object_sizes(chosen.object_path).not_larger_than(oz.sizes)
+        ):
             chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
         assert chosen.object_path is not None and chosen.sizes is not None
         try:

@@ -30,6 +30,7 @@ class TUBuilder:
         self._pipelines: dict[str, str] = {}
         self._n = 0
         self.count_before: int | None = None
+        self.objects: set[Path] = set()  # every object this builder made (the only ones that may ship)
 
     def base_pipeline(self, token: str) -> str:
         """clang's own pipeline at -Oz/-Os/-O1/-O2 for this TU's flags (what `clang -c` would run)."""
@@ -77,6 +78,7 @@ class TUBuilder:
                 return f
             f.sizes = object_sizes(out_o)
             f.object_path = out_o
+            self.objects.add(out_o)
             f.valid = True
         except ToolTimeout as e:
             f.error_kind, f.error = "timeout", str(e)

@@ -1,0 +1,133 @@
+"""The wrapper against the real clang-22: byte-identical passthrough, the -Oz control case, depfiles."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_CXX, run_clang, run_wrapper
+
+from clang_llm.db import Database
+
+FLAG_SETS = [[], ["-g"], ["-fPIC", "-O2"], ["-ffunction-sections", "-fdata-sections", "-O0"],
+             ["-march=x86-64-v3", "-DNDEBUG", "-I."]]
+
+
+@pytest.mark.parametrize("flags", FLAG_SETS, ids=lambda f: " ".join(f) or "plain")
+def test_oz_control_case_is_byte_identical(state: Path, src: Path, flags: list[str]) -> None:
+    """With clang's own -Oz pipeline as the only candidate, the object is clang -Oz -c's, byte for byte."""
+    cwd = src.parent
+    w = run_wrapper([*flags, "-c", src.name, "-o", "w.o"], cwd)
+    assert w.returncode == 0, w.stderr
+    r = run_clang([*flags, "-Oz", "-c", src.name, "-o", "r.o"], cwd)
+    assert r.returncode == 0
+    assert (cwd / "w.o").read_bytes() == (cwd / "r.o").read_bytes()
+    rec = Database(state).get_record(str(cwd / "w.o"))
+    assert rec is not None and rec["chosen"]["pass_list"] == "Oz"
+    assert rec["chosen"]["sizes"] == rec["oz"]["sizes"]
+
+
+def test_cxx_control_case(state: Path, tmp_path: Path) -> None:
+    (tmp_path / "s.cpp").write_text(SAMPLE_CXX)
+    w = run_wrapper(["-std=c++17", "-fPIC", "-c", "s.cpp", "-o", "w.o"], tmp_path, cxx=True)
+    assert w.returncode == 0, w.stderr
+    run_clang(["-std=c++17", "-fPIC", "-Oz", "-c", "s.cpp", "-o", "r.o"], tmp_path, cxx=True)
+    assert (tmp_path / "w.o").read_bytes() == (tmp_path / "r.o").read_bytes()
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-v"], ["-dumpmachine"], ["-print-search-dirs"],
+                                  ["-E", "prog.c"], ["-E", "-dM", "-x", "c", "/dev/null"]])
+def test_info_and_preprocess_are_byte_identical(state: Path, src: Path, args: list[str]) -> None:
+    w = run_wrapper([*args, "--llm-rounds=2"], src.parent)
+    r = run_clang(args, src.parent)
+    assert (w.returncode, w.stdout, w.stderr) == (r.returncode, r.stdout, r.stderr)
+
+
+def test_link_is_byte_identical(state: Path, src: Path) -> None:
+    cwd = src.parent
+    w = run_wrapper(["-Oz", "prog.c", "-o", "w.out"], cwd)
+    r = run_clang(["-Oz", "prog.c", "-o", "r.out"], cwd)
+    assert w.returncode == r.returncode == 0
+    assert (cwd / "w.out").read_bytes() == (cwd / "r.out").read_bytes()
+    kinds = Database(state).event_counts()
+    assert ("passthrough", "link", 1) in kinds
+
+
+def test_depfiles_match_plain_clang(state: Path, src: Path) -> None:
+    cwd = src.parent
+    (cwd / "obj").mkdir()
+    for dep in (["-MD"], ["-MMD", "-MP"], ["-MD", "-MF", "obj/custom.d"], ["-MMD", "-MT", "tgt", "-MF", "obj/t.d"]):
+        run_clang([*dep, "-Oz", "-c", "prog.c", "-o", "obj/prog.o"], cwd)
+        depname = next((dep[i + 1] for i, a in enumerate(dep) if a == "-MF"), "obj/prog.d")
+        ref = (cwd / depname).read_bytes()
+        (cwd / depname).unlink()
+        w = run_wrapper([*dep, "-c", "prog.c", "-o", "obj/prog.o"], cwd)
+        assert w.returncode == 0, w.stderr
+        assert (cwd / depname).read_bytes() == ref, dep
+
+
+def test_diagnostics_and_errors_are_clangs(state: Path, tmp_path: Path) -> None:
+    (tmp_path / "warn.c").write_text("int f(int x) { int unused; return x; }\n")
+    w = run_wrapper(["-Wall", "-c", "warn.c", "-o", "w.o"], tmp_path)
+    r = run_clang(["-Wall", "-Oz", "-c", "warn.c", "-o", "r.o"], tmp_path)
+    assert w.returncode == 0 and w.stderr == r.stderr and b"unused" in w.stderr
+    (tmp_path / "bad.c").write_text("int f( { return 1 }\n")
+    w = run_wrapper(["-c", "bad.c", "-o", "bad.o", "--llm-rounds=3"], tmp_path)
+    r = run_clang(["-Oz", "-c", "bad.c", "-o", "bad.o"], tmp_path)
+    assert (w.returncode, w.stdout, w.stderr) == (r.returncode, r.stdout, r.stderr)
+    assert w.returncode != 0 and not (tmp_path / "bad.o").exists()
+
+
+def _spy_clang(tmp_path: Path) -> Path:
+    """A fake clang that logs its argv then runs the real one: proves what reaches clang."""
+    log = tmp_path / "argv.log"
+    spy = tmp_path / "spy-clang"
+    spy.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec clang-22 "$@"\n')
+    spy.chmod(spy.stat().st_mode | stat.S_IEXEC)
+    return spy
+
+
+@pytest.mark.parametrize("extra_env", [{}, {"CLANG_LLM_OPT": "/nonexistent/opt"}, {"CLANG_LLM_DISABLE": "1"}],
+                         ids=["normal", "fallback", "disabled"])
+def test_no_llm_flag_ever_reaches_clang(state: Path, src: Path, tmp_path: Path, extra_env: dict[str, str]) -> None:
+    spy = _spy_clang(tmp_path)
+    env = {**os.environ, "CLANG_LLM_CLANG": str(spy), **extra_env}
+    for args in (["-c", "prog.c", "-o", "x.o"], ["prog.c", "-o", "x"], ["--version"]):
+        w = run_wrapper([*args, "--llm-rounds=3", "--llm-samples=2", "--llm-off"], src.parent, env=env)
+        assert w.returncode == 0, w.stderr
+    logged = (tmp_path / "argv.log").read_text()
+    assert logged and "--llm" not in logged
+
+
+def test_kill_switch_builds_plain_clang_objects(state: Path, src: Path) -> None:
+    env = {**os.environ, "CLANG_LLM_DISABLE": "1"}
+    w = run_wrapper(["-Oz", "-g", "-c", "prog.c", "-o", "w.o"], src.parent, env=env)
+    r = run_clang(["-Oz", "-g", "-c", "prog.c", "-o", "r.o"], src.parent)
+    assert w.returncode == r.returncode == 0
+    assert (src.parent / "w.o").read_bytes() == (src.parent / "r.o").read_bytes()
+    assert not (state / "clang-llm.sqlite").exists()  # the kill switch touches nothing
+
+
+def test_launcher_form_and_response_file(state: Path, src: Path) -> None:
+    cwd = src.parent
+    (cwd / "args.rsp").write_text("-c prog.c -o w.o --llm-rounds=2\n")
+    w = run_wrapper(["clang-22", "@args.rsp"], cwd)
+    assert w.returncode == 0, w.stderr
+    run_clang(["-Oz", "-c", "prog.c", "-o", "r.o"], cwd)
+    assert (cwd / "w.o").read_bytes() == (cwd / "r.o").read_bytes()
+    rec = Database(state).get_record(str(cwd / "w.o"))
+    assert rec is not None and rec["settings"]["rounds"] == 2
+
+
+def test_o0_policy(state: Path, src: Path, tmp_path: Path) -> None:
+    cwd = src.parent
+    run_wrapper(["-O0", "-c", "prog.c", "-o", "a.o"], cwd)
+    run_clang(["-O0", "-Oz", "-c", "prog.c", "-o", "r.o"], cwd)
+    assert (cwd / "a.o").read_bytes() == (cwd / "r.o").read_bytes()  # default: size-optimized anyway
+    (cwd / ".clang-llm.toml").write_text("optimize_o0 = false\n")
+    run_wrapper(["-O0", "-c", "prog.c", "-o", "b.o"], cwd)
+    run_clang(["-O0", "-c", "prog.c", "-o", "r0.o"], cwd)
+    assert (cwd / "b.o").read_bytes() == (cwd / "r0.o").read_bytes()
+    assert ("passthrough", "O0-untouched", 1) in Database(state).event_counts()

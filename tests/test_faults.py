@@ -1,0 +1,172 @@
+"""Fault injection: every failure ends with clang -Oz's object (or clang's own error), a counted
+reason, and no stray or half-written files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_clang, run_wrapper, wrapper_cmd
+
+from clang_llm.config import Settings
+from clang_llm.db import Database
+from clang_llm.driver.args import classify
+from clang_llm.driver.pipeline import compile_tu
+from clang_llm.optimizer.base import Decision, Finding, Sizes, TUContext
+from clang_llm.toolchain import Toolchain
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+def _reference(src: Path) -> bytes:
+    assert run_clang(["-Oz", "-c", src.name, "-o", "ref.o"], src.parent).returncode == 0
+    return (src.parent / "ref.o").read_bytes()
+
+
+def _no_strays(d: Path) -> None:
+    names = sorted(p.name for p in d.iterdir())
+    assert not [n for n in names if "tmp" in n or n.endswith((".bc", ".ll"))], names
+
+
+def _reasons(state: Path) -> dict[str, int]:
+    return {f"{k}:{r}": n for k, r, n in Database(state).event_counts()}
+
+
+@pytest.mark.parametrize(
+    ("opt_body", "reason", "env"),
+    [
+        (None, "fallback:tool-missing", {"CLANG_LLM_OPT": "/nonexistent/opt-22"}),
+        ('kill -SEGV $$', "fallback:oz-opt-crash", {}),
+        ('echo "opt: boom" >&2; exit 3', "fallback:oz-opt-error", {}),
+        ('sleep 30', "fallback:oz-timeout", {"CLANG_LLM_OPT_TIMEOUT": "1"}),
+        ('exec opt-22 "$@" ; ', None, {}),  # a working opt through a script: no fallback
+    ],
+    ids=["missing", "crash", "error", "hang", "healthy"],
+)
+def test_opt_faults_fall_back_to_plain_oz(state: Path, src: Path, tmp_path: Path, opt_body: str | None,
+                                          reason: str | None, env: dict[str, str]) -> None:
+    full_env = {**os.environ, **env}
+    if opt_body is not None:
+        full_env["CLANG_LLM_OPT"] = str(_script(tmp_path / "fake-opt", opt_body))
+    t0 = time.monotonic()
+    w = run_wrapper(["-c", src.name, "-o", "out.o"], src.parent, env=full_env)
+    assert w.returncode == 0 and w.stderr == b"", w.stderr
+    assert time.monotonic() - t0 < 20
+    assert (src.parent / "out.o").read_bytes() == _reference(src)
+    reasons = _reasons(state)
+    if reason:
+        assert reasons.get(reason) == 1, reasons
+    else:
+        assert not any(k.startswith("fallback") for k in reasons), reasons
+    _no_strays(src.parent)
+    assert not (state / "tmp").exists() or not list((state / "tmp").iterdir())
+
+
+def _tu(src: Path, state: Path, factory: object) -> bytes:
+    os.chdir(src.parent)
+    inv = classify(["-c", src.name, "-o", "out.o"])
+    settings = Settings(dir=str(state))
+    db = Database(state)
+    outcome = compile_tu(inv, settings, Toolchain.discover(), False, db, factory)
+    assert outcome.kind == "oz"
+    return (src.parent / "out.o").read_bytes()
+
+
+class _Raises:
+    model_id = "test-raises"
+
+    def optimize(self, tu: TUContext) -> Decision:
+        raise RuntimeError("model exploded")
+
+
+class _Garbage:
+    """Claims a tiny object that opt never built: must never ship."""
+
+    model_id = "test-garbage"
+
+    def __init__(self, fake: Path) -> None:
+        self.fake = fake
+
+    def optimize(self, tu: TUContext) -> Decision:
+        f = Finding(pass_list="gvn-sink", valid=True, sizes=Sizes(1, 1), object_path=self.fake, count_after=1)
+        return Decision(chosen=f, reason="beats-oz")
+
+
+def test_optimizer_raising_or_lying_never_ships(state: Path, src: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(src.parent)
+    ref = _reference(src)
+    assert _tu(src, state, lambda s: _Raises()) == ref
+    fake = tmp_path / "fake.o"
+    fake.write_bytes(b"\x7fELF not really")
+    assert _tu(src, state, lambda s: _Garbage(fake)) == ref
+
+
+def test_corrupt_database_is_recovered(state: Path, src: Path) -> None:
+    state.mkdir(parents=True)
+    (state / "clang-llm.sqlite").write_bytes(b"this is not a database" * 100)
+    w = run_wrapper(["-c", src.name, "-o", "out.o"], src.parent)
+    assert w.returncode == 0 and w.stderr == b""
+    assert (src.parent / "out.o").read_bytes() == _reference(src)
+    assert list(state.glob("clang-llm.sqlite.corrupt-*"))
+    assert "error:db-recovered" in _reasons(state)
+
+
+def test_locked_database_does_not_block_the_build(state: Path, src: Path) -> None:
+    Database(state).add_event("test", "init")
+    holder = sqlite3.connect(state / "clang-llm.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        env = {**os.environ, "CLANG_LLM_DB_TIMEOUT": "0.5"}
+        w = run_wrapper(["-c", src.name, "-o", "out.o"], src.parent, env=env)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert w.returncode == 0 and w.stderr == b""
+    assert (src.parent / "out.o").read_bytes() == _reference(src)
+
+
+def test_unwritable_output_gives_clangs_error(state: Path, src: Path) -> None:
+    (src.parent / "adir.o").mkdir()
+    for out in ("missing-dir/out.o", "adir.o"):
+        w = run_wrapper(["-c", src.name, "-o", out], src.parent)
+        r = run_clang(["-Oz", "-c", src.name, "-o", out], src.parent)
+        assert w.returncode == r.returncode != 0
+        assert w.stderr == r.stderr
+    assert _reasons(state).get("fallback:output-write") == 2
+    _no_strays(src.parent)
+
+
+def test_killed_mid_compile_leaves_no_partial_object(state: Path, src: Path, tmp_path: Path) -> None:
+    slow_opt = _script(tmp_path / "slow-opt", 'sleep 1; exec opt-22 "$@"')
+    env = {**os.environ, "CLANG_LLM_OPT": str(slow_opt)}
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        p = subprocess.Popen([*wrapper_cmd(), "-c", src.name, "-o", "out.o"], cwd=src.parent, env=env,
+                             stderr=subprocess.PIPE)
+        time.sleep(0.8)
+        p.send_signal(sig)
+        p.wait(timeout=20)
+        assert not (src.parent / "out.o").exists()
+        _no_strays(src.parent)
+    # The next compile sweeps the temp dir the SIGKILLed run could not remove.
+    w = run_wrapper(["-c", src.name, "-o", "out.o"], src.parent)
+    assert w.returncode == 0
+    assert not list((state / "tmp").iterdir())
+
+
+def test_bad_config_values_are_ignored(state: Path, src: Path) -> None:
+    (src.parent / ".clang-llm.toml").write_text('rounds = "lots"\nfeedback = "verbose"\n[[[broken\n')
+    env = {**os.environ, "CLANG_LLM_SAMPLES": "-4"}
+    w = run_wrapper(["-c", src.name, "-o", "out.o", "--llm-rounds=zero"], src.parent, env=env)
+    assert w.returncode == 0 and w.stderr == b""
+    assert (src.parent / "out.o").read_bytes() == _reference(src)
