@@ -115,6 +115,15 @@ def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached
     console.print(f"{s['entries']} cached decisions, {s['hits']} hits, in {db.path}")
 
 
+@app.command()
+def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C project (default: bundled example)")] = None,
+         flags: Annotated[str, typer.Option(help="Extra clang-llm flags, e.g. '--llm-samples=8'")] = "") -> None:
+    """Build the bundled example with CC=clang-llm and with clang-22 -Oz; print the size table."""
+    from clang_llm.demo import EXAMPLE, run_demo
+
+    raise typer.Exit(run_demo(project or EXAMPLE, extra_flags=flags))
+
+
 def _mount() -> None:
     """Mount the data/model commands; their heavy imports happen only when they run."""
     try:
