@@ -21,7 +21,8 @@ answer marker again to the original prompt (`build_feedback_prompt`).
 Large translation units (real ones run to tens of thousands of IR lines) are cut to the token
 budget by `build_prompt`, deterministically:
 
-1. If the whole normalized IR fits, it is used as is.
+1. If the whole normalized IR fits, it is used as is. (Functions and module-level lines are
+   counted one by one first; the whole text is counted only when their sum is near the budget.)
 2. Otherwise module-level lines (types, globals, declarations) are kept in order, each cut to
    ``GLOBAL_LINE_CHARS`` characters; they may use at most a quarter of the budget, the rest of
    them is replaced by a count (``; ... 812 more module-level lines omitted``).
@@ -201,13 +202,16 @@ def _cut_function(fn: _Function, budget: int, count_tokens: CountTokens) -> str 
 def build_prompt(ir_text: str, max_tokens: int, count_tokens: CountTokens) -> str:
     """The prompt for one TU, always within ``max_tokens`` (strategy in the module docstring)."""
     norm = escape_markers(normalize_ir(ir_text))
-    full = _assemble(norm)
-    if count_tokens(full) <= max_tokens:
-        return full
     fixed = count_tokens(_assemble(""))
     if fixed > max_tokens:
         raise ValueError(f"max_tokens={max_tokens} is too small for a prompt (needs {fixed})")
     module, functions = _split_module(norm)
+    costs = {f.index: count_tokens(f.text) for f in functions}
+    estimate = fixed + count_tokens("\n".join(module)) + sum(costs.values())
+    if estimate <= max_tokens * 1.1 + 16:  # pieces add up to about the whole; else skip a costly count
+        full = _assemble(norm)
+        if count_tokens(full) <= max_tokens:
+            return full
     total_insts = sum(f.instructions for f in functions)
     reserve = count_tokens(_summary(len(functions), total_insts)) + 2
     budget = max_tokens - fixed - reserve
@@ -215,7 +219,6 @@ def build_prompt(ir_text: str, max_tokens: int, count_tokens: CountTokens) -> st
     module_text = _module_section(module, max(0, budget // 4), count_tokens)
     remaining = budget - count_tokens(module_text) if module_text else budget
 
-    costs = {f.index: count_tokens(f.text) for f in functions}
     chosen: list[_Function] = []
     for fn in sorted(functions, key=lambda f: (-f.instructions, f.index)):
         if costs[fn.index] <= remaining:
@@ -315,9 +318,7 @@ def render_answer(passes: str, count_before: int, count_after: int, ir: str | No
     ``ir`` is normalized like prompt IR, so generated IR and prompts share one vocabulary.
     """
     body = escape_markers(normalize_ir(ir)) if ir and ir.strip() else ""
-    return (
-        f"passes: {passes}\ncount_before: {count_before}\ncount_after: {count_after}\nir:\n{body}{END_MARK}"
-    )
+    return f"passes: {passes}\ncount_before: {count_before}\ncount_after: {count_after}\nir:\n{body}{END_MARK}"
 
 
 def parse_answer(text: object, vocab: Vocabulary | None = None) -> Answer:
@@ -342,7 +343,9 @@ def _parse_answer(text: str, vocab: Vocabulary | None) -> Answer:
             continue
         key, value = m.group(1).lower(), m.group(2).strip()
         if key in seen:
-            answer.problems.append(f"several '{key}:' lines; used the first")
+            problem = f"several '{key}:' lines; used the first"
+            if problem not in answer.problems:
+                answer.problems.append(problem)
             continue
         seen.add(key)
         if key == "ir":
@@ -419,10 +422,7 @@ def _oz_line(finding: Finding, oz: Finding) -> str | None:
         )
     if finding.count_after is not None and oz.count_after is not None:
         beats = finding.count_after < oz.count_after
-        return (
-            f"feedback: beats -Oz {'yes' if beats else 'no'} "
-            f"(count_after {finding.count_after} vs {oz.count_after})"
-        )
+        return f"feedback: beats -Oz {'yes' if beats else 'no'} (count_after {finding.count_after} vs {oz.count_after})"
     return None
 
 

@@ -49,9 +49,7 @@ def export(
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    TransformersConverter(str(src), load_as_float16=False).convert(
-        str(tmp), quantization=quantization, force=True
-    )
+    TransformersConverter(str(src), load_as_float16=False).convert(str(tmp), quantization=quantization, force=True)
     shutil.copyfile(src / "tokenizer.json", tmp / "tokenizer.json")
     card = ModelCard(
         llvm_major=LLVM_MAJOR,

@@ -56,6 +56,4 @@ def fit_from_examples(
     examples_path: str | Path, out_path: str | Path, *, vocab_size: int = 8000, min_frequency: int = 2
 ) -> Path:
     """Fit the tokenizer on the texts of a training JSONL file (prompts are normalized IR)."""
-    return fit_tokenizer(
-        example_texts(examples_path), out_path, vocab_size=vocab_size, min_frequency=min_frequency
-    )
+    return fit_tokenizer(example_texts(examples_path), out_path, vocab_size=vocab_size, min_frequency=min_frequency)

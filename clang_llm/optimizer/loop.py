@@ -1,0 +1,146 @@
+"""The feedback loop (Grubisic et al. 2024): the model proposes, the real toolchain judges.
+
+Round r: one batched generate call gives k candidates (seeded); each parsed pass list is run
+through real opt + codegen (in parallel, up to `jobs`); generated IR, if any, is parsed and
+scored with BLEU against the IR opt really produced. If no candidate beats -Oz with a correct
+prediction, the feedback on the round's best answer (Fast / Short / Long) extends the original
+prompt for round r+1. The best validated object over all rounds wins; -Oz when none beats it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from clang_llm import ir
+from clang_llm.model import Model
+from clang_llm.optimizer.base import Decision, Finding, TUContext, select_best
+from clang_llm.optimizer.prompt import (
+    build_feedback_prompt,
+    build_prompt,
+    feedback_text,
+    normalize_ir,
+    parse_answer,
+)
+
+log = logging.getLogger("clang_llm")
+
+
+def _bleu(generated: str, compiled: str) -> float:
+    import sacrebleu
+
+    return float(sacrebleu.sentence_bleu(normalize_ir(generated), [normalize_ir(compiled)]).score) / 100.0
+
+
+def _compiled_ir(f: Finding) -> str | None:
+    if f.ir_path is None:
+        return None
+    try:
+        return str(ir.parse(f.ir_path))
+    except Exception:
+        return None
+
+
+def prompt_budgets(context: int, max_new_tokens: int) -> tuple[int, int]:
+    """(tokens for round 1's prompt, tokens for any prompt). Round 1 always leaves room for a
+    previous answer and feedback lines, so every round of every setting starts from the same
+    first prompt (and the model is trained on exactly that prompt)."""
+    total = max(64, context - max_new_tokens)
+    first = max(48, total - max_new_tokens - context // 5)
+    return first, total
+
+
+class ModelLoop:
+    """An Optimizer backed by a local model; `model_id` enters the decision cache key."""
+
+    def __init__(self, model: Model, settings: Any) -> None:
+        self.model = model
+        self.settings = settings
+
+    @property
+    def model_id(self) -> str:
+        return self.model.id
+
+    def _check(self, answer_text: str, tu: TUContext, pass_findings: dict[str, Finding]) -> tuple[Finding, Any]:
+        """Validate one answer: pass list through opt (shared among identical lists), IR checks."""
+        ans = parse_answer(answer_text)
+        if ans.pass_list is None:
+            kind = "unknown-pass" if any(p.startswith("unknown pass") for p in ans.problems) else "parse"
+            f = Finding(pass_list=ans.pass_text or "", valid=False, error_kind=kind,
+                        error="; ".join(ans.problems)[:1500], count_before=tu.count_before)
+        else:
+            base = pass_findings[str(ans.pass_list)]
+            f = Finding(**{**base.__dict__})  # a copy: predictions differ between identical lists
+        f.predicted_before, f.predicted_after = ans.count_before, ans.count_after
+        if ans.ir is not None:
+            err = ir.verify_text(ans.ir)
+            f.generated_ir_parses, f.generated_ir_error = err is None, err
+            compiled = _compiled_ir(f)
+            if compiled is not None:
+                f.bleu = _bleu(ans.ir, compiled)
+        return f, ans
+
+    def optimize(self, tu: TUContext) -> Decision:
+        s = self.settings
+        first_budget, budget = prompt_budgets(self.model.context_length, s.max_new_tokens)
+        prompt = build_prompt(tu.ir_text, first_budget, self.model.count_tokens)
+        current = prompt
+        rounds: list[dict[str, Any]] = []
+        findings: list[Finding] = []
+        calls = 0
+        for r in range(s.rounds):
+            k = s.samples
+            temperature = s.temperature if k > 1 else 0.0
+            answers = self.model.generate(current, k=k, seed=s.seed + r, temperature=temperature,
+                                          max_new_tokens=s.max_new_tokens)
+            calls += 1
+            # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
+            distinct: list[Any] = []
+            for a in answers:
+                pl = parse_answer(a).pass_list
+                if pl is not None and str(pl) not in {str(d) for d in distinct}:
+                    distinct.append(pl)
+            with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
+                results = list(pool.map(tu.evaluate, distinct))
+            by_list = {str(pl): f for pl, f in zip(distinct, results, strict=True)}
+            checked = [self._check(a, tu, by_list) for a in answers]
+            round_findings = [f for f, _ in checked]
+            findings.extend(round_findings)
+            best, why = select_best(tu.oz, round_findings)
+            rec: dict[str, Any] = {
+                "round": r + 1, "prompt_tokens": self.model.count_tokens(current),
+                "candidates": [{"answer": a[:4000], "pass_list": f.pass_list, "problems": ans.problems,
+                                "finding": f.to_json()} for a, (f, ans) in zip(answers, checked, strict=True)],
+                "opt_evaluations": len(distinct),
+            }
+            rounds.append(rec)
+            if why == "beats-oz" and best.predicted_after == best.count_after:
+                rec["stop"] = "beats -Oz with a correct prediction"
+                break
+            if r + 1 == s.rounds:
+                break
+            # Feedback on the round's most useful answer: the best valid one, else the first.
+            idx = round_findings.index(best) if best in round_findings else 0
+            fb_finding = round_findings[idx]
+            previous = answers[idx]
+            fb = feedback_text(s.feedback, fb_finding, None, oz=tu.oz)
+            if s.feedback == "long":
+                # The compiled IR says more than the model's own IR: it replaces it, and gets what
+                # is left of the context (about 2 characters a token).
+                previous = re.split(r"(?im)^\s*ir\s*:.*$", previous, maxsplit=1)[0].rstrip("\n") + "\nir:\n"
+                used = self.model.count_tokens(build_feedback_prompt(prompt, previous, fb))
+                compiled = _compiled_ir(fb_finding)
+                chars = max(0, budget - used - 8) * 2
+                while True:
+                    fb_long = feedback_text("long", fb_finding, compiled, oz=tu.oz, long_budget_chars=chars)
+                    if chars == 0 or self.model.count_tokens(build_feedback_prompt(prompt, previous, fb_long)) <= budget:
+                        break
+                    chars //= 2
+                fb = fb_long
+            rec["feedback"] = fb
+            current = build_feedback_prompt(prompt, previous, fb, max_tokens=budget,
+                                            count_tokens=self.model.count_tokens)
+        chosen, reason = select_best(tu.oz, findings)
+        return Decision(chosen=chosen, reason=reason, rounds=rounds, model_calls=calls, model_id=self.model.id)
