@@ -18,6 +18,7 @@ from clang_llm import ir
 from clang_llm.model import Model
 from clang_llm.optimizer.base import Decision, Finding, TUContext, select_best
 from clang_llm.optimizer.prompt import (
+    Answer,
     build_feedback_prompt,
     build_prompt,
     feedback_text,
@@ -63,9 +64,8 @@ class ModelLoop:
     def model_id(self) -> str:
         return self.model.id
 
-    def _check(self, answer_text: str, tu: TUContext, pass_findings: dict[str, Finding]) -> tuple[Finding, Any]:
-        """Validate one answer: pass list through opt (shared among identical lists), IR checks."""
-        ans = parse_answer(answer_text)
+    def _check(self, ans: Answer, tu: TUContext, pass_findings: dict[str, Finding]) -> tuple[Finding, Answer]:
+        """One answer's finding: its pass list's opt result (shared among identical lists), IR checks."""
         if ans.pass_list is None:
             kind = "unknown-pass" if any(p.startswith("unknown pass") for p in ans.problems) else "parse"
             f = Finding(pass_list=ans.pass_text or "", valid=False, error_kind=kind,
@@ -82,6 +82,24 @@ class ModelLoop:
                 f.bleu = _bleu(ans.ir, compiled)
         return f, ans
 
+    def _feedback(self, prompt: str, answer: str, finding: Finding, tu: TUContext, budget: int) -> tuple[str, str]:
+        """(previous answer as echoed, feedback text) for the next round's prompt."""
+        form = self.settings.feedback
+        if form != "long":
+            return answer, feedback_text(form, finding, None, oz=tu.oz)
+        # Long: the compiled IR says more than the model's own IR, so it replaces it, and gets
+        # what is left of the context (first guess 2 characters a token, halved until it fits).
+        previous = re.split(r"(?im)^\s*ir\s*:.*$", answer, maxsplit=1)[0].rstrip("\n") + "\nir:\n"
+        short = feedback_text("short", finding, None, oz=tu.oz)
+        used = self.model.count_tokens(build_feedback_prompt(prompt, previous, short))
+        compiled = _compiled_ir(finding)
+        chars = max(0, budget - used - 8) * 2
+        while True:
+            fb = feedback_text("long", finding, compiled, oz=tu.oz, long_budget_chars=chars)
+            if chars == 0 or self.model.count_tokens(build_feedback_prompt(prompt, previous, fb)) <= budget:
+                return previous, fb
+            chars //= 2
+
     def optimize(self, tu: TUContext) -> Decision:
         s = self.settings
         first_budget, budget = prompt_budgets(self.model.context_length, s.max_new_tokens)
@@ -97,15 +115,12 @@ class ModelLoop:
                                           max_new_tokens=s.max_new_tokens)
             calls += 1
             # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
-            distinct: list[Any] = []
-            for a in answers:
-                pl = parse_answer(a).pass_list
-                if pl is not None and str(pl) not in {str(d) for d in distinct}:
-                    distinct.append(pl)
+            parsed = [parse_answer(a) for a in answers]
+            distinct = list({str(p.pass_list): p.pass_list for p in parsed if p.pass_list is not None}.values())
             with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
                 results = list(pool.map(tu.evaluate, distinct))
             by_list = {str(pl): f for pl, f in zip(distinct, results, strict=True)}
-            checked = [self._check(a, tu, by_list) for a in answers]
+            checked = [self._check(p, tu, by_list) for p in parsed]
             round_findings = [f for f, _ in checked]
             findings.extend(round_findings)
             best, why = select_best(tu.oz, round_findings)
@@ -123,22 +138,7 @@ class ModelLoop:
                 break
             # Feedback on the round's most useful answer: the best valid one, else the first.
             idx = round_findings.index(best) if best in round_findings else 0
-            fb_finding = round_findings[idx]
-            previous = answers[idx]
-            fb = feedback_text(s.feedback, fb_finding, None, oz=tu.oz)
-            if s.feedback == "long":
-                # The compiled IR says more than the model's own IR: it replaces it, and gets what
-                # is left of the context (about 2 characters a token).
-                previous = re.split(r"(?im)^\s*ir\s*:.*$", previous, maxsplit=1)[0].rstrip("\n") + "\nir:\n"
-                used = self.model.count_tokens(build_feedback_prompt(prompt, previous, fb))
-                compiled = _compiled_ir(fb_finding)
-                chars = max(0, budget - used - 8) * 2
-                while True:
-                    fb_long = feedback_text("long", fb_finding, compiled, oz=tu.oz, long_budget_chars=chars)
-                    if chars == 0 or self.model.count_tokens(build_feedback_prompt(prompt, previous, fb_long)) <= budget:
-                        break
-                    chars //= 2
-                fb = fb_long
+            previous, fb = self._feedback(prompt, answers[idx], round_findings[idx], tu, budget)
             rec["feedback"] = fb
             current = build_feedback_prompt(prompt, previous, fb, max_tokens=budget,
                                             count_tokens=self.model.count_tokens)
