@@ -116,7 +116,7 @@ def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached
 
 
 @app.command()
-def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C project (default: bundled example)")] = None,
+def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C project (default: the example)")] = None,
          flags: Annotated[str, typer.Option(help="Extra clang-llm flags, e.g. '--llm-samples=8'")] = "") -> None:
     """Build the bundled example with CC=clang-llm and with clang-22 -Oz; print the size table."""
     from clang_llm.demo import EXAMPLE, run_demo
@@ -126,17 +126,20 @@ def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C pro
 
 def _mount() -> None:
     """Mount the data/model commands; their heavy imports happen only when they run."""
-    try:
-        from clang_llm import cli_data
-    except ImportError:
-        return
-    for name in ("autotune_cmd", "screen_cmd", "eval_cmd", "corpus_cmd", "train_cmd", "export_cmd"):
-        fn = getattr(cli_data, name, None)
-        if fn is not None:
-            app.command(name.removesuffix("_cmd"))(fn)
-    sub = getattr(cli_data, "dataset_app", None)
-    if sub is not None:
-        app.add_typer(sub, name="dataset")
+    import importlib
+
+    for module in ("clang_llm.cli_data", "clang_llm.cli_model"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in ("corpus_cmd", "autotune_cmd", "screen_cmd", "eval_cmd", "train_cmd", "export_cmd"):
+            fn = getattr(mod, name, None)
+            if fn is not None:
+                app.command(name.removesuffix("_cmd"))(fn)
+        sub = getattr(mod, "dataset_app", None)
+        if sub is not None:
+            app.add_typer(sub, name="dataset")
 
 
 _mount()

@@ -1,0 +1,77 @@
+"""One command from labelled corpus to shipped model: tokenizer → examples → training → int8 export.
+
+Every stage writes its output atomically into the work dir and is skipped when present, so an
+interrupted run resumes where it stopped (training itself resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from clang_llm.train.autotune import read_labels
+
+
+@dataclass
+class ModelRecipe:
+    context: int = 1024
+    max_new_tokens: int = 96
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    cpu_threads: int | None = None
+
+
+def make_model(labels_path: Path, modules_dir: Path, work: Path, out: Path, recipe: ModelRecipe,
+               name: str = "clang-llm-default", force_export: bool = False) -> Path:
+    from tokenizers import Tokenizer
+
+    from clang_llm.train.examples import tokenizer_texts, write_examples
+    from clang_llm.train.export import export
+    from clang_llm.train.tokenizer import fit_tokenizer
+    from clang_llm.train.trainer import train
+
+    work.mkdir(parents=True, exist_ok=True)
+    labels = read_labels(labels_path)
+    tok_path = work / "tokenizer.json"
+    if not tok_path.exists():
+        tmp = fit_tokenizer(tokenizer_texts(labels, modules_dir, seed=recipe.seed), work / "tokenizer.tmp.json",
+                            vocab_size=recipe.vocab_size)
+        tmp.replace(tok_path)
+    tok = Tokenizer.from_file(str(tok_path))
+
+    def count(text: str) -> int:
+        return len(tok.encode(text).ids)
+
+    examples = work / "examples.jsonl"
+    if not examples.exists():
+        write_examples(labels, modules_dir, examples, count, recipe.context, recipe.max_new_tokens,
+                       seed=recipe.seed)
+    t0 = time.monotonic()
+    ckpt = train(examples, tok_path, work / "train", steps=recipe.steps, batch_size=recipe.batch_size,
+                 seq_len=recipe.context, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
+                 num_heads=recipe.num_heads, lr=recipe.lr, seed=recipe.seed, cpu_threads=recipe.cpu_threads)
+    training: dict[str, Any] = {
+        "recipe": asdict(recipe), "labels": str(labels_path.name),
+        "data": _data_summary(labels, examples), "train_wall_seconds_this_run": round(time.monotonic() - t0, 1),
+    }
+    return export(ckpt, out, name=name, training=training, force=force_export)
+
+
+def _data_summary(labels: list[dict[str, Any]], examples: Path) -> dict[str, Any]:
+    train_recs = [r for r in labels if r.get("split") == "train" and r.get("status") == "ok"]
+    kinds: dict[str, int] = {}
+    with open(examples) as f:
+        for line in f:
+            k = json.loads(line).get("kind", "?")
+            kinds[k] = kinds.get(k, 0) + 1
+    return {"train_modules": len(train_recs), "packages": sorted({r["package"] for r in train_recs}),
+            "examples": kinds}
