@@ -162,7 +162,7 @@ def load_settings(
     if proj:
         data = _read_toml(proj, problems)
         _apply(s, data, f"project file {proj}", problems)
-        src = source_file if source_file is None or source_file.is_absolute() else cwd / source_file
+        src = None if source_file is None else Path(os.path.normpath(cwd / source_file))
         for pattern, values in _file_sections(data, proj.parent, src):
             _apply(s, values, f"project file {proj} [files.{pattern!r}]", problems)
     env_values = {

@@ -131,3 +131,26 @@ def test_o0_policy(state: Path, src: Path, tmp_path: Path) -> None:
     run_clang(["-O0", "-c", "prog.c", "-o", "r0.o"], cwd)
     assert (cwd / "b.o").read_bytes() == (cwd / "r0.o").read_bytes()
     assert ("passthrough", "O0-untouched", 1) in Database(state).event_counts()
+
+
+def test_multi_source_compile_is_split_per_tu(state: Path, src: Path) -> None:
+    """`cc -c a.c b.c` (a common Makefile pattern) optimizes each TU like a single compile."""
+    cwd = src.parent
+    (cwd / "second.c").write_text("int twice(int x) { return 2 * x; }\n")
+    w = run_wrapper(["-MD", "-O3", "-c", "prog.c", "second.c", "--llm-rounds=2"], cwd)
+    assert w.returncode == 0, w.stderr
+    ours = {n: (cwd / n).read_bytes() for n in ("prog.o", "second.o", "prog.d", "second.d")}
+    assert run_clang(["-MD", "-O3", "-Oz", "-c", "prog.c", "second.c"], cwd).returncode == 0
+    assert ours == {n: (cwd / n).read_bytes() for n in ours}
+    recs = {Path(r["object"]).name: r for r in Database(state).all_records()}
+    assert set(recs) == {"prog.o", "second.o"} and recs["second.o"]["settings"]["rounds"] == 2
+
+
+def test_per_file_settings_match_normalized_paths(state: Path, tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "lib" / "a.c").write_text("int f(int x) { return x + 1; }\n")
+    (tmp_path / ".clang-llm.toml").write_text(f'[files."{tmp_path / "lib" / "a.c"}"]\nrounds = 3\n')
+    assert run_wrapper(["-c", "../lib/a.c", "-o", "a.o"], tmp_path / "prog").returncode == 0
+    rec = Database(state).get_record(str(tmp_path / "prog" / "a.o"))
+    assert rec is not None and rec["settings"]["rounds"] == 3

@@ -75,6 +75,7 @@ class Invocation:
     has_dep: bool = False  # -MD / -MMD present
     mf: str | None = None
     has_mt: bool = False
+    source_positions: list[int] = field(default_factory=list)  # indexes of sources in argv
 
     @property
     def passthrough(self) -> bool:
@@ -172,10 +173,9 @@ def classify(raw_argv: list[str], default_lang: str = "c") -> Invocation:
                 inv.mf = a[3:]
             else:
                 inv.has_mt = True
-        elif a == "-":
+        elif a == "-" or not a.startswith("-"):
             sources.append((a, x_lang))
-        elif not a.startswith("-") or a == "-":
-            sources.append((a, x_lang))
+            inv.source_positions.append(i)
         if a in TAKES_ARG:
             i += 2
             continue
@@ -215,6 +215,22 @@ def classify(raw_argv: list[str], default_lang: str = "c") -> Invocation:
     if not inv.output_given:
         inv.output = os.path.splitext(os.path.basename(src))[0] + ".o"
     return inv
+
+
+def split_sources(inv: Invocation, default_lang: str = "c") -> list[Invocation] | None:
+    """`clang -c a.c b.c` compiles several TUs: one Invocation each, when every one of them is
+    optimizable (no -o, no -x, C/C++ sources only); None when the call must pass through."""
+    if inv.reason != "multiple-sources" or inv.output_given or any(a.startswith("-x") for a in inv.argv):
+        return None
+    parts = []
+    for pos in inv.source_positions:
+        others = set(inv.source_positions) - {pos}
+        part = classify([a for i, a in enumerate(inv.argv) if i not in others], default_lang)
+        if part.passthrough:
+            return None
+        part.llm_flags = inv.llm_flags
+        parts.append(part)
+    return parts
 
 
 def _with(inv: Invocation, reason: str) -> Invocation:

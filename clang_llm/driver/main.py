@@ -13,12 +13,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clang_llm.config import Settings, load_settings
 from clang_llm.db import Database
-from clang_llm.driver.args import Invocation, classify, split_llm_flags
+from clang_llm.driver.args import Invocation, classify, split_llm_flags, split_sources
 from clang_llm.logs import setup_logging
 from clang_llm.toolchain import Toolchain, ToolMissing, find_tool, is_our_wrapper
+
+if TYPE_CHECKING:
+    from clang_llm.driver.pipeline import Outcome
 
 log = logging.getLogger("clang_llm")
 RECURSION_ENV = "CLANG_LLM_ACTIVE"
@@ -87,15 +91,27 @@ def run_driver(argv: list[str], cxx: bool) -> int:
         return _exec_real(compiler, plain)
     db = Database(settings.state_dir, timeout=settings.db_timeout)
     try:
+        units = [inv]
         if inv.passthrough:
-            db.safe("stats", db.add_event, "passthrough", inv.reason)
-            return _exec_real(compiler, plain)
+            units = split_sources(inv, default_lang="c++" if cxx else "c") or []
+            if not units:
+                db.safe("stats", db.add_event, "passthrough", inv.reason)
+                return _exec_real(compiler, plain)
         if inv.opt_level == "-O0" and not settings.optimize_o0:
             db.safe("stats", db.add_event, "passthrough", "O0-untouched")
             return _exec_real(compiler, plain)
-        return _optimize(inv, settings, cxx, compiler, plain, db)
+        jobs = [(u, settings if u is inv else _settings_for(u)) for u in units]
+        return _optimize(jobs, cxx, compiler, plain, db)
     finally:
         db.close()
+
+
+def _settings_for(inv: Invocation) -> Settings:
+    """The settings of one TU of a multi-source call (per-file sections may differ)."""
+    try:
+        return load_settings(_flag_settings(inv), source_file=Path(inv.source or ""))
+    except Exception:
+        return Settings()
 
 
 def _flag_settings(inv: Invocation) -> dict[str, str]:
@@ -108,20 +124,24 @@ def _plain_args(raw: list[str], inv: Invocation) -> list[str]:
     return stripped if flags == inv.llm_flags else inv.argv
 
 
-def _optimize(inv: Invocation, settings: Settings, cxx: bool, compiler: Path, plain: list[str],
+def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path, plain: list[str],
               db: Database) -> int:
+    """Compile each TU through the pipeline; if any of them cannot be, plain clang -Oz builds the
+    whole command (clang's own diagnostics and exit code)."""
     from clang_llm.driver.pipeline import Fallback, compile_tu
     from clang_llm.optimizer.factory import make_optimizer
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     reason = None
+    outcomes: list[Outcome] = []
     try:
         toolchain = Toolchain.discover()
-        outcome = compile_tu(inv, settings, toolchain, cxx, db, make_optimizer)
+        for inv, settings in jobs:
+            outcomes.append(compile_tu(inv, settings, toolchain, cxx, db, make_optimizer))
     except Fallback as e:
         reason = e.reason
         if reason != "frontend-error":
-            log.warning("%s: fallback to clang -Oz: %s", inv.source, e)
+            log.warning("%s: fallback to clang -Oz: %s", jobs[len(outcomes)][0].source, e)
     except ToolMissing as e:
         reason = "tool-missing"
         log.warning("%s", e)
@@ -129,17 +149,23 @@ def _optimize(inv: Invocation, settings: Settings, cxx: bool, compiler: Path, pl
         return 130
     except Exception:
         reason = "internal-error"
-        log.exception("internal error on %s", inv.source)
+        log.exception("internal error on %s", jobs[min(len(outcomes), len(jobs) - 1)][0].source)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     if reason is not None:
         db.safe("stats", db.add_event, "fallback", reason)
         return _exec_real(compiler, [*plain, "-Oz"])
-    sys.stdout.buffer.write(outcome.stdout)
-    sys.stdout.flush()
-    sys.stderr.buffer.write(outcome.stderr)
-    sys.stderr.flush()
+    for outcome in outcomes:
+        sys.stdout.buffer.write(outcome.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(outcome.stderr)
+        sys.stderr.flush()
+        _count(db, outcome)
+    return 0
+
+
+def _count(db: Database, outcome: Outcome) -> None:
     r = outcome.record
     db.safe("stats", db.add_event, outcome.kind, outcome.reason,
             count_before=r["count_before"], count_after=r["chosen"]["count_after"],
@@ -147,7 +173,6 @@ def _optimize(inv: Invocation, settings: Settings, cxx: bool, compiler: Path, pl
             alloc=r["chosen"]["sizes"]["alloc"], oz_text=r["oz"]["sizes"]["text"],
             oz_alloc=r["oz"]["sizes"]["alloc"], cache_hit=int(r["cache_hit"]), model_calls=r["model_calls"])
     db.safe("record", db.put_record, r["object"], r)
-    return 0
 
 
 def safe_main(argv: list[str], cxx: bool) -> int:
