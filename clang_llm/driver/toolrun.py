@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class TUBuilder:
         self.codegen_flags, self.lang = codegen_flags, lang
         self.in_bc, self.workdir, self.timeout = in_bc, workdir, timeout
         self._pipelines: dict[str, str] = {}
-        self._n = 0
+        self._ids = itertools.count(1)  # thread-safe: candidates are validated in parallel
         self.count_before: int | None = None
         self.objects: set[Path] = set()  # every object this builder made (the only ones that may ship)
 
@@ -52,8 +53,7 @@ class TUBuilder:
 
     def evaluate(self, pass_list: PassList, verify_each: bool = True) -> Finding:
         """opt with the list (-verify-each, timeout), count instructions, codegen, measure sizes."""
-        self._n += 1
-        tag = f"c{self._n}"
+        tag = f"c{next(self._ids)}"
         out_bc, out_o = self.workdir / f"{tag}.bc", self.workdir / f"{tag}.o"
         f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)
         t0 = time.monotonic()

@@ -58,6 +58,8 @@ class Recipe:
     subdir: str = ""
     autoreconf: bool = False
     exclude: tuple[str, ...] = ()
+    prepare: tuple[str, ...] = ()
+    configure_with_wrapper: bool = False  # for Makefiles whose sub-makes ignore `make CC=...`
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,11 @@ class Defaults:
     cflags: str = "-O2"
     cmake_build_type: str = "Release"
     timeout_s: int = 2400
+    probe_cc: str = "clang-22"
+    probe_cxx: str = "clang++-22"
+    # Why --disable-static: libtool otherwise compiles every file twice (PIC and not),
+    # giving near-duplicate modules that normalized-IR dedup cannot merge.
+    autotools_args: tuple[str, ...] = ("--disable-static",)
 
 
 @dataclass
@@ -100,6 +107,9 @@ def load_recipes(path: Path | None = None) -> tuple[Defaults, dict[str, Recipe]]
         cflags=str(d.get("cflags", "-O2")),
         cmake_build_type=str(d.get("cmake_build_type", "Release")),
         timeout_s=int(d.get("timeout_s", 2400)),
+        probe_cc=str(d.get("probe_cc", "clang-22")),
+        probe_cxx=str(d.get("probe_cxx", "clang++-22")),
+        autotools_args=tuple(d.get("autotools_args", ("--disable-static",))),
     )
     recipes: dict[str, Recipe] = {}
     for entry in data.get("package", []):
@@ -112,6 +122,8 @@ def load_recipes(path: Path | None = None) -> tuple[Defaults, dict[str, Recipe]]
             subdir=entry.get("subdir", ""),
             autoreconf=bool(entry.get("autoreconf", False)),
             exclude=tuple(entry.get("exclude", ())),
+            prepare=tuple(entry.get("prepare", ())),
+            configure_with_wrapper=bool(entry.get("configure_with_wrapper", False)),
         )
         if r.name in RESERVED_PACKAGES:
             raise ValueError(f"{r.name} is reserved for independent evaluation and may not be in the corpus")
@@ -160,33 +172,48 @@ def is_done(record_dir: Path) -> dict | None:
         return None
 
 
-def _wrapper_env(defaults: Defaults, record_dir: Path | None) -> dict[str, str]:
-    """Environment for a build step: our wrappers as CC/CXX, recording only when asked."""
+def _wrapper_env(defaults: Defaults, record_dir: Path | None, *, probe: bool = False) -> dict[str, str]:
+    """Environment for a build step: our wrappers as CC/CXX, recording only when asked.
+
+    `probe`: plain clang for ./configure. Why: a configure run is hundreds of probe
+    compiles and each wrapper start costs a Python start-up; the wrapper is a drop-in for
+    clang-22, so the results are the same, and `make CC=clang-llm` then compiles every TU
+    through the wrapper. (CMake/meson keep the wrapper: they bake the compiler in.)
+    """
     env = dict(os.environ)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    env["CC"] = "clang-llm"
-    env["CXX"] = "clang++-llm"
+    env["CC"] = defaults.probe_cc if probe else "clang-llm"
+    env["CXX"] = defaults.probe_cxx if probe else "clang++-llm"
     env["CFLAGS"] = defaults.cflags
     env["CXXFLAGS"] = defaults.cflags
     env["CLANG_LLM_OFF"] = "1"
     env["MAKEFLAGS"] = ""  # an outer make's jobserver must not leak in
+    env["FORCE_UNSAFE_CONFIGURE"] = "1"  # GNU tar/coreutils refuse to configure as root otherwise
     env.pop("CLANG_LLM_RECORD", None)
     if record_dir is not None:
         env["CLANG_LLM_RECORD"] = str(record_dir)
     return env
 
 
-def _steps(recipe: Recipe, defaults: Defaults, work: Path) -> list[tuple[str, list[str], bool, Path]]:
-    """(label, argv, record?, cwd) for each step of the recipe's build system."""
+# A step: label, argv, record during it?, cwd, configure probe (plain clang)?
+Step = tuple[str, list[str], bool, Path, bool]
+_WRAPPERS = ("CC=clang-llm", "CXX=clang++-llm")
+
+
+def _steps(recipe: Recipe, defaults: Defaults, work: Path) -> list[Step]:
+    """The commands of the recipe's build system, in order."""
     jobs = f"-j{defaults.jobs}"
-    steps: list[tuple[str, list[str], bool, Path]] = []
+    steps: list[Step] = []
+    for i, cmd in enumerate(recipe.prepare):
+        steps.append((f"prepare{i + 1}", ["sh", "-c", cmd], False, work, True))
     if recipe.autoreconf:
-        steps.append(("autoreconf", ["autoreconf", "-fi"], False, work))
+        steps.append(("autoreconf", ["autoreconf", "-fi"], False, work, True))
     if recipe.build == "autotools":
         if not (work / "Makefile").exists() or recipe.autoreconf:
-            steps.append(("configure", ["./configure", *recipe.configure_args], False, work))
-        steps.append(("make", ["make", "-k", jobs, *recipe.make_args], True, work))
+            configure = ["./configure", *defaults.autotools_args, *recipe.configure_args]
+            steps.append(("configure", configure, False, work, not recipe.configure_with_wrapper))
+        steps.append(("make", ["make", "-k", jobs, *_WRAPPERS, *recipe.make_args], True, work, False))
     elif recipe.build == "cmake":
         bdir = work / "_clang_llm_build"
         steps.append(
@@ -208,20 +235,22 @@ def _steps(recipe: Recipe, defaults: Defaults, work: Path) -> list[tuple[str, li
                 ],
                 False,
                 work,
+                False,
             )
         )
-        steps.append(("make", ["make", "-k", jobs, *recipe.make_args], True, bdir))
+        steps.append(("make", ["make", "-k", jobs, *recipe.make_args], True, bdir, False))
     elif recipe.build == "meson":
         bdir = work / "_clang_llm_build"
-        steps.append(("meson", ["meson", "setup", str(bdir), *recipe.configure_args], False, work))
-        steps.append(("ninja", ["ninja", "-k", "0", jobs, "-C", str(bdir)], True, work))
+        steps.append(("meson", ["meson", "setup", str(bdir), *recipe.configure_args], False, work, False))
+        steps.append(("ninja", ["ninja", "-k", "0", jobs, "-C", str(bdir)], True, work, False))
     else:  # plain make
         steps.append(
             (
                 "make",
-                ["make", "-k", jobs, "CC=clang-llm", "CXX=clang++-llm", *recipe.make_args],
+                ["make", "-k", jobs, *_WRAPPERS, *recipe.make_args],
                 True,
                 work,
+                False,
             )
         )
     return steps
@@ -273,11 +302,11 @@ def build_package(
     )
     t0 = time.monotonic()
     with open(log_path, "a") as log:
-        for label, argv, record, cwd in _steps(recipe, defaults, work):
+        for label, argv, record, cwd, probe in _steps(recipe, defaults, work):
             result.steps.append(label)
             log.write(f"\n==== {name}: {label}: {' '.join(argv)} (cwd {cwd})\n")
             log.flush()
-            env = _wrapper_env(defaults, record_dir if record else None)
+            env = _wrapper_env(defaults, record_dir if record else None, probe=probe)
             try:
                 rc = subprocess.run(
                     argv,

@@ -1,0 +1,173 @@
+"""Data commands of ``clang-llm-tool``: autotune, dataset info, screen, eval.
+
+The lead mounts these into ``clang_llm/cli.py``::
+
+    app.command("autotune")(autotune_cmd)
+    app.add_typer(dataset_app, name="dataset")
+    app.command("screen")(screen_cmd)
+    app.command("eval")(eval_cmd)
+
+They also run on their own: ``python -m clang_llm.cli_data autotune --index ... --out ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_INDEX = Path("/work/corpus/out/index.jsonl.gz")
+DEFAULT_LABELS = Path("/work/corpus/labels/labels.jsonl.gz")
+
+IndexOpt = Annotated[Path | None, typer.Option(help="Corpus index (index.jsonl.gz); bitcode in modules/<id>.bc "
+                                                    "beside it.")]
+RecordingsOpt = Annotated[Path | None, typer.Option(help="Instead of an index: a folder of X.bc + X.json "
+                                                         "recordings (CLANG_LLM_RECORD format).")]
+SplitOpt = Annotated[list[str] | None, typer.Option("--split", help="Only modules of this split (repeatable).")]
+
+
+def _tasks(index: Path | None, recordings: Path | None, splits: list[str] | None, limit: int | None, seed: int):
+    from clang_llm.train.autotune import load_tasks
+
+    if index is None and recordings is None:
+        index = DEFAULT_INDEX
+    return load_tasks(index, recordings, None, splits or None, limit, seed)
+
+
+def autotune_cmd(
+    out: Annotated[Path, typer.Option(help="Labels file (.jsonl.gz or .jsonl); appended, done modules skipped.")]
+    = DEFAULT_LABELS,
+    index: IndexOpt = None,
+    recordings: RecordingsOpt = None,
+    split: SplitOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Label at most this many modules (after ordering).")] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = os.cpu_count() or 1,
+    budget: Annotated[int, typer.Option(help="opt evaluations per module, the -Oz baseline excluded.")] = 8,
+    timeout: Annotated[float, typer.Option(help="Seconds per opt / codegen run.")] = 20.0,
+    module_timeout: Annotated[float, typer.Option(help="Stop searching a module after this many seconds.")]
+    = 240.0,
+    max_instructions: Annotated[int, typer.Option(help="Modules with more IR instructions are recorded as "
+                                                       "skipped (too-large).")] = 40_000,
+    large_instructions: Annotated[int, typer.Option(help="Above this many IR instructions the budget shrinks "
+                                                         "in proportion (down to --min-budget).")] = 4_000,
+    min_budget: Annotated[int, typer.Option(help="Smallest budget of a large module.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the module order and the random phase.")] = 0,
+    verify_each: Annotated[bool, typer.Option(help="Run opt with -verify-each.")] = True,
+) -> None:
+    """Autotune modules for object size (labels for training and evaluation).
+
+    Per module the best pass list found within --budget opt evaluations (broadcast, greedy, random,
+    minimization), scored on .text, then alloc bytes, then instruction count. Modules run test split
+    first, then validation, then train, each in a fixed shuffled order, so a partial run is a fair
+    sample. Resumable: rerun the same command."""
+    from clang_llm.train.autotune import AutotuneConfig, autotune
+
+    cfg = AutotuneConfig(budget=budget, timeout=timeout, module_timeout=module_timeout,
+                         max_instructions=max_instructions, large_instructions=large_instructions,
+                         min_budget=min_budget, seed=seed,
+                         verify_each=verify_each)
+    tasks = _tasks(index, recordings, split, limit, seed)
+    summary = autotune(tasks, out, cfg, jobs=jobs)
+    typer.echo(json.dumps(summary.to_json()))
+
+
+dataset_app = typer.Typer(help="The corpus and its autotuned labels.", no_args_is_help=True)
+
+
+@dataset_app.command("info")
+def dataset_info_cmd(
+    labels: Annotated[Path, typer.Option(help="Labels file written by `autotune`.")] = DEFAULT_LABELS,
+    index: Annotated[Path, typer.Option(help="Corpus index.")] = DEFAULT_INDEX,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full JSON instead of a summary.")] = False,
+) -> None:
+    """Corpus counts and the autotuner's improvement over -Oz.
+
+    Counts (modules, packages, per split) and the autotuner's improvement over -Oz in instruction
+    count and .text (geomean, mean, share improved), with the CPU time spent."""
+    from clang_llm.train.dataset import dataset_info, format_info
+
+    info = dataset_info(labels, index)
+    typer.echo(json.dumps(info, indent=1) if as_json else format_info(info))
+
+
+def screen_cmd(
+    labels: Annotated[Path | None, typer.Option(help="Labels file; its most frequent winning lists are "
+                                                     "screened.")] = DEFAULT_LABELS,
+    pipeline: Annotated[list[str] | None, typer.Option(help="Extra pass list to screen (repeatable).")] = None,
+    out: Annotated[Path, typer.Option(help="Report file (JSON).")] = Path("screen-report.json"),
+    programs: Annotated[int, typer.Option(help="csmith programs to generate.")] = 24,
+    pipelines: Annotated[int, typer.Option(help="How many winning lists to take from the labels.")] = 20,
+    first_seed: Annotated[int, typer.Option(help="First csmith seed (far from the corpus' seeds).")] = 900_001,
+    jobs: Annotated[int, typer.Option(help="Parallel builds.")] = 2,
+) -> None:
+    """Screen winning pipelines for miscompiles on csmith programs.
+
+    Builds csmith programs with each pipeline and compares their output with the -O0 build; bisect
+    failing lists to the implicated passes."""
+    from clang_llm.train.screen import ScreenConfig, run_screen
+
+    cfg = ScreenConfig(programs=programs, pipelines=pipelines, first_seed=first_seed, jobs=jobs)
+    labels_path = labels if labels is not None and labels.exists() else None
+    rep = run_screen(labels_path, pipeline or [], cfg, out)
+    typer.echo(json.dumps({"report": str(out), "programs_used": sum(p["used"] for p in rep.programs),
+                           "checks": rep.checks, "outcomes": rep.outcomes, "failures": len(rep.failures),
+                           "implicated_passes": rep.implicated_passes}))
+
+
+def eval_cmd(
+    method: Annotated[list[str], typer.Option("--method", "-m", help="Method(s): oz, autotune@B, coreset@k, "
+                                              "model@k, feedback-<fast|short|long>@R, +backup suffix; "
+                                              "repeatable or comma-separated.")] = ["oz"],  # noqa: B006
+    index: IndexOpt = None,
+    recordings: RecordingsOpt = None,
+    split: SplitOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate at most this many modules.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels: coreset/broadcast lists (train split) and the "
+                                                     "autotuner's gain.")] = DEFAULT_LABELS,
+    cache: Annotated[Path | None, typer.Option(help="Per (method, module) results cache (JSONL[.gz]); "
+                                                    "resumable.")] = None,
+    out_dir: Annotated[Path, typer.Option(help="Folder for table.md, results.json and the plots.")]
+    = Path("eval-out"),
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+    timeout: Annotated[float, typer.Option(help="Seconds per opt / codegen run.")] = 20.0,
+    backup: Annotated[bool, typer.Option(help="Add the -Oz backup to every method.")] = False,
+    model: Annotated[str, typer.Option(help="Model directory for model methods (default: the shipped one).")]
+    = "",
+    seed: Annotated[int, typer.Option(help="Seed (module order, sampling).")] = 0,
+    plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
+) -> None:
+    """Evaluate methods (oz, autotune, coreset, model, feedback) against clang -Oz.
+
+    On a split (default: test): improvement in instruction count and .text (geomean, mean), shares
+    improved/equal/regressed, % of the autotuner's gain, opt evaluations and wall time per module,
+    and model metrics (validity, prediction error, generated-IR parse rate, BLEU). Writes table.md,
+    results.json and PNG plots to --out-dir."""
+    from clang_llm.eval import evaluate, write_outputs
+
+    methods = [m for arg in method for m in arg.split(",") if m.strip()]
+    all_tasks = _tasks(index, recordings, None, None, seed)
+    split_of = {t.id: t.split for t in all_tasks}  # the index, not the labels, says which split a module is in
+    wanted = set(split or ["test"])
+    tasks = [t for t in all_tasks if t.split in wanted]
+    tasks = tasks[:limit] if limit else tasks
+    settings = {"seed": seed, **({"model": model} if model else {})}
+    res = evaluate(methods, tasks, labels_path=labels if labels and labels.exists() else None,
+                   cache_path=cache or out_dir / "cache.jsonl.gz", jobs=jobs, timeout=timeout, backup=backup,
+                   seed=seed, model_settings=settings, split_of=split_of)
+    paths = write_outputs(res, out_dir, plots=plots)
+    typer.echo((out_dir / "table.md").read_text())
+    typer.echo(json.dumps({k: str(v) for k, v in paths.items()}))
+
+
+app = typer.Typer(help="clang-llm data commands (autotune, dataset, screen, eval).", no_args_is_help=True)
+app.command("autotune")(autotune_cmd)
+app.add_typer(dataset_app, name="dataset")
+app.command("screen")(screen_cmd)
+app.command("eval")(eval_cmd)
+
+if __name__ == "__main__":
+    sys.exit(app())

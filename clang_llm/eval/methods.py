@@ -1,0 +1,291 @@
+"""Evaluation methods: how each one picks a pass list for a module, given its -Oz baseline.
+
+Method names (a ``+backup`` suffix keeps the -Oz object whenever the pick is larger than -Oz
+on `.text` or alloc bytes, or invalid -- what the driver does; without it the pick ships as is,
+and only a method with no valid candidate at all falls back to -Oz):
+
+- ``oz``            clang -Oz (the baseline: every improvement is measured against it);
+- ``autotune@B``    the autotuner's search with B opt evaluations (train-split winners broadcast);
+- ``coreset@k``     the k lists that win most often on the TRAIN labels, each tried, best kept;
+- ``model@k``       the model loop, k samples, one round;
+- ``feedback-<fast|short|long>@R``  the model loop, one sample per round, R rounds of feedback.
+
+Opt evaluations counted for a method include the -Oz baseline (the driver always runs it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.optimizer.base import Finding, TUContext, select_best
+from clang_llm.passes import PassList, PassListError, parse_pass_list
+from clang_llm.train.autotune import DEFAULT_BROADCAST, AutotuneConfig, improved, search_module, top_lists
+
+KINDS = ("oz", "autotune", "coreset", "model", "feedback")
+MODEL_KINDS = ("model", "feedback")
+_NAME = re.compile(r"^(oz|autotune@\d+|coreset@\d+|model@\d+|feedback-(fast|short|long)@\d+)(\+backup)?$")
+
+
+class MethodError(ValueError):
+    """A method name that does not parse."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A parsed method name: kind, its number (B, k or R), feedback form, -Oz backup."""
+
+    kind: str
+    n: int = 0
+    form: str = ""
+    backup: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.kind == "oz":
+            base = "oz"
+        elif self.kind == "feedback":
+            base = f"feedback-{self.form}@{self.n}"
+        else:
+            base = f"{self.kind}@{self.n}"
+        return base + ("+backup" if self.backup and self.kind != "oz" else "")
+
+    @property
+    def family(self) -> str:
+        """The curve this method belongs to in plots (name without the number)."""
+        fam = f"feedback-{self.form}" if self.kind == "feedback" else self.kind
+        return fam + ("+backup" if self.backup and self.kind != "oz" else "")
+
+    @property
+    def is_model(self) -> bool:
+        return self.kind in MODEL_KINDS
+
+
+def parse_method(text: str, backup: bool = False) -> MethodSpec:
+    """Parse ``coreset@4+backup`` and friends; `backup` adds the -Oz backup to any method."""
+    t = text.strip()
+    if not _NAME.match(t):
+        raise MethodError(f"unknown method {text!r} (oz, autotune@B, coreset@k, model@k, "
+                          "feedback-<fast|short|long>@R, optional +backup)")
+    has_backup = t.endswith("+backup") or backup
+    t = t.removesuffix("+backup")
+    if t == "oz":
+        return MethodSpec("oz")
+    head, n = t.split("@")
+    if int(n) < 1:
+        raise MethodError(f"{text!r}: the number after @ must be >= 1")
+    if head.startswith("feedback-"):
+        return MethodSpec("feedback", int(n), head.removeprefix("feedback-"), has_backup)
+    return MethodSpec(head, int(n), "", has_backup)
+
+
+def coreset_lists(labels: Iterable[dict[str, Any]], k: int, split: str = "train") -> list[str]:
+    """The k lists that are the best list most often on `split`'s labels (strict .text wins);
+    the fixed broadcast list fills up when there are fewer winners than k."""
+    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in labels
+                                 if r.get("split") == split and improved(r))
+    out = [s for s, _ in wins.most_common(k)]
+    for s in DEFAULT_BROADCAST:
+        if len(out) >= k:
+            break
+        if s not in out:
+            out.append(s)
+    return out[:k]
+
+
+def _model_identity(model_dir: str) -> str:
+    """Model directory + its files' sizes and mtimes: a retrained model is a different method."""
+    try:
+        from clang_llm.optimizer.factory import default_model_dir
+
+        d = Path(model_dir) if model_dir else default_model_dir()
+        stats = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in d.iterdir() if p.is_file())
+        return f"{d.resolve()}:{stats}"
+    except Exception:
+        return model_dir
+
+
+def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
+    """What, besides the module, decides a method's result: part of the results-cache key."""
+    parts: dict[str, Any] = {"name": spec.name, "timeout": setup.timeout, "verify": setup.verify_each}
+    if spec.kind == "coreset":
+        parts["lists"] = setup.coreset[: spec.n]
+    elif spec.kind == "autotune":
+        parts["broadcast"], parts["seed"] = setup.broadcast, setup.seed
+    elif spec.is_model:
+        parts["model"] = _model_identity(str(setup.model_settings.get("model", "")))
+        parts["settings"] = setup.model_settings
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class MethodSetup:
+    """Everything shared by all modules: lists from the train labels, timeouts, model settings."""
+
+    coreset: list[str] = dataclasses.field(default_factory=list)  # enough for the largest k
+    broadcast: list[str] = dataclasses.field(default_factory=list)  # train-split winners for autotune@B
+    timeout: float = 20.0
+    verify_each: bool = True
+    seed: int = 0
+    model_settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # Settings overrides
+
+
+def _key(f: Finding) -> tuple[int, int, int]:
+    assert f.sizes is not None
+    return (f.sizes.text, f.sizes.alloc, f.count_after or 0)
+
+
+def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
+    """With backup: select_best (never larger than -Oz). Without: the smallest valid candidate,
+    -Oz only when no candidate is valid."""
+    if backup:
+        return select_best(oz, findings)[0]
+    valid = [f for f in findings if f.valid and f.sizes is not None]
+    return min(valid, key=_key) if valid else oz
+
+
+def _outcome(f: Finding) -> dict[str, Any]:
+    assert f.sizes is not None
+    return {"pass_list": f.pass_list, "text": f.sizes.text, "alloc": f.sizes.alloc, "count": f.count_after}
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def model_loop_class() -> Any:
+    """The lead's ModelLoop, imported lazily; raises ImportError when it is not there (yet)."""
+    from clang_llm.optimizer.loop import ModelLoop
+
+    return ModelLoop
+
+
+def load_model_cached(model_dir: str, threads: int = 1) -> Any:
+    """One model per worker process and directory, shared by every model method."""
+    from clang_llm.model import load_model
+    from clang_llm.optimizer.factory import default_model_dir
+
+    key = f"{model_dir}|{threads}"
+    if key not in _MODELS:
+        _MODELS[key] = load_model(Path(model_dir) if model_dir else default_model_dir(), intra_threads=threads)
+    return _MODELS[key]
+
+
+def _candidate_dicts(decision: Any, recorded: list[Finding]) -> list[dict[str, Any]]:
+    """Every candidate the loop produced, parse failures included when its transcript has them."""
+    found: list[dict[str, Any]] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if "pass_list" in x and "valid" in x:
+                found.append(x)
+                return
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(getattr(decision, "rounds", []))
+    return found if len(found) >= len(recorded) else [f.to_json() for f in recorded]
+
+
+def _model_stats(cands: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(cands)
+    pred = [(c["predicted_after"], c["count_after"]) for c in cands
+            if c.get("predicted_after") is not None and c.get("count_after") is not None]
+    gen = [c["generated_ir_parses"] for c in cands if c.get("generated_ir_parses") is not None]
+    bleu = [c["bleu"] for c in cands if c.get("bleu") is not None]
+    return {
+        "candidates": n, "valid": sum(1 for c in cands if c.get("valid")),
+        "pred_n": len(pred), "pred_exact": sum(1 for p, r in pred if p == r),
+        "pred_abs_err": float(sum(abs(p - r) for p, r in pred)),
+        "ir_n": len(gen), "ir_parsed": sum(1 for g in gen if g),
+        "bleu_n": len(bleu), "bleu_sum": float(sum(bleu)),
+    }
+
+
+def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding,
+               ir_text: str | None = None, source: str = "", module_id: str = "") -> dict[str, Any]:
+    """Run one method on one module whose -Oz baseline is `oz`; returns the result record."""
+    t0 = time.monotonic()
+    evals = 1  # the -Oz baseline
+    rec: dict[str, Any] = {"status": "ok"}
+    assert oz.sizes is not None and builder.count_before is not None
+    if spec.kind == "oz":
+        chosen = oz
+    elif spec.kind == "autotune":
+        cfg = AutotuneConfig(budget=spec.n, timeout=setup.timeout, module_timeout=max(60.0, spec.n * setup.timeout),
+                             seed=setup.seed, verify_each=setup.verify_each)
+        search = search_module(builder, oz, cfg, setup.broadcast, seed_text=module_id)
+        best = top_lists(search.results, 1)[0]
+        rec.update(chosen=best, evals=evals + search.evals, wall_s=time.monotonic() - t0 + oz.seconds)
+        return rec
+    elif spec.kind == "coreset":
+        findings = []
+        for text in setup.coreset[: spec.n]:
+            try:
+                pl = parse_pass_list(text)
+            except PassListError:
+                continue
+            findings.append(builder.evaluate(pl, verify_each=setup.verify_each))
+            evals += 1
+        chosen = _pick(oz, findings, spec.backup)
+    else:
+        return _run_model(spec, setup, builder, oz, ir_text, source, t0)
+    rec.update(chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds)
+    return rec
+
+
+def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
+               source: str, t0: float) -> dict[str, Any]:
+    """Thin adapter to the model loop: a TUContext whose evaluate records every candidate."""
+    try:
+        loop_cls = model_loop_class()
+    except Exception as e:  # ImportError or a broken module: the method is unavailable
+        return {"status": "unavailable", "reason": f"ModelLoop import failed: {type(e).__name__}: {e}"[:300]}
+    from clang_llm.config import Settings
+
+    overrides: dict[str, Any] = {"jobs": 1, **setup.model_settings}
+    if spec.kind == "model":
+        overrides.update(samples=spec.n, rounds=1)
+    else:
+        overrides.update(samples=1, rounds=spec.n, feedback=spec.form)
+    settings = Settings(**{k: v for k, v in overrides.items() if k in Settings.__dataclass_fields__})
+    try:
+        model = load_model_cached(settings.model, threads=int(overrides.get("threads", 1)))
+        loop = loop_cls(model, settings)
+    except Exception as e:
+        return {"status": "unavailable", "reason": f"model failed to load: {type(e).__name__}: {e}"[:300]}
+    recorded: list[Finding] = []
+
+    def evaluate(pl: PassList) -> Finding:
+        f = builder.evaluate(pl, verify_each=setup.verify_each)
+        recorded.append(f)
+        return f
+
+    if ir_text is None:
+        from clang_llm import ir
+
+        ir_text = str(ir.parse(builder.in_bc))
+    assert builder.count_before is not None
+    tu = TUContext(ir_path=builder.in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
+                   evaluate=evaluate, settings=settings, source=source)
+    try:
+        decision = loop.optimize(tu)
+    except Exception as e:
+        return {"status": "error", "reason": f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
+                "evals": 1 + len(recorded), "wall_s": time.monotonic() - t0 + oz.seconds}
+    chosen = _pick(oz, recorded, spec.backup)
+    cands = _candidate_dicts(decision, recorded)
+    return {"status": "ok", "chosen": _outcome(chosen), "evals": 1 + len(recorded),
+            "wall_s": time.monotonic() - t0 + oz.seconds, "model": _model_stats(cands),
+            "decision_reason": getattr(decision, "reason", ""), "model_calls": getattr(decision, "model_calls", 0)}

@@ -1,0 +1,187 @@
+"""Summaries, the markdown table, JSON and plots of an evaluation.
+
+Improvement = 1 - method/oz (positive = smaller than clang -Oz), per module; "geomean" is
+1 - geomean(method/oz). Both IR instruction counts and object `.text` bytes are reported: they
+do not move together (REFERENCE.md section 2), and `.text` is what the user ships.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from clang_llm.eval.methods import parse_method
+from clang_llm.train.dataset import improvement_stats
+
+
+def _gm(ratios: list[float]) -> float | None:
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else None
+
+
+def _ratio(new: float | None, old: float | None) -> float | None:
+    if new is None or old is None:
+        return None
+    if old > 0 and new > 0:
+        return new / old
+    return 1.0 if new == old else None
+
+
+def summarize(methods: list[str], records: list[dict[str, Any]], labels: list[dict[str, Any]],
+              unavailable: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per method (in the given order): improvements, shares, cost, model metrics."""
+    unavailable = unavailable or {}
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_method[r["method"]].append(r)
+    lab = {r["id"]: r for r in labels if r.get("status") == "ok"}
+    rows = []
+    for name in methods:
+        spec = parse_method(name)
+        row: dict[str, Any] = {"method": name, "family": spec.family, "kind": spec.kind, "n_param": spec.n,
+                               "backup": spec.backup}
+        if name in unavailable:
+            rows.append({**row, "available": False, "reason": unavailable[name]})
+            continue
+        recs = [r for r in by_method.get(name, []) if r.get("status") == "ok"]
+        errs = [r for r in by_method.get(name, []) if r.get("status") != "ok"]
+        row.update(available=True, modules=len(recs), errors=len(errs))
+        text = improvement_stats((r["chosen"]["text"], r["oz"]["text"]) for r in recs)
+        count = improvement_stats((r["chosen"]["count"], r["oz"]["count"]) for r in recs
+                                  if r["chosen"].get("count") is not None)
+        alloc = improvement_stats((r["chosen"]["alloc"], r["oz"]["alloc"]) for r in recs)
+        row.update(text=text, instructions=count, alloc=alloc)
+        n = len(recs)
+        row["evals_per_module"] = sum(r.get("evals", 0) for r in recs) / n if n else None
+        row["wall_s_per_module"] = sum(r.get("wall_s", 0.0) for r in recs) / n if n else None
+        # Share of the autotuner's improvement, on the modules that have labels.
+        mine, theirs = [], []
+        for r in recs:
+            lb = lab.get(r["module"])
+            if lb is None:
+                continue
+            a, b = _ratio(r["chosen"]["text"], r["oz"]["text"]), _ratio(lb["best"]["text"], lb["oz"]["text"])
+            if a is not None and b is not None:
+                mine.append(a)
+                theirs.append(b)
+        gm_mine, gm_theirs = _gm(mine), _gm(theirs)
+        row["labelled_modules"] = len(mine)
+        row["autotuner_text_gain"] = None if gm_theirs is None else 1 - gm_theirs
+        row["pct_of_autotuner"] = (None if gm_mine is None or gm_theirs is None or gm_theirs >= 1
+                                   else (1 - gm_mine) / (1 - gm_theirs))
+        if spec.is_model:
+            m: dict[str, float] = defaultdict(float)
+            for r in recs:
+                for k, v in (r.get("model") or {}).items():
+                    m[k] += v
+            row["model"] = {
+                "candidates": int(m["candidates"]),
+                "validity_rate": m["valid"] / m["candidates"] if m["candidates"] else None,
+                "pred_exact_rate": m["pred_exact"] / m["pred_n"] if m["pred_n"] else None,
+                "pred_mae": m["pred_abs_err"] / m["pred_n"] if m["pred_n"] else None,
+                "ir_parse_rate": m["ir_parsed"] / m["ir_n"] if m["ir_n"] else None,
+                "bleu": m["bleu_sum"] / m["bleu_n"] if m["bleu_n"] else None,
+            }
+        rows.append(row)
+    return rows
+
+
+def _p(x: float | None, signed: bool = True) -> str:
+    if x is None:
+        return "–"
+    return f"{x * 100:+.2f}%" if signed else f"{x * 100:.1f}%"
+
+
+def _f(x: float | None, fmt: str = ".2f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def markdown_table(summary: list[dict[str, Any]]) -> str:
+    """The headline table: improvement over -Oz (instructions and .text), shares, cost, model metrics."""
+    head = ["method", "modules", "instr gm", "instr mean", ".text gm", ".text mean", "improved", "equal",
+            "regressed", "% of autotuner", "evals/module", "wall s/module", "valid", "pred exact", "pred MAE",
+            "IR parses", "BLEU"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in summary:
+        if not row.get("available", True):
+            reason = row.get("reason", "").replace("|", "/")[:100]
+            lines.append(f"| {row['method']} | unavailable: {reason} |" + " – |" * (len(head) - 2))
+            continue
+        t, c, n = row["text"], row["instructions"], max(1, row["modules"])
+        m = row.get("model") or {}
+        cells = [
+            row["method"], str(row["modules"]), _p(c["geomean"]), _p(c["mean"]), _p(t["geomean"]), _p(t["mean"]),
+            _p(t["improved"] / n, False), _p(t["equal"] / n, False), _p(t["regressed"] / n, False),
+            _p(row["pct_of_autotuner"], False), _f(row["evals_per_module"], ".1f"),
+            _f(row["wall_s_per_module"], ".2f"), _p(m.get("validity_rate"), False),
+            _p(m.get("pred_exact_rate"), False), _f(m.get("pred_mae"), ".1f"), _p(m.get("ir_parse_rate"), False),
+            _f(m.get("bleu"), ".3f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Two PNGs: .text improvement vs k (per family) and vs opt evaluations per module
+    (feedback rounds and samples compared at equal opt-evaluation budget)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fams: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    oz_line = None
+    for row in summary:
+        if not row.get("available", True) or row["text"]["geomean"] is None:
+            continue
+        if row["kind"] == "oz":
+            oz_line = row
+            continue
+        fams[row["family"]].append(row)
+    out: list[Path] = []
+    for fname, xkey, xlabel, kinds in (
+        ("improvement-vs-k.png", "n_param", "k (samples / lists / budget B / rounds R)", None),
+        ("improvement-vs-evals.png", "evals_per_module", "opt evaluations per module (incl. -Oz)", None),
+    ):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for fam, rows in sorted(fams.items()):
+            if kinds and rows[0]["kind"] not in kinds:
+                continue
+            rows = sorted(rows, key=lambda r: r[xkey] or 0)
+            xs = [r[xkey] for r in rows]
+            ys = [r["text"]["geomean"] * 100 for r in rows]
+            ax.plot(xs, ys, marker="o", label=fam)
+        ax.axhline(0.0, color="grey", lw=0.8, ls="--", label="-Oz" if oz_line else None)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(".text improvement over -Oz, geomean (%)")
+        if any(r[xkey] and r[xkey] > 0 for rows in fams.values() for r in rows):
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / fname
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+def write_outputs(results: Any, out_dir: Path, plots: bool = True) -> dict[str, Path]:
+    """results.json, table.md and the plots under `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    table = markdown_table(results.summary)
+    paths["table"] = out_dir / "table.md"
+    paths["table"].write_text(table)
+    paths["json"] = out_dir / "results.json"
+    paths["json"].write_text(json.dumps({"methods": results.methods, "summary": results.summary,
+                                         "unavailable": results.unavailable, "setup": results.setup,
+                                         "records": results.records}, indent=1, default=str))
+    if plots:
+        for p in plot(results.summary, out_dir):
+            paths[p.stem] = p
+    return paths

@@ -1,0 +1,770 @@
+"""Autotuner: per module, search vocabulary pass lists for a smaller object than clang -Oz.
+
+Why: the model learns from (module, best pass list) pairs, and evaluation measures a method
+against what a search can find. The objective is the object clang would ship: `.text` bytes,
+then all allocated bytes, then IR instruction count (REFERENCE.md: IR counts are not object size).
+A candidate only counts if it is valid (opt -verify-each, codegen) and not larger than -Oz on
+`.text` *and* alloc bytes (invariant 3), so every label is a list the driver may ship.
+
+The per-module budget of opt evaluations is spent in phases, cheapest wins first:
+
+1. broadcast -- lists known to win elsewhere (a fixed list + the best lists of modules already
+   labelled, shared through the results file);
+2. greedy -- append single passes to the best list (first improvement), from the best so far and,
+   budget permitting, from `O1`/`Os` as other start points;
+3. random -- mutations of the best list and fresh short random lists;
+4. minimization -- drop passes of the winner that do not help.
+
+Results are appended, one JSON line per module, to a JSONL(.gz) file (gzip members append
+cleanly), so a run can be stopped and restarted: modules already recorded are skipped.
+
+Usage::
+
+    python -m clang_llm.train.autotune --index /work/corpus/out/index.jsonl.gz \\
+        --out /work/corpus/labels/labels.jsonl.gz --budget 8 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from clang_llm import LLVM_MAJOR, ir
+from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.optimizer.base import Finding
+from clang_llm.passes import OZ, PassList, PassListError, Vocabulary, parse_pass_list
+from clang_llm.toolchain import Toolchain
+
+log = logging.getLogger("clang_llm.autotune")
+
+SCHEMA_VERSION = 1
+SPLIT_ORDER = ("test", "validation", "train")
+RETRY_REASONS = frozenset({"missing-bc"})  # records that a restart runs again (later record wins)
+
+# Lists that won on real TUs (REFERENCE.md section 2) and on a pilot run over corpus modules
+# (budget 24, 16 modules); tried first everywhere, interleaved with the shared winners.
+DEFAULT_BROADCAST: tuple[str, ...] = (
+    "Oz loop-reduce simplifycfg<hoist-common-insts;sink-common-insts>",
+    "O1",
+    "Oz sink",
+    "Oz loop-reduce early-cse",
+    "Oz iroutliner separate-const-offset-from-gep",
+    "Oz mergefunc",
+    "Oz gvn-sink",
+    "Oz loop-reduce gvn-sink simplifycfg<hoist-common-insts;sink-common-insts>",
+    "Oz gvn-hoist",
+    "Oz simplifycfg<hoist-common-insts;sink-common-insts>",
+    "Os",
+    "O1 gvn-hoist",
+)
+# Passes tried first by the greedy phase (known winners); the rest of the vocabulary follows.
+GREEDY_FIRST: tuple[str, ...] = (
+    "loop-reduce",
+    "simplifycfg<hoist-common-insts;sink-common-insts>",
+    "sink",
+    "early-cse",
+    "iroutliner",
+    "separate-const-offset-from-gep",
+    "gvn-sink",
+    "gvn-hoist",
+    "mergefunc",
+    "instcombine<no-verify-fixpoint>",
+    "simplifycfg",
+    "dse",
+)
+
+Key = tuple[int, int, int]  # (.text, alloc, instructions): smaller is better
+
+
+@dataclass
+class ModuleTask:
+    """One module to label: its unoptimized bitcode and how clang builds it."""
+
+    id: str
+    bc: str
+    lang: str = "c"
+    codegen_flags: list[str] = field(default_factory=list)
+    split: str = ""
+    package: str = ""
+    instructions: int | None = None  # from the index, if known (saves parsing huge modules)
+
+
+@dataclass
+class AutotuneConfig:
+    """Search settings; `budget` counts opt evaluations per module (the -Oz baseline excluded)."""
+
+    budget: int = 8
+    timeout: float = 20.0  # seconds per opt / codegen run
+    module_timeout: float = 240.0  # stop searching a module after this many wall seconds
+    max_instructions: int = 40_000  # bigger modules are recorded as skipped ("too-large")
+    large_instructions: int = 4_000  # above this, the budget shrinks in proportion (min. min_budget)
+    min_budget: int = 3
+    seed: int = 0
+    top_k: int = 5
+    verify_each: bool = True
+    broadcast_share: float = 0.5
+    default_broadcast: tuple[str, ...] = DEFAULT_BROADCAST  # the fixed lists of the broadcast phase
+    greedy_share: float = 0.35
+
+
+def key_of(f: Finding) -> Key:
+    assert f.sizes is not None
+    return (f.sizes.text, f.sizes.alloc, f.count_after or 0)
+
+
+class _Search:
+    """Budgeted, memoized evaluation of pass lists for one module; tracks the best eligible list."""
+
+    def __init__(self, builder: TUBuilder, oz: Finding, cfg: AutotuneConfig, rng: random.Random) -> None:
+        self.builder, self.oz, self.cfg, self.rng = builder, oz, cfg, rng
+        self.deadline = time.monotonic() + cfg.module_timeout
+        oz_key = key_of(oz)
+        self.seen: dict[str, Key | None] = {str(OZ): oz_key}
+        self.results: dict[str, Key] = {str(OZ): oz_key}  # eligible lists only
+        self.best, self.best_key, self.best_phase = OZ, oz_key, "oz"
+        self.evals = self.invalid = 0
+        self.errors: Counter[str] = Counter()
+
+    def left(self) -> int:
+        if time.monotonic() > self.deadline:
+            return 0
+        return self.cfg.budget - self.evals
+
+    def known(self, pl: PassList) -> bool:
+        return str(pl) in self.seen
+
+    def evaluate(self, pl: PassList, phase: str) -> Key | None:
+        """Key of an eligible list (memoized), None if invalid/larger than -Oz or out of budget."""
+        s = str(pl)
+        if s in self.seen:
+            return self.seen[s]
+        if self.left() <= 0:
+            return None
+        f = self.builder.evaluate(pl, verify_each=self.cfg.verify_each)
+        self.evals += 1
+        for p in (f.ir_path, f.object_path):  # keep the temp dir small on big modules
+            if p is not None:
+                p.unlink(missing_ok=True)
+        assert self.oz.sizes is not None
+        if not f.valid or f.sizes is None:
+            self.invalid += 1
+            self.errors[f.error_kind or "invalid"] += 1
+            self.seen[s] = None
+            return None
+        if not f.sizes.not_larger_than(self.oz.sizes):
+            self.seen[s] = None
+            return None
+        k = key_of(f)
+        self.seen[s] = self.results[s] = k
+        if k < self.best_key:
+            self.best, self.best_key, self.best_phase = pl, k, phase
+        return k
+
+
+def _parse_all(texts: Iterable[str], vocab: Vocabulary) -> list[PassList]:
+    out: list[PassList] = []
+    for t in texts:
+        try:
+            pl = parse_pass_list(t, vocab)
+        except PassListError:
+            continue
+        if pl not in out:
+            out.append(pl)
+    return out
+
+
+def _interleave(a: list[PassList], b: list[PassList]) -> list[PassList]:
+    out: list[PassList] = []
+    for i in range(max(len(a), len(b))):
+        for seq in (a, b):
+            if i < len(seq) and seq[i] not in out:
+                out.append(seq[i])
+    return out
+
+
+def _greedy(search: _Search, start: PassList, passes: list[str], quota: int) -> None:
+    """First-improvement hill climb: append one pass at a time to the best list from `start`."""
+    spent0 = search.evals
+    cur = start
+    cur_key = search.seen.get(str(start))
+    if cur_key is None:
+        return
+    improved = True
+    while improved and search.evals - spent0 < quota and search.left() > 0:
+        improved = False
+        for p in passes:
+            if search.evals - spent0 >= quota or search.left() <= 0:
+                return
+            if len(cur.tokens) >= 16:
+                return
+            cand = PassList((*cur.tokens, p))
+            k = search.evaluate(cand, "greedy")
+            if k is not None and k < cur_key:
+                cur, cur_key, improved = cand, k, True
+                break
+
+
+def _random_list(search: _Search, passes: list[str]) -> PassList:
+    """A mutation of the best list (half the time) or a fresh short random list."""
+    rng = search.rng
+    if rng.random() < 0.5 and len(search.best.tokens) >= 1:
+        toks = list(search.best.tokens)
+        op = rng.choice(("append", "insert", "replace", "append2"))
+        if op == "append":
+            toks.append(rng.choice(passes))
+        elif op == "append2":
+            toks += rng.sample(passes, 2)
+        elif op == "insert":
+            toks.insert(rng.randint(1, len(toks)), rng.choice(passes))
+        elif len(toks) > 1:
+            toks[rng.randint(1, len(toks) - 1)] = rng.choice(passes)
+        else:
+            toks.append(rng.choice(passes))
+        return PassList(tuple(toks))
+    base = rng.choice(("Oz", "Oz", "Oz", "O1", "Os"))
+    n = rng.randint(1, 3)
+    return PassList((base, *(rng.choice(passes) for _ in range(n))))
+
+
+def _minimize(search: _Search) -> None:
+    """Drop passes of the winner, last first, while the result stays as good."""
+    changed = True
+    while changed and search.left() > 0:
+        changed = False
+        toks = list(search.best.tokens)
+        for i in range(len(toks) - 1, 0, -1):  # never drop the leading base pipeline
+            cand = PassList(tuple(toks[:i] + toks[i + 1:]))
+            k = search.evaluate(cand, "minimize")
+            if k is not None and k <= search.best_key:
+                search.best, search.best_key = cand, k
+                changed = True
+                break
+            if search.left() <= 0:
+                return
+
+
+def search_module(builder: TUBuilder, oz: Finding, cfg: AutotuneConfig, broadcast: list[str],
+                  seed_text: str = "") -> _Search:
+    """Run the four phases on one module within `cfg.budget` evaluations; return the search state."""
+    vocab = Vocabulary.default()
+    rng = random.Random(f"{cfg.seed}:{seed_text}")
+    search = _Search(builder, oz, cfg, rng)
+    non_base = [t for t, lv in vocab.levels.items() if lv != "base"]
+    first = [p for p in GREEDY_FIRST if p in vocab]
+    rest = [p for p in non_base if p not in first]
+    rng.shuffle(rest)
+    greedy_passes = first + rest
+
+    budget = cfg.budget
+    # 1. broadcast: shared winners interleaved with the fixed list.
+    n_b = max(1, round(budget * cfg.broadcast_share))
+    cands = _interleave(_parse_all(broadcast, vocab), _parse_all(cfg.default_broadcast, vocab))
+    spent = 0
+    for pl in cands:
+        if spent >= n_b or search.left() <= 0:
+            break
+        if not search.known(pl):
+            search.evaluate(pl, "broadcast")
+            spent += 1
+    # 2. greedy from the best so far; a second start point (O1, then Os) if the budget allows.
+    n_g = max(1, round(budget * cfg.greedy_share))
+    starts = [search.best]
+    if n_g >= 6:
+        for alt in (PassList(("O1",)), PassList(("Os",))):
+            if alt != search.best and search.seen.get(str(alt)) is not None:
+                starts.append(alt)
+                break
+    per = [n_g] if len(starts) == 1 else [n_g - n_g // 3, n_g // 3]
+    for start, quota in zip(starts, per, strict=True):
+        _greedy(search, start, greedy_passes, quota)
+    # 3. random, leaving room to minimize the winner.
+    tries = 0
+    while search.left() > min(4, max(0, len(search.best.tokens) - 2)) and tries < 50 * budget:
+        tries += 1
+        cand = _random_list(search, greedy_passes)
+        if len(cand.tokens) > 16 or search.known(cand):
+            continue
+        search.evaluate(cand, "random")
+    # 4. minimization of the winner.
+    if len(search.best.tokens) > 2:
+        _minimize(search)
+    return search
+
+
+def _cpu_seconds() -> float:
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def _sizes_dict(k: Key) -> dict[str, int]:
+    return {"text": k[0], "alloc": k[1], "count": k[2]}
+
+
+def top_lists(results: dict[str, Key], k: int) -> list[dict[str, Any]]:
+    """The k best distinct outcomes, each with its shortest list: alternative training answers."""
+    by_key: dict[Key, str] = {}
+    for s, kk in results.items():  # insertion order: -Oz first, then as evaluated
+        cur = by_key.get(kk)
+        if cur is None or len(s.split()) < len(cur.split()):
+            by_key[kk] = s
+    return [{"pass_list": by_key[kk], **_sizes_dict(kk)} for kk in sorted(by_key)[:k]]
+
+
+def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] | None = None,
+                    toolchain: Toolchain | None = None) -> dict[str, Any]:
+    """Label one module; always returns a record (status ok | skipped | error), never raises."""
+    t0, cpu0 = time.monotonic(), _cpu_seconds()
+    rec: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "id": task.id, "package": task.package, "split": task.split,
+        "status": "ok", "reason": "", "budget": cfg.budget, "llvm": LLVM_MAJOR,
+        "vocab": Vocabulary.default().version,
+    }
+
+    def done(status: str, reason: str = "") -> dict[str, Any]:
+        rec["status"], rec["reason"] = status, reason
+        rec["wall_s"] = round(time.monotonic() - t0, 3)
+        rec["cpu_s"] = round(_cpu_seconds() - cpu0, 3)
+        return rec
+
+    try:
+        if task.instructions is not None and task.instructions > cfg.max_instructions:
+            rec["count_before"] = task.instructions
+            return done("skipped", "too-large")
+        if not Path(task.bc).is_file():  # e.g. the corpus is being rebuilt: retried on the next run
+            return done("error", "missing-bc")
+        tc = toolchain or Toolchain.discover()
+        with tempfile.TemporaryDirectory(prefix="clang-llm-at-") as tmp:
+            builder = TUBuilder(tc.compiler(task.lang == "c++"), tc.opt, list(task.codegen_flags),
+                                task.lang or "c", Path(task.bc), Path(tmp), cfg.timeout)
+            count_before = ir.count_file(Path(task.bc))
+            builder.count_before = rec["count_before"] = count_before
+            if count_before > cfg.max_instructions:
+                return done("skipped", "too-large")
+            oz = builder.evaluate(OZ, verify_each=False)
+            if not oz.valid or oz.sizes is None:
+                rec["error"] = (oz.error or "")[:500]
+                return done("error", f"oz-{oz.error_kind or 'failed'}")
+            oz_key = key_of(oz)
+            rec["oz"] = _sizes_dict(oz_key)
+            mcfg = cfg
+            if count_before > cfg.large_instructions:  # big modules cost most per evaluation
+                mcfg = replace(cfg, budget=effective_budget(count_before, cfg))
+                rec["budget"] = mcfg.budget
+            search = search_module(builder, oz, mcfg, broadcast or [], seed_text=task.id)
+            top = top_lists(search.results, cfg.top_k)
+            # The shortest list reaching the best outcome is the label.
+            rec["best"] = {"pass_list": top[0]["pass_list"], **_sizes_dict(search.best_key),
+                           "phase": search.best_phase}
+            rec["top"] = top
+            rec["evals"] = search.evals + 1  # + the -Oz baseline
+            rec["invalid"] = search.invalid
+            if search.errors:
+                rec["errors"] = dict(search.errors)
+            return done("ok")
+    except Exception as e:  # one broken module must not stop a 5,000-module run
+        rec["error"] = f"{type(e).__name__}: {e}"[:500]
+        return done("error", "internal")
+
+
+# ---------------------------------------------------------------------------------------------
+# Results file: JSONL or JSONL.gz, appended one record at a time.
+
+
+def _open_read(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """Every complete record in a results file, and whether a torn tail (crash mid-write) was seen."""
+    records: list[dict[str, Any]] = []
+    if not path.exists():
+        return records, False
+    torn = False
+    try:
+        with _open_read(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    torn = True
+                    break
+    except (EOFError, OSError, zlib.error):  # BadGzipFile is an OSError
+        torn = True
+    return records, torn
+
+
+def read_labels(path: Path | str) -> list[dict[str, Any]]:
+    """The records of a labels file (later records for the same id win)."""
+    recs, _ = read_records(Path(path))
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        if "id" in r:
+            by_id[r["id"]] = r
+    return list(by_id.values())
+
+
+def append_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append records; for .gz each call adds a gzip member (readers see one stream)."""
+    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def repair(path: Path) -> None:
+    """Rewrite a file whose tail was torn by a crash, so later appends stay readable."""
+    recs, torn = read_records(path)
+    if not torn:
+        return
+    tmp = path.with_name(".repair." + path.name)  # same suffix: same compression
+    tmp.unlink(missing_ok=True)
+    append_records(tmp, recs)
+    os.replace(tmp, path)
+    log.warning("%s: torn tail repaired (%d records kept)", path, len(recs))
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: the corpus index or a folder of recordings.
+
+
+def _order_key(seed: int, task: ModuleTask) -> tuple[int, str]:
+    split_rank = SPLIT_ORDER.index(task.split) if task.split in SPLIT_ORDER else len(SPLIT_ORDER)
+    h = hashlib.sha256(f"{seed}:{task.id}".encode()).hexdigest()
+    return split_rank, h
+
+
+def order_tasks(tasks: list[ModuleTask], seed: int = 0) -> list[ModuleTask]:
+    """Deterministic shuffle, test split first, then validation, then train: a partial run is a
+    fair sample of each split it reached."""
+    return sorted(tasks, key=lambda t: _order_key(seed, t))
+
+
+def _first(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return None
+
+
+def task_from_meta(meta: dict[str, Any], bc: Path, default_id: str) -> ModuleTask:
+    """A task from an index line or a recording's .json (tolerant of either's key names)."""
+    flags = _first(meta, "codegen_flags")
+    if flags is None:
+        from clang_llm.driver.args import strip_for_codegen
+
+        argv = [str(a) for a in list(_first(meta, "argv") or [])[1:]]
+        clean: list[str] = []  # the recording's own IR-emitting flags are not the user's
+        i = 0
+        while i < len(argv):
+            if argv[i] == "-Xclang" and i + 1 < len(argv) and argv[i + 1] == "-disable-llvm-passes":
+                i += 2
+                continue
+            if argv[i] != "-emit-llvm":
+                clean.append(argv[i])
+            i += 1
+        flags = strip_for_codegen(clean)
+    n = _first(meta, "instructions", "instruction_count", "count", "n_instructions", "insts")
+    return ModuleTask(
+        id=str(_first(meta, "id") or default_id), bc=str(bc), lang=str(_first(meta, "lang") or "c"),
+        codegen_flags=[str(a) for a in flags], split=str(_first(meta, "split") or ""),
+        package=str(_first(meta, "package") or ""), instructions=int(n) if n is not None else None,
+    )
+
+
+def load_index(index_path: Path, modules_dir: Path | None = None,
+               splits: Iterable[str] | None = None) -> list[ModuleTask]:
+    """Tasks of the corpus index (``index.jsonl.gz``); bitcode at ``<modules_dir>/<id>.bc``."""
+    modules_dir = modules_dir or index_path.parent / "modules"
+    wanted = set(splits) if splits else None
+    tasks: list[ModuleTask] = []
+    with _open_read(index_path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            meta = json.loads(line)
+            if "id" not in meta:
+                continue  # a header line
+            if wanted and meta.get("split") not in wanted:
+                continue
+            bc = Path(meta["bc"]) if meta.get("bc") else modules_dir / f"{meta['id']}.bc"
+            if not bc.is_absolute() and meta.get("bc"):
+                bc = index_path.parent / bc
+            tasks.append(task_from_meta(meta, bc, meta["id"]))
+    return tasks
+
+
+def load_recordings(folder: Path) -> list[ModuleTask]:
+    """Tasks from a folder of recordings (``X.bc`` + ``X.json``, CLANG_LLM_RECORD's format)."""
+    tasks = []
+    for js in sorted(folder.rglob("*.json")):
+        bc = js.with_suffix(".bc")
+        if not bc.is_file():
+            continue
+        try:
+            meta = json.loads(js.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        tasks.append(task_from_meta(meta, bc, str(bc.relative_to(folder).with_suffix(""))))
+    return tasks
+
+
+def load_tasks(index: Path | None = None, recordings: Path | None = None, modules_dir: Path | None = None,
+               splits: Iterable[str] | None = None, limit: int | None = None, seed: int = 0) -> list[ModuleTask]:
+    """Tasks from an index or recordings folder, in the deterministic shuffled order."""
+    if index is not None:
+        tasks = load_index(index, modules_dir, splits)
+    elif recordings is not None:
+        tasks = load_recordings(recordings)
+        if splits:
+            tasks = [t for t in tasks if t.split in set(splits)]
+    else:
+        raise ValueError("give an index or a recordings folder")
+    tasks = order_tasks(tasks, seed)
+    return tasks[:limit] if limit else tasks
+
+
+# ---------------------------------------------------------------------------------------------
+# The run: many modules, resumable, multi-process, with progress.
+
+
+def improved(rec: dict[str, Any]) -> bool:
+    """The module's best list gives a strictly smaller .text than -Oz."""
+    return rec.get("status") == "ok" and rec["best"]["text"] < rec["oz"]["text"]
+
+
+def shared_winners(records: Iterable[dict[str, Any]], n: int = 8) -> list[str]:
+    """The lists that were best on most modules (strict .text wins only): the broadcast set."""
+    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in records if improved(r))
+    return [s for s, _ in wins.most_common(n)]
+
+
+@dataclass
+class RunSummary:
+    """What `autotune` did in this call (and in total, with earlier runs' records)."""
+
+    total: int
+    already_done: int
+    done_now: int
+    ok: int
+    skipped: int
+    errors: int
+    improved: int
+    geomean_text_ratio: float | None
+    wall_s: float
+    cpu_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _geomean_ratio(records: list[dict[str, Any]]) -> float | None:
+    logs = [math.log(r["best"]["text"] / r["oz"]["text"]) for r in records
+            if r.get("status") == "ok" and r["oz"]["text"] > 0 and r["best"]["text"] > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else None
+
+
+def _worker(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str]) -> dict[str, Any]:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return autotune_module(task, cfg, broadcast)
+
+
+def effective_budget(n_instructions: int, cfg: AutotuneConfig) -> int:
+    """The budget of a module of this size: big modules get proportionally fewer evaluations."""
+    if n_instructions <= cfg.large_instructions:
+        return cfg.budget
+    scaled = round(cfg.budget * cfg.large_instructions / n_instructions)
+    return min(cfg.budget, max(cfg.min_budget, scaled))
+
+
+def estimated_cost(task: ModuleTask, cfg: AutotuneConfig) -> float:
+    """Rough CPU seconds for a module (fitted on a pilot run: fixed + per evaluation + per instruction)."""
+    n = task.instructions if task.instructions is not None else 1000
+    if n > cfg.max_instructions:
+        return 0.01
+    return 0.08 + (effective_budget(n, cfg) + 1) * (0.015 + 8.5e-5 * n)
+
+
+def _crash_record(task: ModuleTask, cfg: AutotuneConfig, why: str) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "id": task.id, "package": task.package, "split": task.split,
+            "status": "error", "reason": "worker-crash", "error": why[:500], "budget": cfg.budget,
+            "llvm": LLVM_MAJOR, "vocab": Vocabulary.default().version, "wall_s": 0.0, "cpu_s": 0.0}
+
+
+def _run_pool(pending: list[ModuleTask], cfg: AutotuneConfig, jobs: int, broadcast: Callable[[], list[str]],
+              handle: Callable[[dict[str, Any]], None],
+              worker: Callable[[ModuleTask, AutotuneConfig, list[str]], dict[str, Any]] | None = None) -> None:
+    """Modules through a process pool, at most 2*jobs in flight (each gets the current broadcast).
+
+    A worker that dies (an LLVM abort inside llvmlite, the OOM killer) breaks the pool: the
+    modules that were in flight are then rerun one at a time, each alone in a fresh worker, so
+    a module that kills its worker is recorded as an error instead of stopping a long run.
+    """
+    worker = worker or _worker
+    queue: list[ModuleTask] = list(reversed(pending))
+    ctx = get_context("forkserver")
+    while queue:
+        suspects: list[ModuleTask] = []
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            inflight: dict[Future[dict[str, Any]], ModuleTask] = {}
+            try:
+                while (queue or inflight) and not suspects:
+                    while queue and len(inflight) < jobs * 2:
+                        t = queue.pop()
+                        inflight[pool.submit(worker, t, cfg, broadcast())] = t
+                    finished, _ = wait(set(inflight), return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        t = inflight.pop(fut)
+                        try:
+                            handle(fut.result())
+                        except BrokenProcessPool:
+                            suspects.append(t)
+                suspects += inflight.values()  # lost with the broken pool
+            except BaseException:
+                for fut in inflight:
+                    fut.cancel()
+                raise
+        if suspects:
+            log.warning("a worker died; rerunning %d modules one at a time", len(suspects))
+        for t in suspects:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
+                try:
+                    handle(solo.submit(worker, t, cfg, broadcast()).result())
+                except BrokenProcessPool as e:
+                    handle(_crash_record(t, cfg, repr(e)))
+
+
+def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs: int | None = None,
+             progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+    """Label `tasks` (in the given order) into `out_path`, skipping ids already recorded there."""
+    jobs = jobs or os.cpu_count() or 1
+    t0 = time.monotonic()
+    out_path = Path(out_path)
+    repair(out_path)
+    previous = [r for r in read_labels(out_path) if r.get("reason") not in RETRY_REASONS]
+    done_ids = {r["id"] for r in previous}
+    pending = [t for t in tasks if t.id not in done_ids]
+    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in previous if improved(r))
+    new: list[dict[str, Any]] = []
+    stats = Counter[str]()
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    live = progress and console.is_terminal
+    bar = Progress(TextColumn("autotune"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                   console=console, disable=not live)
+    last_log = [time.monotonic()]
+
+    def info() -> str:
+        ok = stats["ok"]
+        gm = _geomean_ratio(new)
+        gm_s = f"{(1 - gm) * 100:+.2f}%" if gm else "n/a"
+        return f"improved {stats['improved']}/{ok} · gm .text gain {gm_s} · err {stats['error']}"
+
+    def handle(rec: dict[str, Any]) -> None:
+        append_records(out_path, [rec])
+        new.append(rec)
+        stats[rec.get("status", "error")] += 1
+        if improved(rec):
+            stats["improved"] += 1
+            wins[rec["best"]["pass_list"]] += 1
+        if on_record:
+            on_record(rec)
+        bar.update(tid, advance=1, info=info())
+        now = time.monotonic()
+        if progress and not live and (now - last_log[0] > 30 or len(new) == len(pending)):
+            last_log[0] = now
+            el = now - t0
+            done_cost = sum(cost[r["id"]] for r in new if r["id"] in cost)
+            eta = el / done_cost * (total_cost - done_cost) if done_cost else 0.0
+            console.print(f"[autotune] {len(new)}/{len(pending)} this run ({len(done_ids)} before) "
+                          f"elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min · {info()}",
+                          highlight=False, markup=False,
+                          soft_wrap=True)
+
+    # ETA weighted by each module's expected cost: the test split (big csmith modules) runs first.
+    cost = {t.id: estimated_cost(t, cfg) for t in pending}
+    total_cost = sum(cost.values())
+    with bar:
+        tid = bar.add_task("autotune", total=len(pending), info="")
+        if jobs <= 1:
+            for t in pending:
+                handle(autotune_module(t, cfg, [s for s, _ in wins.most_common(8)]))
+        else:
+            _run_pool(pending, cfg, jobs, lambda: [s for s, _ in wins.most_common(8)], handle)
+    return RunSummary(
+        total=len(tasks), already_done=len(tasks) - len(pending), done_now=len(new), ok=stats["ok"],
+        skipped=stats["skipped"], errors=stats["error"], improved=stats["improved"],
+        geomean_text_ratio=_geomean_ratio(new), wall_s=round(time.monotonic() - t0, 2),
+        cpu_s=round(sum(r.get("cpu_s", 0.0) for r in new), 2),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", type=Path, help="corpus index.jsonl.gz (modules/<id>.bc beside it)")
+    src.add_argument("--recordings", type=Path, help="folder of X.bc + X.json recordings")
+    ap.add_argument("--modules-dir", type=Path)
+    ap.add_argument("--out", type=Path, required=True, help="labels file (.jsonl or .jsonl.gz), appended")
+    ap.add_argument("--split", action="append", help="only these splits (repeatable)")
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--budget", type=int, default=AutotuneConfig.budget)
+    ap.add_argument("--timeout", type=float, default=AutotuneConfig.timeout)
+    ap.add_argument("--module-timeout", type=float, default=AutotuneConfig.module_timeout)
+    ap.add_argument("--max-instructions", type=int, default=AutotuneConfig.max_instructions)
+    ap.add_argument("--large-instructions", type=int, default=AutotuneConfig.large_instructions)
+    ap.add_argument("--min-budget", type=int, default=AutotuneConfig.min_budget)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-verify-each", action="store_true")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = AutotuneConfig(budget=a.budget, timeout=a.timeout, module_timeout=a.module_timeout,
+                         max_instructions=a.max_instructions, seed=a.seed,
+                         large_instructions=a.large_instructions, min_budget=a.min_budget,
+                         verify_each=not a.no_verify_each)
+    tasks = load_tasks(a.index, a.recordings, a.modules_dir, a.split, a.limit, a.seed)
+    summary = autotune(tasks, a.out, cfg, jobs=a.jobs)
+    print(json.dumps(summary.to_json()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

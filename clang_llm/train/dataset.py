@@ -1,0 +1,147 @@
+"""`dataset info`: what the corpus holds and what the autotuner found on it.
+
+Why: before training or quoting results one wants, in one place, how many modules and packages
+each split has, how many are labelled, and the headroom the labels show over -Oz -- in IR
+instructions and in object `.text` bytes, which do not move together (REFERENCE.md section 2).
+
+Improvement of a module = 1 - best/oz (positive = smaller than -Oz). "geomean" is
+1 - geomean(best/oz) over modules where both are positive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from clang_llm.train.autotune import read_labels
+
+
+def _read_index(path: Path) -> list[dict[str, Any]]:
+    opener = (lambda: io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")) if path.suffix == ".gz" \
+        else (lambda: open(path, encoding="utf-8"))
+    out = []
+    with opener() as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                if "id" in d:
+                    out.append(d)
+    return out
+
+
+def improvement_stats(pairs: Iterable[tuple[float, float]]) -> dict[str, Any]:
+    """Geomean and mean of 1 - new/old, and the shares improved / equal / regressed."""
+    ratios, n, better, equal, worse = [], 0, 0, 0, 0
+    for new, old in pairs:
+        n += 1
+        if new < old:
+            better += 1
+        elif new == old:
+            equal += 1
+        else:
+            worse += 1
+        if old > 0 and new > 0:
+            ratios.append(new / old)
+        elif old == new:
+            ratios.append(1.0)
+    if not ratios:
+        return {"n": n, "geomean": None, "mean": None, "improved": better, "equal": equal,
+                "regressed": worse, "share_improved": None}
+    gm = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    return {
+        "n": n, "geomean": 1 - gm, "mean": 1 - sum(ratios) / len(ratios),
+        "improved": better, "equal": equal, "regressed": worse, "share_improved": better / n if n else None,
+    }
+
+
+def label_stats(labels: list[dict[str, Any]]) -> dict[str, Any]:
+    """The autotuner's numbers over a set of label records."""
+    ok = [r for r in labels if r.get("status") == "ok"]
+    status = Counter(r.get("status", "?") for r in labels)
+    reasons = Counter(f"{r.get('status')}:{r.get('reason')}" for r in labels if r.get("status") != "ok")
+    lens = [len(r["best"]["pass_list"].split()) for r in ok if r["best"]["text"] < r["oz"]["text"]]
+    winners = Counter(r["best"]["pass_list"] for r in ok if r["best"]["text"] < r["oz"]["text"])
+    return {
+        "labelled": len(labels), "status": dict(status), "not_ok_reasons": dict(reasons),
+        "text": improvement_stats((r["best"]["text"], r["oz"]["text"]) for r in ok),
+        "alloc": improvement_stats((r["best"]["alloc"], r["oz"]["alloc"]) for r in ok),
+        "instructions": improvement_stats((r["best"]["count"], r["oz"]["count"]) for r in ok),
+        "evals": sum(r.get("evals", 0) for r in labels),
+        "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in labels), 1),
+        "wall_s": round(sum(r.get("wall_s", 0.0) for r in labels), 1),
+        "mean_winner_length": sum(lens) / len(lens) if lens else None,
+        "top_winners": winners.most_common(10),
+    }
+
+
+def dataset_info(labels_path: Path | str | None, index_path: Path | str | None) -> dict[str, Any]:
+    """Counts per split (modules, packages) from the index, and the labels' improvements over -Oz.
+
+    Either path may be None or missing; the corresponding part is then left out.
+    """
+    info: dict[str, Any] = {}
+    index: list[dict[str, Any]] = []
+    split_of: dict[str, str] = {}
+    if index_path and Path(index_path).exists():
+        index = _read_index(Path(index_path))
+        per_split: dict[str, dict[str, Any]] = defaultdict(lambda: {"modules": 0, "packages": set()})
+        for d in index:
+            s = d.get("split", "")
+            split_of[d["id"]] = s
+            per_split[s]["modules"] += 1
+            per_split[s]["packages"].add(d.get("package", ""))
+        packages = sorted({d.get("package", "") for d in index})
+        info["index"] = {
+            "path": str(index_path), "modules": len(index), "packages": len(packages), "package_names": packages,
+            "splits": {s: {"modules": v["modules"], "packages": len(v["packages"]),
+                           "package_names": sorted(v["packages"])} for s, v in sorted(per_split.items())},
+        }
+    if labels_path and Path(labels_path).exists():
+        labels = read_labels(Path(labels_path))
+        for r in labels:  # the index is the authority on splits
+            if r["id"] in split_of:
+                r["split"] = split_of[r["id"]]
+        by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in labels:
+            by_split[r.get("split", "")].append(r)
+        info["labels"] = {"path": str(labels_path), **label_stats(labels),
+                          "splits": {s: label_stats(v) for s, v in sorted(by_split.items())}}
+        schema = Counter(r.get("schema_version") for r in labels)
+        info["labels"]["schema_versions"] = {str(k): v for k, v in schema.items()}
+        if index:
+            info["labels"]["coverage"] = len([r for r in labels if r["id"] in split_of]) / len(index)
+    return info
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:+.2f}%"
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable summary of `dataset_info`."""
+    lines: list[str] = []
+    if "index" in info:
+        ix = info["index"]
+        lines.append(f"index {ix['path']}: {ix['modules']} modules from {ix['packages']} packages")
+        for s, v in ix["splits"].items():
+            names = ", ".join(v["package_names"][:12]) + (" …" if len(v["package_names"]) > 12 else "")
+            lines.append(f"  {s or '(none)':<10} {v['modules']:>6} modules  {v['packages']:>3} packages: {names}")
+    if "labels" in info:
+        lb = info["labels"]
+        cov = f" ({lb['coverage'] * 100:.1f}% of the index)" if "coverage" in lb else ""
+        lines.append(f"labels {lb['path']}: {lb['labelled']} modules{cov}; status {lb['status']}")
+        lines.append(f"  cpu {lb['cpu_s'] / 3600:.2f} h, {lb['evals']} opt evaluations")
+        for s, v in [("all", lb), *lb["splits"].items()]:
+            t, c = v["text"], v["instructions"]
+            share = "n/a" if t["share_improved"] is None else f"{t['share_improved'] * 100:.1f}%"
+            lines.append(f"  {s or '(none)':<10} .text gm {_pct(t['geomean'])} mean {_pct(t['mean'])} "
+                         f"improved {share} | instr gm {_pct(c['geomean'])} mean {_pct(c['mean'])} (n={t['n']})")
+        if lb["top_winners"]:
+            lines.append("  top winners: " + "; ".join(f"{s} ×{n}" for s, n in lb["top_winners"][:5]))
+    return "\n".join(lines) if lines else "nothing found (no index, no labels)"

@@ -1,0 +1,71 @@
+"""The whole model pipeline on a tiny dataset, for real: record a build with the wrapper → corpus →
+autotuner labels → tokenizer/examples/training → int8 export → compile with the new model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clang_llm.db import Database
+
+SOURCES = {
+    "sum.c": "int sum(const int *a, int n) { int s = 0; for (int i = 0; i < n; i++) s += a[i]; return s; }\n",
+    "pick.c": "int pick(int c, int a, int b) { switch (c) { case 0: return a; case 1: return b; case 2: return a+b;"
+              " case 3: return a-b; default: return 0; } }\n",
+    "copy.c": "void copy(char *d, const char *s, int n) { for (int i = 0; i < n; i++) d[i] = s[i]; }\n",
+    "tree.c": "struct N { struct N *l, *r; int v; };\nint depth(struct N *n) { if (!n) return 0; int a = depth(n->l),"
+              " b = depth(n->r); return 1 + (a > b ? a : b); }\n",
+}
+
+
+def _wrapper() -> list[str]:
+    return [sys.executable, "-c", "from clang_llm.driver.main import main_c; main_c()"]
+
+
+@pytest.mark.slow
+def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
+    pytest.importorskip("torch")
+    from clang_llm.train.autotune import AutotuneConfig, autotune, load_tasks, read_labels
+    from clang_llm.train.corpus import META_FILE, build_corpus
+    from clang_llm.train.make_model import ModelRecipe, make_model
+
+    proj, rec = tmp_path / "proj", tmp_path / "record" / "tinypkg"
+    proj.mkdir()
+    rec.mkdir(parents=True)
+    (rec / META_FILE).write_text(json.dumps({"package": "tinypkg", "split": "train"}))
+    env = {**os.environ, "CLANG_LLM_RECORD": str(rec), "CLANG_LLM_OFF": "1"}
+    for name, text in SOURCES.items():
+        (proj / name).write_text(text)
+        r = subprocess.run([*_wrapper(), "-O2", "-c", name, "-o", name + ".o"], cwd=proj, env=env)
+        assert r.returncode == 0
+    assert len(list(rec.glob("*.bc"))) == len(SOURCES)  # record mode: one entry per TU
+
+    corpus = tmp_path / "corpus"
+    summary = build_corpus([rec], corpus, jobs=1)
+    assert summary["modules"] == len(SOURCES)
+    labels = tmp_path / "labels.jsonl.gz"
+    tasks = load_tasks(index=corpus / "index.jsonl.gz", modules_dir=corpus / "modules")
+    autotune(tasks, labels, AutotuneConfig(budget=3), jobs=1, progress=False)
+    recs = read_labels(labels)
+    assert len(recs) == len(SOURCES) and all(r["status"] == "ok" for r in recs)
+
+    recipe = ModelRecipe(context=512, max_new_tokens=48, vocab_size=800, hidden_size=64, num_layers=2, num_heads=4,
+                         steps=40, batch_size=4, lr=1e-2, cpu_threads=1)
+    model = make_model(labels, corpus / "modules", tmp_path / "work", tmp_path / "model", recipe, name="tiny")
+    card = json.loads((model / "model-card.json").read_text())
+    assert card["context_length"] == 512 and card["training"]["data"]["train_modules"] == len(SOURCES)
+
+    (proj / "new.c").write_text("int tri(int n) { int t = 0; while (n > 0) t += n--; return t; }\n")
+    env = {**os.environ, "CLANG_LLM_MAX_NEW_TOKENS": "48"}
+    r = subprocess.run([*_wrapper(), "-c", "new.c", "-o", "new.o", f"--llm-model={model}", "--llm-samples=2"],
+                       cwd=proj, env=env, capture_output=True)
+    assert r.returncode == 0 and r.stderr == b""
+    record = Database(state).get_record(str(proj / "new.o"))
+    assert record is not None and record["model_calls"] == 1 and record["model_id"] not in ("none", None)
+    assert len(record["rounds"][0]["candidates"]) == 2
+    assert record["chosen"]["sizes"]["text"] <= record["oz"]["sizes"]["text"]
