@@ -39,7 +39,7 @@ int   sum(int *a,
   return s; }
 """
 DECL_ONLY_C = "extern int g(int);\nextern int table[4];\n"
-MAX_C = "int max(int a, int b) { return a > b ? a : b; }\nconst char *msg(void) { return \"a;b\"; }\n"
+MAX_C = 'int max(int a, int b) { return a > b ? a : b; }\nconst char *msg(void) { return "a;b"; }\n'
 PROBE_C = "int main(void) { return 0; }\n"
 
 RECIPES = """
@@ -70,8 +70,14 @@ def _record(record_dir: Path, src_dir: Path, name: str, code: str) -> None:
     bc = record_dir / f"{stem}.bc"
     argv = [CLANG, "-Oz", "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-c", str(src), "-o", str(bc)]
     subprocess.run(argv, check=True, capture_output=True)
-    meta = {"source": str(src), "cwd": str(src_dir), "output": str(src.with_suffix(".o")), "lang": "c",
-            "argv": argv, "ir_sha256": hashlib.sha256(bc.read_bytes()).hexdigest()}
+    meta = {
+        "source": str(src),
+        "cwd": str(src_dir),
+        "output": str(src.with_suffix(".o")),
+        "lang": "c",
+        "argv": argv,
+        "ir_sha256": hashlib.sha256(bc.read_bytes()).hexdigest(),
+    }
     (record_dir / f"{stem}.json").write_text(json.dumps(meta))
 
 
@@ -89,8 +95,11 @@ def built(tmp_path: Path) -> tuple[dict, Path]:
     recipes = tmp_path / "recipes.toml"
     recipes.write_text(RECIPES)
     dirs = [
-        _package(tmp_path, "alpha", {"sum.c": SUM_C, "sum_copy.c": SUM_DUP_C, "decl.c": DECL_ONLY_C,
-                                     "max.c": MAX_C, "conftest.c": PROBE_C}),
+        _package(
+            tmp_path,
+            "alpha",
+            {"sum.c": SUM_C, "sum_copy.c": SUM_DUP_C, "decl.c": DECL_ONLY_C, "max.c": MAX_C, "conftest.c": PROBE_C},
+        ),
         # beta (test) also contains max.c: the test copy must win, train must lose it.
         _package(tmp_path, "beta", {"lib/max.c": MAX_C, "lib/sum2.c": SUM_C.replace("sum", "total")}),
     ]
@@ -131,12 +140,16 @@ def test_corpus_info(built: tuple[dict, Path]) -> None:
 
 
 def test_normalize_ignores_comments_metadata_and_names() -> None:
-    a = ('; ModuleID = \'x.c\'\nsource_filename = "x.c"\n@s = constant [4 x i8] c"a;b\\00"\n'
-         "define i32 @f() #0 {\n  %1 = load i32, ptr @g, align 4, !tbaa !5  ; comment\n  ret i32 %1\n}\n"
-         "attributes #0 = { minsize }\n!5 = !{}\n")
-    b = ('source_filename = "other/y.c"\n@s   = constant [4 x i8] c"a;b\\00"\n'
-         "define i32 @f() #0 {\n  %1 = load i32, ptr @g, align 4\n  ret i32 %1\n}\n"
-         'attributes #0 = { minsize "target-cpu"="x86-64" }\n')
+    a = (
+        '; ModuleID = \'x.c\'\nsource_filename = "x.c"\n@s = constant [4 x i8] c"a;b\\00"\n'
+        "define i32 @f() #0 {\n  %1 = load i32, ptr @g, align 4, !tbaa !5  ; comment\n  ret i32 %1\n}\n"
+        "attributes #0 = { minsize }\n!5 = !{}\n"
+    )
+    b = (
+        'source_filename = "other/y.c"\n@s   = constant [4 x i8] c"a;b\\00"\n'
+        "define i32 @f() #0 {\n  %1 = load i32, ptr @g, align 4\n  ret i32 %1\n}\n"
+        'attributes #0 = { minsize "target-cpu"="x86-64" }\n'
+    )
     assert corpus.normalize_ir(a) == corpus.normalize_ir(b)
     assert 'c"a;b\\00"' in corpus.normalize_ir(a)  # a ';' inside a string is not a comment
     assert corpus.normalized_hash(a) != corpus.normalized_hash(b.replace("load i32", "load i16"))

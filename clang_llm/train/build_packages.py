@@ -348,10 +348,7 @@ def build_all(
     console = console or Console(stderr=True)
     defaults, recipes = load_recipes(recipes_file)
     wanted = names or list(recipes)
-    if (
-        shutil.which("clang-llm", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-        is None
-    ):
+    if shutil.which("clang-llm", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]) is None:
         raise RuntimeError("clang-llm is not on PATH (install the package into the venv first)")
     results: list[BuildResult] = []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -407,9 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         retry_failed=args.retry_failed,
     )
     ok = sum(r.ok for r in results)
-    Console(stderr=True).print(
-        f"{ok}/{len(results)} built, {sum(r.recorded for r in results)} TUs recorded in total"
-    )
+    Console(stderr=True).print(f"{ok}/{len(results)} built, {sum(r.recorded for r in results)} TUs recorded in total")
     return 0
 
 

@@ -53,8 +53,13 @@ CSMITH_TEST = "csmith-test"
 
 # Build-system probes: compiled by configure/CMake/meson, never part of the package.
 _PROBE_PATTERNS = (
-    "*/conftest*", "conftest*", "*/CMakeFiles/CMakeScratch/*", "*/CMakeFiles/CMakeTmp/*",
-    "*/CMakeFiles/*/CompilerId*/*", "*/meson-private/*", "*/_clang_llm_build/CMakeFiles/*CompilerId*",
+    "*/conftest*",
+    "conftest*",
+    "*/CMakeFiles/CMakeScratch/*",
+    "*/CMakeFiles/CMakeTmp/*",
+    "*/CMakeFiles/*/CompilerId*/*",
+    "*/meson-private/*",
+    "*/_clang_llm_build/CMakeFiles/*CompilerId*",
 )
 # Split precedence when the same normalized IR occurs in several splits.
 _SPLIT_ORDER = {"test": 0, "validation": 1, "train": 2}
@@ -164,9 +169,7 @@ def _csmith_is_test(seed: int) -> bool:
     return is_test_seed(seed)
 
 
-def collect_recordings(
-    record_dirs: Iterable[Path], splits: dict[str, str], drops: Counter
-) -> list[Recording]:
+def collect_recordings(record_dirs: Iterable[Path], splits: dict[str, str], drops: Counter) -> list[Recording]:
     """Read every `<name>.json` + `<name>.bc` pair; drop probes, excluded and reserved sources."""
     recs: list[Recording] = []
     for rdir in map(Path, record_dirs):
@@ -207,10 +210,19 @@ def collect_recordings(
                 rel = str(seed)
                 if _csmith_is_test(seed):
                     pkg, spl = CSMITH_TEST, "test"
-            recs.append(Recording(
-                bc=bc, package=pkg, version=version, file=rel, lang=str(info.get("lang", "c")),
-                argv=list(info.get("argv", [])), cwd=str(info.get("cwd", "")), source=source, split=spl,
-            ))
+            recs.append(
+                Recording(
+                    bc=bc,
+                    package=pkg,
+                    version=version,
+                    file=rel,
+                    lang=str(info.get("lang", "c")),
+                    argv=list(info.get("argv", [])),
+                    cwd=str(info.get("cwd", "")),
+                    source=source,
+                    split=spl,
+                )
+            )
     return recs
 
 
@@ -275,12 +287,22 @@ def build_corpus(
         seen[a.norm_sha256] = r.split
         mid = a.norm_sha256[:16]
         shutil.copyfile(r.bc, mod_dir / f"{mid}.bc")
-        rows.append({
-            "id": mid, "package": r.package, "version": r.version, "file": r.file, "lang": r.lang,
-            "argv": r.argv, "cwd": r.cwd, "instructions": a.instructions, "functions": a.functions,
-            "split": r.split, "norm_sha256": a.norm_sha256,
-            "ir_sha256": hashlib.sha256(r.bc.read_bytes()).hexdigest(),
-        })
+        rows.append(
+            {
+                "id": mid,
+                "package": r.package,
+                "version": r.version,
+                "file": r.file,
+                "lang": r.lang,
+                "argv": r.argv,
+                "cwd": r.cwd,
+                "instructions": a.instructions,
+                "functions": a.functions,
+                "split": r.split,
+                "norm_sha256": a.norm_sha256,
+                "ir_sha256": hashlib.sha256(r.bc.read_bytes()).hexdigest(),
+            }
+        )
     # Count duplicates that were dropped because a higher-precedence split already had them.
     for r, a in zip(recs, analyses, strict=True):
         if a.ok and a.norm_sha256 in seen and seen[a.norm_sha256] != r.split:
@@ -293,15 +315,19 @@ def build_corpus(
     os.replace(tmp, out_dir / INDEX_FILE)
 
     summary = _summarize(rows)
-    summary.update({
-        "recordings": len(recs),
-        "dropped": dict(sorted(drops.items())),
-        "cross_split_duplicates_dropped": cross_split_dups,
-        "max_instructions": max_instructions,
-    })
+    summary.update(
+        {
+            "recordings": len(recs),
+            "dropped": dict(sorted(drops.items())),
+            "cross_split_duplicates_dropped": cross_split_dups,
+            "max_instructions": max_instructions,
+        }
+    )
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-    console.print(f"corpus: {summary['modules']} modules from {len(recs)} recordings, "
-                  f"{summary['packages']} packages; by split {summary['modules_per_split']}")
+    console.print(
+        f"corpus: {summary['modules']} modules from {len(recs)} recordings, "
+        f"{summary['packages']} packages; by split {summary['modules_per_split']}"
+    )
     return summary
 
 
@@ -345,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/work/corpus/out"))
     ap.add_argument("--max-instructions", type=int, default=DEFAULT_MAX_INSTRUCTIONS)
     ap.add_argument("-j", "--jobs", type=int, default=None)
-    ap.add_argument("record_dirs", nargs="*", type=Path,
-                    help="record folders (default: every folder under /work/corpus/record)")
+    ap.add_argument(
+        "record_dirs", nargs="*", type=Path, help="record folders (default: every folder under /work/corpus/record)"
+    )
     args = ap.parse_args(argv)
     dirs = args.record_dirs or sorted(p for p in Path("/work/corpus/record").iterdir() if p.is_dir())
     summary = build_corpus(dirs, args.out, max_instructions=args.max_instructions, jobs=args.jobs)

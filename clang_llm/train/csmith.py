@@ -180,9 +180,7 @@ def generate(
     columns = (TextColumn("[bold]csmith"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress, ThreadPoolExecutor(jobs) as pool:
         task = progress.add_task("csmith", total=n)
-        for res in pool.map(
-            lambda s: record_seed(s, out_dir, include, compile_timeout_s=compile_timeout_s), seeds
-        ):
+        for res in pool.map(lambda s: record_seed(s, out_dir, include, compile_timeout_s=compile_timeout_s), seeds):
             if res.ok:
                 ok += 1
             else:
