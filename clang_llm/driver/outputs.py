@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy `src` to `dest` via a temp file in dest's directory + rename: readers never see half a file."""
+def _atomic(dest: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
+    """Write via a temp file in dest's directory + rename: readers never see half a file."""
     dest_dir = dest.parent if str(dest.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".clang-llm-tmp", dir=dest_dir)
     try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-        mode = 0o666 & ~_umask()
-        os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -24,21 +26,27 @@ def atomic_copy(src: Path, dest: Path) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    """Copy an object into place with the permissions a compiler's output would have."""
+    with open(src, "rb") as inp:
+        _atomic(dest, lambda out: shutil.copyfileobj(inp, out), 0o666 & ~_umask())
 
 
 def atomic_write_text(dest: Path, text: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _atomic(dest, lambda out: out.write(text.encode()), 0o666 & ~_umask())
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap a finished directory into place (old copy removed only after the rename)."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 _UMASK: int | None = None

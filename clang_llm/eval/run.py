@@ -153,20 +153,9 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
         if todo:
             work.append((t, todo))
 
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from clang_llm.progress import make_progress
 
-    console = Console(stderr=True)
-    bar = Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
-                   disable=not (progress and console.is_terminal))
+    bar, _ = make_progress("eval", progress)
     total = sum(len(sp) for _, sp in work)
     t0 = time.monotonic()
 

@@ -53,6 +53,7 @@ from clang_llm import LLVM_MAJOR, ir
 from clang_llm.driver.toolrun import TUBuilder
 from clang_llm.optimizer.base import Finding
 from clang_llm.passes import OZ, PassList, PassListError, Vocabulary, parse_pass_list
+from clang_llm.progress import make_progress
 from clang_llm.toolchain import Toolchain
 
 log = logging.getLogger("clang_llm.autotune")
@@ -674,21 +675,7 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
     new: list[dict[str, Any]] = []
     stats = Counter[str]()
 
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    live = progress and console.is_terminal
-    bar = Progress(TextColumn("autotune"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                   console=console, disable=not live)
+    bar, live = make_progress("autotune", progress)
     last_log = [time.monotonic()]
 
     def info() -> str:
@@ -713,7 +700,7 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
             el = now - t0
             done_cost = sum(cost[r["id"]] for r in new if r["id"] in cost)
             eta = el / done_cost * (total_cost - done_cost) if done_cost else 0.0
-            console.print(f"[autotune] {len(new)}/{len(pending)} this run ({len(done_ids)} before) "
+            bar.console.print(f"[autotune] {len(new)}/{len(pending)} this run ({len(done_ids)} before) "
                           f"elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min · {info()}",
                           highlight=False, markup=False,
                           soft_wrap=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm import LLVM_MAJOR
+from clang_llm.driver.outputs import replace_dir
 from clang_llm.model.card import ModelCard, write_card
 from clang_llm.optimizer.prompt import PROMPT_FORMAT
 from clang_llm.passes import Vocabulary
@@ -63,10 +64,5 @@ def export(
     card.training["quantization"] = quantization
     write_card(tmp, card)
     load_model(tmp, intra_threads=1)  # raises ModelError before anything is replaced
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out)
     return out

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from clang_llm.driver.outputs import replace_dir
 from clang_llm.optimizer.prompt import END_MARK
 from clang_llm.train.tokenizer import BOS, PAD, UNK
 
@@ -158,17 +159,12 @@ def _save(
     """Write the checkpoint beside the old one and swap it in: a crash never leaves half of one."""
     final = out_dir / CHECKPOINT
     tmp = out_dir / (CHECKPOINT + ".tmp")
-    old = out_dir / (CHECKPOINT + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     hf_tokenizer.save_pretrained(tmp)
     torch.save(state, tmp / STATE_FILE)
     (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, final)
     return final
 
 
