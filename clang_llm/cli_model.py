@@ -14,7 +14,8 @@ def train_cmd(
     out: Annotated[Path, typer.Option(help="Model directory to write (CTranslate2 int8 + tokenizer + card)")],
     work: Annotated[Path, typer.Option(help="Resumable work dir: tokenizer, examples, checkpoints")] = Path(
         "build/train"),
-    steps: int = 3000, batch_size: int = 8, context: int = 1024, hidden_size: int = 256, num_layers: int = 4,
+    steps: int = 3000, batch_size: int = 8, context: int = 2048, prompt_budget: int = 640,
+    hidden_size: int = 256, num_layers: int = 4,
     num_heads: int = 4, vocab_size: int = 4096, lr: float = 1e-3, seed: int = 0,
     cpu_threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is fastest on a busy box)")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing model directory")] = False,
@@ -22,7 +23,8 @@ def train_cmd(
     """Tokenizer → examples (direct + feedback) → training (CPU or CUDA, resumable) → int8 export."""
     from clang_llm.train.make_model import ModelRecipe, make_model
 
-    recipe = ModelRecipe(context=context, vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+    recipe = ModelRecipe(context=context, prompt_budget=prompt_budget, vocab_size=vocab_size, hidden_size=hidden_size,
+                         num_layers=num_layers,
                          num_heads=num_heads, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                          cpu_threads=cpu_threads)
     path = make_model(labels, corpus / "modules", work, out, recipe, force_export=force)

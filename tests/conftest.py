@@ -45,6 +45,9 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for k in list(os.environ):
         if k.startswith("CLANG_LLM_") and k != "CLANG_LLM_DIR":
             monkeypatch.delenv(k)
+    # Driver tests measure the wrapper against clang -Oz: no model unless a test names one
+    # (--llm-model=… on the command line wins over this).
+    monkeypatch.setenv("CLANG_LLM_MODEL", str(tmp_path / "no-model"))
     return d
 
 

@@ -54,11 +54,13 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     recs = read_labels(labels)
     assert len(recs) == len(SOURCES) and all(r["status"] == "ok" for r in recs)
 
-    recipe = ModelRecipe(context=512, max_new_tokens=48, vocab_size=800, hidden_size=64, num_layers=2, num_heads=4,
+    recipe = ModelRecipe(context=512, prompt_budget=200, max_new_tokens=48, vocab_size=800, hidden_size=64,
+                         num_layers=2, num_heads=4,
                          steps=40, batch_size=4, lr=1e-2, cpu_threads=1)
     model = make_model(labels, corpus / "modules", tmp_path / "work", tmp_path / "model", recipe, name="tiny")
     card = json.loads((model / "model-card.json").read_text())
-    assert card["context_length"] == 512 and card["training"]["data"]["train_modules"] == len(SOURCES)
+    assert card["context_length"] == 512 and card["prompt_budget"] == 200
+    assert card["training"]["data"]["train_modules"] == len(SOURCES)
 
     (proj / "new.c").write_text("int tri(int n) { int t = 0; while (n > 0) t += n--; return t; }\n")
     env = {**os.environ, "CLANG_LLM_MAX_NEW_TOKENS": "48"}

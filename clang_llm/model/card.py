@@ -26,6 +26,7 @@ class ModelCard:
     pass_vocabulary_version: str
     prompt_format: str
     context_length: int
+    prompt_budget: int = 0  # tokens of IR in round 1's prompt (what training used); 0: from context
     training: dict[str, Any] = field(default_factory=dict)  # data summary, steps, dims, loss
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluation results
     name: str = ""
@@ -59,6 +60,7 @@ class ModelCard:
             pass_vocabulary_version=data["pass_vocabulary_version"],
             prompt_format=data["prompt_format"],
             context_length=data["context_length"],
+            prompt_budget=int(data.get("prompt_budget", 0) or 0),
             training=dict(data.get("training", {})),
             metrics=dict(data.get("metrics", {})),
             name=str(data.get("name", "")),

@@ -44,13 +44,14 @@ def _compiled_ir(f: Finding) -> str | None:
         return None
 
 
-def prompt_budgets(context: int, max_new_tokens: int) -> tuple[int, int]:
+def prompt_budgets(context: int, max_new_tokens: int, first_cap: int = 0) -> tuple[int, int]:
     """(tokens for round 1's prompt, tokens for any prompt). Round 1 always leaves room for a
     previous answer and feedback lines, so every round of every setting starts from the same
-    first prompt (and the model is trained on exactly that prompt)."""
+    first prompt (and the model is trained on exactly that prompt). `first_cap` is the model
+    card's `prompt_budget`: a model may be trained on shorter first prompts than its context."""
     total = max(64, context - max_new_tokens)
     first = max(48, total - max_new_tokens - context // 5)
-    return first, total
+    return (min(first, first_cap) if first_cap > 0 else first), total
 
 
 class ModelLoop:
@@ -102,7 +103,8 @@ class ModelLoop:
 
     def optimize(self, tu: TUContext) -> Decision:
         s = self.settings
-        first_budget, budget = prompt_budgets(self.model.context_length, s.max_new_tokens)
+        first_budget, budget = prompt_budgets(self.model.context_length, s.max_new_tokens,
+                                              self.model.card.prompt_budget)
         prompt = build_prompt(tu.ir_text, first_budget, self.model.count_tokens)
         current = prompt
         rounds: list[dict[str, Any]] = []

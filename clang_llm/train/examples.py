@@ -44,9 +44,10 @@ def module_text(modules_dir: Path, module_id: str) -> str | None:
 
 
 def examples_for(rec: dict[str, Any], ir_text: str, count_tokens: CountTokens, context: int,
-                 max_new_tokens: int, rng: random.Random, form: str = "short") -> list[dict[str, str]]:
+                 max_new_tokens: int, rng: random.Random, form: str = "short",
+                 prompt_budget: int = 0) -> list[dict[str, str]]:
     """The direct example, and a feedback example when a worse alternative is known."""
-    first_budget, budget = prompt_budgets(context, max_new_tokens)
+    first_budget, budget = prompt_budgets(context, max_new_tokens, prompt_budget)
     prompt = build_prompt(ir_text, first_budget, count_tokens)
     before = rec["count_before"]
     best = rec["best"]
@@ -66,7 +67,8 @@ def examples_for(rec: dict[str, Any], ir_text: str, count_tokens: CountTokens, c
 
 
 def write_examples(labels: Iterable[dict[str, Any]], modules_dir: Path, out_path: Path, count_tokens: CountTokens,
-                   context: int, max_new_tokens: int, splits: tuple[str, ...] = ("train",), seed: int = 0) -> int:
+                   context: int, max_new_tokens: int, splits: tuple[str, ...] = ("train",), seed: int = 0,
+                   prompt_budget: int = 0) -> int:
     """Write the examples of the given splits as JSONL; returns how many."""
     rng = random.Random(seed)
     recs = [r for r in labels if usable(r) and r.get("split") in splits]
@@ -77,7 +79,8 @@ def write_examples(labels: Iterable[dict[str, Any]], modules_dir: Path, out_path
         for rec in recs:
             text = module_text(modules_dir, rec["id"])
             if text is not None:
-                for ex in examples_for(rec, text, count_tokens, context, max_new_tokens, rng):
+                for ex in examples_for(rec, text, count_tokens, context, max_new_tokens, rng,
+                                       prompt_budget=prompt_budget):
                     f.write(json.dumps(ex) + "\n")
                     n += 1
             bar.advance(task)

@@ -29,6 +29,7 @@ def export(
     metrics: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     force: bool = False,
+    prompt_budget: int = 0,
 ) -> Path:
     """Convert a Hugging Face checkpoint (from `train`) into ``out_dir``; returns ``out_dir``.
 
@@ -57,6 +58,7 @@ def export(
         pass_vocabulary_version=Vocabulary.default().version,
         prompt_format=PROMPT_FORMAT,
         context_length=int(config["max_position_embeddings"]),
+        prompt_budget=prompt_budget,
         training=summary,
         metrics=dict(metrics or {}),
         name=name,

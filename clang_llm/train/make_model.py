@@ -17,7 +17,8 @@ from clang_llm.train.autotune import read_labels
 
 @dataclass
 class ModelRecipe:
-    context: int = 1024
+    context: int = 2048
+    prompt_budget: int = 640  # round-1 IR tokens: CPU training cost grows with it
     max_new_tokens: int = 96
     vocab_size: int = 4096
     hidden_size: int = 256
@@ -54,7 +55,7 @@ def make_model(labels_path: Path, modules_dir: Path, work: Path, out: Path, reci
     examples = work / "examples.jsonl"
     if not examples.exists():
         write_examples(labels, modules_dir, examples, count, recipe.context, recipe.max_new_tokens,
-                       seed=recipe.seed)
+                       seed=recipe.seed, prompt_budget=recipe.prompt_budget)
     t0 = time.monotonic()
     ckpt = train(examples, tok_path, work / "train", steps=recipe.steps, batch_size=recipe.batch_size,
                  seq_len=recipe.context, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
@@ -63,7 +64,7 @@ def make_model(labels_path: Path, modules_dir: Path, work: Path, out: Path, reci
         "recipe": asdict(recipe), "labels": str(labels_path.name),
         "data": _data_summary(labels, examples), "train_wall_seconds_this_run": round(time.monotonic() - t0, 1),
     }
-    return export(ckpt, out, name=name, training=training, force=force_export)
+    return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget)
 
 
 def _data_summary(labels: list[dict[str, Any]], examples: Path) -> dict[str, Any]:
