@@ -342,6 +342,7 @@ def build_all(
     recipes_file: Path | None = None,
     log_dir: Path | None = None,
     retry_failed: bool = False,
+    fetch: bool = False,
     console: Console | None = None,
 ) -> list[BuildResult]:
     """Build every recipe (or `names`) whose source is extracted under `src_root`, with a progress bar."""
@@ -361,6 +362,10 @@ def build_all(
                 progress.advance(task)
                 continue
             src_dir = find_source_dir(src_root, name)
+            if src_dir is None and fetch:  # needs deb-src lines in the apt sources
+                src_root.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["apt-get", "source", "-q", name], cwd=src_root, capture_output=True, check=False)
+                src_dir = find_source_dir(src_root, name)
             if src_dir is None:
                 console.print(f"[yellow]{name}: source not found under {src_root} (apt-get source {name})")
                 progress.advance(task)
@@ -393,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logs", type=Path, default=None, help="folder for per-package build logs")
     ap.add_argument("--recipes", type=Path, default=None, help="recipe TOML (default: shipped one)")
     ap.add_argument("--retry-failed", action="store_true", help="rebuild packages whose build failed")
+    ap.add_argument("--fetch", action="store_true", help="`apt-get source` packages not yet under --src")
     ap.add_argument("packages", nargs="*", help="only these packages (default: all recipes)")
     args = ap.parse_args(argv)
     results = build_all(
@@ -402,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         recipes_file=args.recipes,
         log_dir=args.logs,
         retry_failed=args.retry_failed,
+        fetch=args.fetch,
     )
     ok = sum(r.ok for r in results)
     Console(stderr=True).print(f"{ok}/{len(results)} built, {sum(r.recorded for r in results)} TUs recorded in total")
