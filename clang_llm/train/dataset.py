@@ -104,8 +104,11 @@ def dataset_info(labels_path: Path | str | None, index_path: Path | str | None) 
         }
     if labels_path and Path(labels_path).exists():
         labels = read_labels(Path(labels_path))
-        for r in labels:  # the index is the authority on splits
-            if r["id"] in split_of:
+        stale = 0
+        if index:  # the index is the authority: on splits, and on which modules exist at all
+            stale = sum(1 for r in labels if r["id"] not in split_of)
+            labels = [r for r in labels if r["id"] in split_of]
+            for r in labels:
                 r["split"] = split_of[r["id"]]
         by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in labels:
@@ -114,6 +117,7 @@ def dataset_info(labels_path: Path | str | None, index_path: Path | str | None) 
                           "splits": {s: label_stats(v) for s, v in sorted(by_split.items())}}
         schema = Counter(r.get("schema_version") for r in labels)
         info["labels"]["schema_versions"] = {str(k): v for k, v in schema.items()}
+        info["labels"]["stale_records_ignored"] = stale
         if index:
             info["labels"]["coverage"] = len([r for r in labels if r["id"] in split_of]) / len(index)
     return info
