@@ -15,12 +15,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
 from clang_llm import ir
 from clang_llm.optimizer.base import Finding, Sizes
 from clang_llm.optimizer.loop import prompt_budgets
 from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, render_answer
+from clang_llm.progress import make_progress
 
 CountTokens = Callable[[str], int]
 
@@ -43,12 +42,10 @@ def module_text(modules_dir: Path, module_id: str) -> str | None:
         return None
 
 
-def examples_for(rec: dict[str, Any], ir_text: str, count_tokens: CountTokens, context: int,
-                 max_new_tokens: int, rng: random.Random, form: str = "short",
-                 prompt_budget: int = 0) -> list[dict[str, str]]:
+def examples_for(rec: dict[str, Any], prompt: str, count_tokens: CountTokens, context: int,
+                 max_new_tokens: int, rng: random.Random, form: str = "short") -> list[dict[str, str]]:
     """The direct example, and a feedback example when a worse alternative is known."""
-    first_budget, budget = prompt_budgets(context, max_new_tokens, prompt_budget)
-    prompt = build_prompt(ir_text, first_budget, count_tokens)
+    _, budget = prompt_budgets(context, max_new_tokens)
     before = rec["count_before"]
     best = rec["best"]
     answer = render_answer(best["pass_list"], before, best["count"])
@@ -66,40 +63,67 @@ def examples_for(rec: dict[str, Any], ir_text: str, count_tokens: CountTokens, c
     return out
 
 
-def write_examples(labels: Iterable[dict[str, Any]], modules_dir: Path, out_path: Path, count_tokens: CountTokens,
-                   context: int, max_new_tokens: int, splits: tuple[str, ...] = ("train",), seed: int = 0,
-                   prompt_budget: int = 0) -> int:
+def write_prompts(ids: list[str], modules_dir: Path, out_path: Path, count_tokens: CountTokens,
+                  budget: int) -> dict[str, str]:
+    """Round-1 prompts per module id (they depend on the IR and tokenizer only, not on labels),
+    appended to a JSONL cache: resumable, and ready before the labels are."""
+    prompts: dict[str, str] = {}
+    if out_path.exists():
+        with open(out_path) as f:
+            for line in f:
+                try:
+                    d = json.loads(line)
+                except ValueError:
+                    continue  # a line torn by an interrupted run
+                prompts[d["id"]] = d["prompt"]
+    todo = [i for i in ids if i not in prompts]
+    bar, _ = make_progress("prompts")
+    with open(out_path, "a") as f, bar:
+        task = bar.add_task("prompts", total=len(todo), info="")
+        for module_id in todo:
+            text = module_text(modules_dir, module_id)
+            if text is not None:
+                prompts[module_id] = build_prompt(text, budget, count_tokens)
+                f.write(json.dumps({"id": module_id, "prompt": prompts[module_id]}) + "\n")
+                f.flush()
+            bar.advance(task)
+    return prompts
+
+
+def write_examples(labels: Iterable[dict[str, Any]], prompts: dict[str, str], out_path: Path,
+                   count_tokens: CountTokens, context: int, max_new_tokens: int,
+                   splits: tuple[str, ...] = ("train",), seed: int = 0) -> int:
     """Write the examples of the given splits as JSONL; returns how many."""
     rng = random.Random(seed)
-    recs = [r for r in labels if usable(r) and r.get("split") in splits]
     n = 0
     tmp = out_path.with_suffix(".tmp")
-    with open(tmp, "w") as f, Progress() as bar:
-        task = bar.add_task("examples", total=len(recs))
-        for rec in recs:
-            text = module_text(modules_dir, rec["id"])
-            if text is not None:
-                for ex in examples_for(rec, text, count_tokens, context, max_new_tokens, rng,
-                                       prompt_budget=prompt_budget):
+    with open(tmp, "w") as f:
+        for rec in labels:
+            if usable(rec) and rec.get("split") in splits and rec["id"] in prompts:
+                for ex in examples_for(rec, prompts[rec["id"]], count_tokens, context, max_new_tokens, rng):
                     f.write(json.dumps(ex) + "\n")
                     n += 1
-            bar.advance(task)
     tmp.replace(out_path)
     return n
 
 
-def tokenizer_texts(labels: Iterable[dict[str, Any]], modules_dir: Path, limit: int = 1500,
-                    seed: int = 0) -> Iterator[str]:
-    """Texts to fit the BPE on: normalized IR of a sample of training modules, answers, feedback."""
+def tokenizer_texts(module_ids: list[str], labels: Iterable[dict[str, Any]], modules_dir: Path,
+                    limit: int = 1000, seed: int = 0) -> Iterator[str]:
+    """Texts to fit the BPE on: normalized IR of a sample of training modules, every vocabulary
+    token, and the answers and feedback lines of the labels."""
     from clang_llm.optimizer.prompt import normalize_ir
+    from clang_llm.passes import Vocabulary
 
-    recs = [r for r in labels if usable(r) and r.get("split") == "train"]
-    random.Random(seed).shuffle(recs)
-    for rec in recs[:limit]:
-        text = module_text(modules_dir, rec["id"])
+    ids = list(module_ids)
+    random.Random(seed).shuffle(ids)
+    for module_id in ids[:limit]:
+        text = module_text(modules_dir, module_id)
         if text is not None:
             yield normalize_ir(text)[:200_000]
-        before = rec["count_before"]
-        yield render_answer(rec["best"]["pass_list"], before, rec["best"]["count"])
-        oz = _finding({"pass_list": "Oz", **rec["oz"]}, before)
-        yield feedback_text("short", _finding(rec["best"], before), None, oz=oz)
+    yield "passes: " + " ".join(Vocabulary.default().tokens)
+    for rec in labels:
+        if usable(rec):
+            before = rec["count_before"]
+            yield render_answer(rec["best"]["pass_list"], before, rec["best"]["count"])
+            oz = _finding({"pass_list": "Oz", **rec["oz"]}, before)
+            yield feedback_text("short", _finding(rec["best"], before), None, oz=oz)

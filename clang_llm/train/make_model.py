@@ -6,6 +6,7 @@ interrupted run resumes where it stopped (training itself resumes from its check
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -32,30 +33,36 @@ class ModelRecipe:
 
 
 def make_model(labels_path: Path, modules_dir: Path, work: Path, out: Path, recipe: ModelRecipe,
-               name: str = "clang-llm-default", force_export: bool = False) -> Path:
+               name: str = "clang-llm-default", force_export: bool = False, index_path: Path | None = None) -> Path:
+    """Stages (each skipped when its output exists): tokenizer, prompts, examples, training, export."""
     from tokenizers import Tokenizer
 
-    from clang_llm.train.examples import tokenizer_texts, write_examples
+    from clang_llm.optimizer.loop import prompt_budgets
+    from clang_llm.train.examples import tokenizer_texts, write_examples, write_prompts
     from clang_llm.train.export import export
     from clang_llm.train.tokenizer import fit_tokenizer
     from clang_llm.train.trainer import train
 
     work.mkdir(parents=True, exist_ok=True)
     labels = read_labels(labels_path)
+    train_ids = _train_ids(index_path or modules_dir.parent / "index.jsonl.gz", labels)
+    split_of = {i: "train" for i in train_ids}
+    labels = [{**r, "split": split_of.get(r["id"], "other")} for r in labels]  # the index decides splits
     tok_path = work / "tokenizer.json"
     if not tok_path.exists():
-        tmp = fit_tokenizer(tokenizer_texts(labels, modules_dir, seed=recipe.seed), work / "tokenizer.tmp.json",
-                            vocab_size=recipe.vocab_size)
+        tmp = fit_tokenizer(tokenizer_texts(train_ids, labels, modules_dir, seed=recipe.seed),
+                            work / "tokenizer.tmp.json", vocab_size=recipe.vocab_size)
         tmp.replace(tok_path)
     tok = Tokenizer.from_file(str(tok_path))
 
     def count(text: str) -> int:
         return len(tok.encode(text).ids)
 
+    first_budget, _ = prompt_budgets(recipe.context, recipe.max_new_tokens, recipe.prompt_budget)
+    prompts = write_prompts(train_ids, modules_dir, work / "prompts.jsonl", count, first_budget)
     examples = work / "examples.jsonl"
     if not examples.exists():
-        write_examples(labels, modules_dir, examples, count, recipe.context, recipe.max_new_tokens,
-                       seed=recipe.seed, prompt_budget=recipe.prompt_budget)
+        write_examples(labels, prompts, examples, count, recipe.context, recipe.max_new_tokens, seed=recipe.seed)
     t0 = time.monotonic()
     ckpt = train(examples, tok_path, work / "train", steps=recipe.steps, batch_size=recipe.batch_size,
                  seq_len=recipe.context, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
@@ -65,6 +72,14 @@ def make_model(labels_path: Path, modules_dir: Path, work: Path, out: Path, reci
         "data": _data_summary(labels, examples), "train_wall_seconds_this_run": round(time.monotonic() - t0, 1),
     }
     return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget)
+
+
+def _train_ids(index_path: Path, labels: list[dict[str, Any]]) -> list[str]:
+    """Ids of the train split: from the corpus index when there is one, else from the labels."""
+    if index_path.exists():
+        with gzip.open(index_path, "rt") as f:
+            return [d["id"] for d in map(json.loads, f) if d.get("split") == "train"]
+    return [r["id"] for r in labels if r.get("split") == "train"]
 
 
 def _data_summary(labels: list[dict[str, Any]], examples: Path) -> dict[str, Any]:
