@@ -35,8 +35,10 @@ def export_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint dir written by train (work/train/checkpoint)")],
     out: Annotated[Path, typer.Argument(help="Model directory to write")],
     name: str = "clang-llm", force: bool = False,
+    prompt_budget: Annotated[int, typer.Option(help="Round-1 prompt tokens the model was trained with")] = 640,
 ) -> None:
     """Checkpoint → CTranslate2 int8 model directory with model-card.json and tokenizer.json."""
     from clang_llm.train.export import export
 
-    typer.echo(f"model written to {export(checkpoint, out, name=name, force=force)}")
+    path = export(checkpoint, out, name=name, force=force, prompt_budget=prompt_budget)
+    typer.echo(f"model written to {path}")
