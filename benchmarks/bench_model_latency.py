@@ -56,7 +56,7 @@ def main() -> None:
         t0 = time.perf_counter()
         model = load_model(model_dir, intra_threads=args.threads)
         loads.append(time.perf_counter() - t0)
-    first_budget, _ = prompt_budgets(model.context_length, args.new_tokens)
+    first_budget, _ = prompt_budgets(model.context_length, args.new_tokens, model.card.prompt_budget)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in example_irs(Path(tmp)).items():
