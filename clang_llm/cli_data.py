@@ -78,6 +78,28 @@ def autotune_cmd(
 dataset_app = typer.Typer(help="The corpus and its autotuned labels.", no_args_is_help=True)
 
 
+@dataset_app.command("verify")
+def dataset_verify(
+    labels: Annotated[Path, typer.Option(help="Labels file written by `autotune`.")] = DEFAULT_LABELS,
+    index: Annotated[Path, typer.Option(help="Corpus index (modules/<id>.bc beside it).")] = DEFAULT_INDEX,
+    split: str = "test", sample: int = 50, seed: int = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rebuild -Oz and each labelled best list on a seeded sample and compare with the recorded counts."""
+    from clang_llm.train.dataset import verify_labels
+
+    res = verify_labels(labels, index, split=split, sample=sample, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(res, indent=1))
+    else:
+        typer.echo(f"{res['identical']}/{res['checked']} {split} modules rebuild to the recorded -Oz and best "
+                   "(instruction count, .text, allocated bytes)")
+        for r in res["rows"]:
+            if not r["match"]:
+                typer.echo(f"  differs: {r['id']} ({r['package']}): recorded {r['recorded']} rebuilt {r['rebuilt']}")
+    raise typer.Exit(0 if res["identical"] == res["checked"] else 1)
+
+
 @dataset_app.command("info")
 def dataset_info_cmd(
     labels: Annotated[Path, typer.Option(help="Labels file written by `autotune`.")] = DEFAULT_LABELS,

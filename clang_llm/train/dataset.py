@@ -149,3 +149,40 @@ def format_info(info: dict[str, Any]) -> str:
         if lb["top_winners"]:
             lines.append("  top winners: " + "; ".join(f"{s} ×{n}" for s, n in lb["top_winners"][:5]))
     return "\n".join(lines) if lines else "nothing found (no index, no labels)"
+
+
+def verify_labels(labels_path: Path | str, index_path: Path | str, modules_dir: Path | None = None,
+                  split: str = "test", sample: int = 50, seed: int = 0) -> dict[str, Any]:
+    """Rebuild -Oz and the labelled best list for a seeded sample of one split's modules and compare
+    instruction counts, `.text` and allocated bytes with what the labels recorded."""
+    import random
+    import tempfile
+
+    from clang_llm import ir
+    from clang_llm.driver.toolrun import TUBuilder
+    from clang_llm.passes import OZ, parse_pass_list
+    from clang_llm.toolchain import Toolchain
+    from clang_llm.train.autotune import load_index
+
+    tasks = {t.id: t for t in load_index(Path(index_path), modules_dir, [split])}
+    recs = [r for r in read_labels(Path(labels_path)) if r["id"] in tasks and r.get("status") == "ok"]
+    recs.sort(key=lambda r: r["id"])
+    random.Random(seed).shuffle(recs)
+    tc = Toolchain.discover()
+    rows, same = [], 0
+    for rec in recs[:sample]:
+        task = tasks[rec["id"]]
+        with tempfile.TemporaryDirectory() as tmp:
+            b = TUBuilder(tc.compiler(task.lang == "c++"), tc.opt, list(task.codegen_flags), task.lang or "c",
+                          Path(task.bc), Path(tmp), 60)
+            b.count_before = ir.count_file(Path(task.bc))
+            got = {}
+            for name, pl in (("oz", OZ), ("best", parse_pass_list(rec["best"]["pass_list"]))):
+                f = b.evaluate(pl, verify_each=name != "oz")
+                got[name] = {"count": f.count_after, "text": f.sizes.text if f.sizes else None,
+                             "alloc": f.sizes.alloc if f.sizes else None}
+        want = {k: {x: rec[k][x] for x in ("count", "text", "alloc")} for k in ("oz", "best")}
+        ok = got == want
+        same += ok
+        rows.append({"id": rec["id"], "package": rec["package"], "match": ok, "recorded": want, "rebuilt": got})
+    return {"split": split, "checked": len(rows), "identical": same, "rows": rows}
