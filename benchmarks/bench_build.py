@@ -26,9 +26,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
-
 REPO = Path(__file__).resolve().parents[1]
 TARBALL = REPO / "tests" / "projects" / "lz4_1.9.4.orig.tar.gz"
 TOP = "lz4-1.9.4"
@@ -49,17 +46,9 @@ class Variant:
 
 def _sizes(tree: Path) -> dict[str, dict[str, int]]:
     """.text (executable allocated sections) and all allocated bytes, per object."""
-    out = {}
-    for p in sorted(tree.rglob("*.o")):
-        text = alloc = 0
-        with open(p, "rb") as f:
-            for sec in ELFFile(f).iter_sections():
-                if sec["sh_flags"] & SH_FLAGS.SHF_ALLOC:
-                    alloc += sec["sh_size"]
-                    if sec["sh_flags"] & SH_FLAGS.SHF_EXECINSTR:
-                        text += sec["sh_size"]
-        out[str(p.relative_to(tree))] = {"text": text, "alloc": alloc}
-    return out
+    from clang_llm.objsize import object_sizes
+
+    return {str(p.relative_to(tree)): vars(object_sizes(p)) for p in sorted(tree.rglob("*.o"))}
 
 
 def _build(v: Variant, jobs: int, cflags: str) -> float:
