@@ -82,9 +82,9 @@ def _emit_args(inv: Invocation) -> list[str]:
     return out
 
 
-def cache_key(ir_text: str, settings: Settings, model_id: str, toolchain: Toolchain, codegen: list[str]) -> str:
+def cache_key(ir_digest: str, settings: Settings, model_id: str, toolchain: Toolchain, codegen: list[str]) -> str:
     parts = {
-        "ir": ir.ir_hash(ir_text), "model": model_id, "settings": settings.decision_key(),
+        "ir": ir_digest, "model": model_id, "settings": settings.decision_key(),
         "toolchain": toolchain.identity, "vocab": Vocabulary.default().version, "codegen": codegen,
         "schema": 1,
     }
@@ -122,10 +122,10 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
     with private_tempdir(settings.state_dir) as tmp:
         work = Path(tmp)
         in_bc = work / "in.bc"
-        emit_cmd = [str(compiler), *_emit_args(inv), *_depfile_flags(inv), *_color_flags(), "-Oz",
+        emit_cmd = [str(compiler), *_emit_args(inv), *_depfile_flags(inv), "-Oz",
                     "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-o", str(in_bc)]
         try:
-            res = run(emit_cmd, timeout=max(600.0, settings.opt_timeout))
+            res = run([*emit_cmd[:-2], *_color_flags(), *emit_cmd[-2:]], timeout=max(600.0, settings.opt_timeout))
         except ToolTimeout as e:
             raise Fallback("emit-timeout", str(e)) from e
         if res.returncode != 0:
@@ -133,7 +133,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             raise Fallback("frontend-error")
         if settings.record:
             try:
-                record_tu(Path(settings.record), inv, [c for c in emit_cmd if c not in _color_flags()], in_bc)
+                record_tu(Path(settings.record), inv, emit_cmd, in_bc)
             except OSError as e:
                 log.warning("recording failed: %s", e)
 
@@ -142,6 +142,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         try:
             module = ir.parse(in_bc)
             ir_text = str(module)
+            ir_digest = ir.ir_hash(ir_text)  # once: the cache key and the record both use it
             builder.count_before = ir.count_instructions(module)
             del module
         except Exception as e:
@@ -152,8 +153,9 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
 
         optimizer: Optimizer = optimizer_factory(settings)
         model_id = getattr(optimizer, "model_id", None) or "none"
-        key = cache_key(ir_text, settings, model_id, toolchain, codegen)
-        cached = db.safe("cache lookup", db.cache_get, key) if settings.cache and model_id != "none" else None
+        use_cache = settings.cache and model_id != "none"
+        key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
+        cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
         tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
                        evaluate=builder.evaluate, settings=settings, source=inv.source or "")
         cache_hit = False
@@ -166,7 +168,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             except Exception as e:  # a broken optimizer must not break the build
                 log.exception("optimizer raised")
                 decision = Decision(chosen=oz, reason="optimizer-error", rounds=[{"error": repr(e)[:500]}])
-            if settings.cache and model_id != "none" and decision.reason not in ("optimizer-error",):
+            if use_cache and decision.reason != "optimizer-error":
                 db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
                         {"reason": decision.reason}, settings.cache_max_entries)
         assert decision is not None
@@ -187,7 +189,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         kind = "optimized" if chosen is not oz and chosen.sizes.text <= oz.sizes.text else "oz"
         record = {
             "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
-            "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir.ir_hash(ir_text),
+            "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir_digest,
             "settings": {k: v for k, v in vars(settings).items() if k != "sources"},
             "count_before": builder.count_before, "oz": oz.to_json(), "chosen": chosen.to_json(),
             "reason": decision.reason, "rounds": decision.rounds, "model_id": model_id,
