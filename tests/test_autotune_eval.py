@@ -276,3 +276,25 @@ def test_model_adapter_metrics(corpus: Path, labels: Path, monkeypatch: pytest.M
         assert m["validity_rate"] == 0.5 and m["pred_exact_rate"] == 1.0 and m["pred_mae"] == 0.0
         assert m["ir_parse_rate"] == 1.0 and m["bleu"] == pytest.approx(0.5)
         assert row["text"]["geomean"] > 0  # mergefunc wins on x_dup
+
+
+def test_replaying_builder_runs_each_list_once(corpus: Path, tmp_path: Path) -> None:
+    from clang_llm.eval.run import ReplayingBuilder
+    from clang_llm.passes import parse_pass_list
+
+    calls = tmp_path / "opt-calls"
+    spy = tmp_path / "opt-spy"
+    spy.write_text(f'#!/bin/sh\necho x >> "{calls}"\nexec {OPT} "$@"\n')
+    spy.chmod(0o755)
+    b = ReplayingBuilder(CLANG, str(spy), [], "c", corpus / "x_dup.bc", tmp_path, 20.0)
+    pl = parse_pass_list("Oz mergefunc")
+    first = b.evaluate(pl)
+    runs = len(calls.read_text().splitlines())
+    again = b.evaluate(pl)
+    assert len(calls.read_text().splitlines()) == runs  # replayed, opt not run again
+    assert again is not first and again.sizes == first.sizes and again.count_after == first.count_after
+    assert b.replayed_seconds == pytest.approx(first.seconds)
+    again.predicted_after = 1  # the loop annotates findings: a replay must not leak into the first
+    assert b.evaluate(pl).predicted_after is None
+    b.evaluate(pl, verify_each=False)  # a different opt command is a different evaluation
+    assert len(calls.read_text().splitlines()) > runs

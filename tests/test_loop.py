@@ -149,11 +149,18 @@ def test_opt_error_text_reaches_the_feedback(loop_model: Path, tmp_path: Path) -
     assert d.chosen.pass_list == "Oz"  # nothing valid beat it
 
 
-def test_sampling_is_seeded_and_batched(loop_model: Path, tmp_path: Path) -> None:
+def test_sampling_is_seeded(loop_model: Path, tmp_path: Path) -> None:
     a, _ = _run(loop_model, "sum", tmp_path / "a", "fast", rounds=1, samples=4)
     b, _ = _run(loop_model, "sum", tmp_path / "b", "fast", rounds=1, samples=4)
     assert a.model_calls == 1 and len(a.rounds[0]["candidates"]) == 4
     assert [c["answer"] for c in a.rounds[0]["candidates"]] == [c["answer"] for c in b.rounds[0]["candidates"]]
+
+
+def test_k_samples_start_with_the_greedy_answer(loop_model: Path, tmp_path: Path) -> None:
+    one, _ = _run(loop_model, "sum", tmp_path / "one", "fast", rounds=1, samples=1)
+    four, spy = _run(loop_model, "sum", tmp_path / "four", "fast", rounds=1, samples=4)
+    assert four.rounds[0]["candidates"][0]["answer"] == one.rounds[0]["candidates"][0]["answer"]
+    assert len(spy.prompts) == 2  # one greedy decode, one batch of 3 samples
 
 
 def _wrapper() -> list[str]:

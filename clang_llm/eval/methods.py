@@ -124,6 +124,9 @@ def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
     elif spec.is_model:
         parts["model"] = _model_identity(str(setup.model_settings.get("model", "")))
         parts["settings"] = setup.model_settings
+        from clang_llm.optimizer.loop import LOOP_VERSION
+
+        parts["loop"] = LOOP_VERSION
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,6 +1,6 @@
 """The feedback loop (Grubisic et al. 2024): the model proposes, the real toolchain judges.
 
-Round r: one batched generate call gives k candidates (seeded); each parsed pass list is run
+Round r: the model gives k candidates (its greedy answer, then k - 1 seeded samples); each parsed pass list is run
 through real opt + codegen (in parallel, up to `jobs`); generated IR, if any, is parsed and
 scored with BLEU against the IR opt really produced. If no candidate beats -Oz with a correct
 prediction, the feedback on the round's best answer (Fast / Short / Long) extends the original
@@ -27,6 +27,9 @@ from clang_llm.optimizer.prompt import (
 )
 
 log = logging.getLogger("clang_llm")
+
+# Bumped when the loop's behaviour changes, so that cached evaluation results are not reused.
+LOOP_VERSION = 2  # 2: greedy answer first, then k - 1 samples
 
 
 def _bleu(generated: str, compiled: str) -> float:
@@ -101,6 +104,19 @@ class ModelLoop:
                 return previous, fb
             chars //= 2
 
+    def _answers(self, prompt: str, k: int, seed: int) -> list[str]:
+        """k answers: the greedy one first, then k - 1 samples at the configured temperature.
+
+        Why greedy first: the model's single best guess is always among the k candidates, so
+        k samples never do worse than one, and the samples are spent on alternatives to it.
+        """
+        s = self.settings
+        answers = self.model.generate(prompt, k=1, seed=seed, temperature=0.0, max_new_tokens=s.max_new_tokens)
+        if k > 1:
+            answers += self.model.generate(prompt, k=k - 1, seed=seed, temperature=s.temperature,
+                                           max_new_tokens=s.max_new_tokens)
+        return answers
+
     def optimize(self, tu: TUContext) -> Decision:
         s = self.settings
         first_budget, budget = prompt_budgets(self.model.context_length, s.max_new_tokens,
@@ -111,10 +127,7 @@ class ModelLoop:
         findings: list[Finding] = []
         calls = 0
         for r in range(s.rounds):
-            k = s.samples
-            temperature = s.temperature if k > 1 else 0.0
-            answers = self.model.generate(current, k=k, seed=s.seed + r, temperature=temperature,
-                                          max_new_tokens=s.max_new_tokens)
+            answers = self._answers(current, s.samples, s.seed + r)
             calls += 1
             # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
             parsed = [parse_answer(a) for a in answers]
