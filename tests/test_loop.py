@@ -88,13 +88,14 @@ class _PromptSpy:
     """The real model, with the prompts it was given remembered (no mock: it still generates)."""
 
     def __init__(self, model: object) -> None:
-        self.model, self.prompts = model, []
+        self.model, self.prompts, self.calls = model, [], []
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.model, name)
 
     def generate(self, prompt: str, **kw: object) -> list[str]:
         self.prompts.append(prompt)
+        self.calls.append(kw)
         return self.model.generate(prompt, **kw)  # type: ignore[attr-defined]
 
 
@@ -152,15 +153,22 @@ def test_opt_error_text_reaches_the_feedback(loop_model: Path, tmp_path: Path) -
 def test_sampling_is_seeded(loop_model: Path, tmp_path: Path) -> None:
     a, _ = _run(loop_model, "sum", tmp_path / "a", "fast", rounds=1, samples=4)
     b, _ = _run(loop_model, "sum", tmp_path / "b", "fast", rounds=1, samples=4)
-    assert a.model_calls == 1 and len(a.rounds[0]["candidates"]) == 4
+    assert a.model_calls == 1 and a.rounds[0]["candidates"]
     assert [c["answer"] for c in a.rounds[0]["candidates"]] == [c["answer"] for c in b.rounds[0]["candidates"]]
 
 
-def test_k_samples_start_with_the_greedy_answer(loop_model: Path, tmp_path: Path) -> None:
+def test_k_samples_start_with_the_greedy_answer_and_are_distinct(loop_model: Path, tmp_path: Path) -> None:
     one, _ = _run(loop_model, "sum", tmp_path / "one", "fast", rounds=1, samples=1)
     four, spy = _run(loop_model, "sum", tmp_path / "four", "fast", rounds=1, samples=4)
-    assert four.rounds[0]["candidates"][0]["answer"] == one.rounds[0]["candidates"][0]["answer"]
-    assert len(spy.prompts) == 2  # one greedy decode, one batch of 3 samples
+    cands = four.rounds[0]["candidates"]
+    assert cands[0]["answer"] == one.rounds[0]["candidates"][0]["answer"]
+    assert spy.calls[0]["k"] == 1 and spy.calls[0]["temperature"] == 0.0
+    lists = [c["pass_list"] for c in cands if c["finding"]["error_kind"] != "parse"]
+    assert len(lists) == len(set(lists)) <= 4  # a repeated list is dropped, not evaluated again
+    sampled = sum(int(c["k"]) for c in spy.calls[1:])
+    assert all(c["temperature"] > 0 for c in spy.calls[1:])
+    # the tiny model repeats itself, so sampling goes on to its cap of 4k draws, and no further
+    assert len(lists) < 4 and 4 * 4 - 3 <= sampled <= 4 * 4 + 3
 
 
 def _wrapper() -> list[str]:

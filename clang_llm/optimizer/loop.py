@@ -1,6 +1,6 @@
 """The feedback loop (Grubisic et al. 2024): the model proposes, the real toolchain judges.
 
-Round r: the model gives k candidates (its greedy answer, then k - 1 seeded samples); each parsed pass list is run
+Round r: the model gives k distinct candidates (its greedy answer, then seeded samples); each parsed pass list is run
 through real opt + codegen (in parallel, up to `jobs`); generated IR, if any, is parsed and
 scored with BLEU against the IR opt really produced. If no candidate beats -Oz with a correct
 prediction, the feedback on the round's best answer (Fast / Short / Long) extends the original
@@ -29,7 +29,8 @@ from clang_llm.optimizer.prompt import (
 log = logging.getLogger("clang_llm")
 
 # Bumped when the loop's behaviour changes, so that cached evaluation results are not reused.
-LOOP_VERSION = 2  # 2: greedy answer first, then k - 1 samples
+LOOP_VERSION = 3  # 2: greedy answer first, then samples; 3: samples drawn until k lists are distinct
+MAX_DRAWS_PER_SAMPLE = 4  # sampling stops after 4k draws, distinct or not (bounds the latency)
 
 
 def _bleu(generated: str, compiled: str) -> float:
@@ -105,16 +106,29 @@ class ModelLoop:
             chars //= 2
 
     def _answers(self, prompt: str, k: int, seed: int) -> list[str]:
-        """k answers: the greedy one first, then k - 1 samples at the configured temperature.
+        """Answers with k distinct pass lists: the greedy one first, then samples at the
+        configured temperature, drawn until k lists are distinct or 4k samples are spent.
 
-        Why greedy first: the model's single best guess is always among the k candidates, so
-        k samples never do worse than one, and the samples are spent on alternatives to it.
+        Why greedy first: the model's single best guess is always among the candidates, so k
+        samples never do worse than one. Why distinct: a repeated list costs no opt run but
+        explores nothing; `--llm-samples=8` should mean 8 lists tried, as `coreset@8` tries 8.
+        Answers that name no valid list are kept (they are reported) but fill no slot.
         """
         s = self.settings
         answers = self.model.generate(prompt, k=1, seed=seed, temperature=0.0, max_new_tokens=s.max_new_tokens)
-        if k > 1:
-            answers += self.model.generate(prompt, k=k - 1, seed=seed, temperature=s.temperature,
-                                           max_new_tokens=s.max_new_tokens)
+        seen = {str(p.pass_list) for p in map(parse_answer, answers) if p.pass_list is not None}
+        drawn, batch = 0, 0
+        while k > 1 and len(seen) < k and drawn < MAX_DRAWS_PER_SAMPLE * k:
+            want = k - max(1, len(seen))
+            more = self.model.generate(prompt, k=want, seed=seed + 100_003 * batch, temperature=s.temperature,
+                                       max_new_tokens=s.max_new_tokens)
+            drawn, batch = drawn + want, batch + 1
+            for a in more:
+                key = parse_answer(a).pass_list
+                if key is None or str(key) not in seen:
+                    answers.append(a)
+                if key is not None:
+                    seen.add(str(key))
         return answers
 
     def optimize(self, tu: TUContext) -> Decision:
