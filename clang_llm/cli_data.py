@@ -160,7 +160,8 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="Model directory for model methods (default: the shipped one).")]
     = "",
     seed: Annotated[int, typer.Option(help="Seed (module order, sampling).")] = 0,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of model@k's k - 1 samples.")] = 0.8,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature of model@k's samples "
+                                                          "(default: the wrapper's).")] = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
 ) -> None:
     """Evaluate methods (oz, autotune, coreset, model, feedback) against clang -Oz.
@@ -177,7 +178,10 @@ def eval_cmd(
     wanted = set(split or ["test"])
     tasks = [t for t in all_tasks if t.split in wanted]
     tasks = tasks[:limit] if limit else tasks
-    settings = {"seed": seed, "temperature": temperature, **({"model": model} if model else {})}
+    from clang_llm.config import Settings
+
+    settings = {"seed": seed, "temperature": Settings().temperature if temperature is None else temperature,
+                **({"model": model} if model else {})}
     res = evaluate(methods, tasks, labels_path=labels if labels and labels.exists() else None,
                    cache_path=cache or out_dir / "cache.jsonl.gz", jobs=jobs, timeout=timeout, backup=backup,
                    seed=seed, model_settings=settings, split_of=split_of)

@@ -35,7 +35,7 @@ class Settings:
     model: str = ""  # model directory; "" = the packaged default model
     off: bool = False  # no model for this TU: -Oz through the wrapper (counted)
     seed: int = 0
-    temperature: float = 0.8  # used when samples > 1; k = 1 decodes greedily
+    temperature: float = 1.0  # of the samples after the greedy answer (samples > 1); chosen on the validation split
     max_new_tokens: int = 96
     opt_timeout: float = 30.0  # seconds per opt / codegen run
     optimize_o0: bool = True  # False: -O0 TUs pass straight through untouched
