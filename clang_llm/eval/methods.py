@@ -103,13 +103,12 @@ def coreset_lists(labels: Iterable[dict[str, Any]], k: int, split: str = "train"
 
 
 def _model_identity(model_dir: str) -> str:
-    """Model directory + its files' sizes and mtimes: a retrained model is a different method."""
+    """The model's content id: a retrained model is a different method, a moved copy is not."""
     try:
+        from clang_llm.model import model_content_id
         from clang_llm.optimizer.factory import default_model_dir
 
-        d = Path(model_dir) if model_dir else default_model_dir()
-        stats = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in d.iterdir() if p.is_file())
-        return f"{d.resolve()}:{stats}"
+        return model_content_id(Path(model_dir) if model_dir else default_model_dir())
     except Exception:
         return model_dir
 

@@ -5,7 +5,7 @@ training, in `clang_llm.train`).
 """
 
 from clang_llm.model.card import CARD_FILE, ModelCard, ModelError, read_card, write_card
-from clang_llm.model.ct2 import MODEL_FILES, Model, load_model
+from clang_llm.model.ct2 import MODEL_FILES, Model, load_model, model_content_id
 
 __all__ = [
     "CARD_FILE",
@@ -14,6 +14,7 @@ __all__ = [
     "ModelCard",
     "ModelError",
     "load_model",
+    "model_content_id",
     "read_card",
     "write_card",
 ]

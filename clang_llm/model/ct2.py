@@ -52,14 +52,7 @@ class Model:
     @cached_property
     def id(self) -> str:
         """Stable content hash of the model files (names and bytes): part of every cache key."""
-        h = hashlib.sha256()
-        for name in MODEL_FILES:
-            h.update(name.encode() + b"\0")
-            with open(self.path / name, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            h.update(b"\0")
-        return h.hexdigest()[:16]
+        return model_content_id(self.path)
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes in a prompt (the measure of `build_prompt` budgets)."""
@@ -132,6 +125,19 @@ class Model:
             except (RuntimeError, ValueError) as exc:
                 raise ModelError(f"generation failed ({_first_line(exc)})") from None
         return [self._tokenizer.decode(ids, skip_special_tokens=False) for r in results for ids in r.sequences_ids]
+
+
+def model_content_id(model_dir: str | Path) -> str:
+    """SHA-256 (16 hex digits) over the names and bytes of a model directory's files: the same
+    model gives the same id wherever it is unpacked; a retrained one never does."""
+    h = hashlib.sha256()
+    for name in MODEL_FILES:
+        h.update(name.encode() + b"\0")
+        with open(Path(model_dir) / name, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
 
 
 def load_model(model_dir: str | Path, *, intra_threads: int | None = None, device: str = "cpu") -> Model:
