@@ -9,25 +9,34 @@ import typer
 
 
 def train_cmd(
-    labels: Annotated[Path, typer.Option(help="Autotuner labels (labels.jsonl.gz)")],
-    corpus: Annotated[Path, typer.Option(help="Corpus dir holding modules/<id>.bc")],
     out: Annotated[Path, typer.Option(help="Model directory to write (CTranslate2 int8 + tokenizer + card)")],
+    labels: Annotated[Path | None, typer.Option(help="Autotuner labels (labels.jsonl.gz)")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="Corpus dir holding modules/<id>.bc")] = None,
+    examples: Annotated[Path | None, typer.Option(
+        help="Ready examples (JSONL[.xz]) instead of labels + corpus, e.g. data/train-examples.jsonl.xz")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer to use with --examples")] = None,
     work: Annotated[Path, typer.Option(help="Resumable work dir: tokenizer, examples, checkpoints")] = Path(
         "build/train"),
-    steps: int = 3000, batch_size: int = 8, context: int = 2048, prompt_budget: int = 640,
+    steps: int = 3000,
+    schedule_steps: Annotated[int | None, typer.Option(
+        help="Learning-rate schedule length when training stops before it ends (default: --steps)")] = None,
+    batch_size: int = 8, context: int = 2048, prompt_budget: int = 640,
     hidden_size: int = 256, num_layers: int = 4,
     num_heads: int = 4, vocab_size: int = 4096, lr: float = 1e-3, seed: int = 0,
     cpu_threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is fastest on a busy box)")] = None,
+    name: str = "clang-llm-default",
     force: Annotated[bool, typer.Option(help="Replace an existing model directory")] = False,
 ) -> None:
     """Tokenizer → examples (direct + feedback) → training (CPU or CUDA, resumable) → int8 export."""
     from clang_llm.train.make_model import ModelRecipe, make_model
 
+    if (examples is None) != (tokenizer is None) or (examples is None and (labels is None or corpus is None)):
+        raise typer.BadParameter("give --labels and --corpus, or --examples and --tokenizer")
     recipe = ModelRecipe(context=context, prompt_budget=prompt_budget, vocab_size=vocab_size, hidden_size=hidden_size,
-                         num_layers=num_layers,
-                         num_heads=num_heads, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                         cpu_threads=cpu_threads)
-    path = make_model(labels, corpus / "modules", work, out, recipe, force_export=force)
+                         num_layers=num_layers, num_heads=num_heads, steps=steps, schedule_steps=schedule_steps,
+                         batch_size=batch_size, lr=lr, seed=seed, cpu_threads=cpu_threads)
+    path = make_model(labels, corpus / "modules" if corpus else None, work, out, recipe, name=name,
+                      force_export=force, examples_path=examples, tokenizer_path=tokenizer)
     typer.echo(f"model written to {path}")
 
 

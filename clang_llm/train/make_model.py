@@ -1,13 +1,17 @@
 """One command from labelled corpus to shipped model: tokenizer → examples → training → int8 export.
 
 Every stage writes its output atomically into the work dir and is skipped when present, so an
-interrupted run resumes where it stopped (training itself resumes from its checkpoint).
+interrupted run resumes where it stopped (training itself resumes from its checkpoint). Given a
+committed examples file and tokenizer instead of labels + corpus, it starts at training: that is
+how the shipped model is reproduced from a clean checkout, where the train modules are not kept.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import lzma
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,24 +30,54 @@ class ModelRecipe:
     num_layers: int = 4
     num_heads: int = 4
     steps: int = 3000
+    schedule_steps: int | None = None  # learning-rate schedule length (default: steps)
     batch_size: int = 8
     lr: float = 1e-3
     seed: int = 0
     cpu_threads: int | None = None
 
 
-def make_model(labels_path: Path, modules_dir: Path, work: Path, out: Path, recipe: ModelRecipe,
-               name: str = "clang-llm-default", force_export: bool = False, index_path: Path | None = None) -> Path:
-    """Stages (each skipped when its output exists): tokenizer, prompts, examples, training, export."""
+def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, out: Path, recipe: ModelRecipe,
+               name: str = "clang-llm-default", force_export: bool = False, index_path: Path | None = None,
+               examples_path: Path | None = None, tokenizer_path: Path | None = None) -> Path:
+    """Stages (each skipped when its output exists): tokenizer, prompts, examples, training, export.
+
+    `examples_path` (JSONL, optionally .xz/.gz) and `tokenizer_path` replace the first three stages.
+    """
+    from clang_llm.train.export import export
+    from clang_llm.train.trainer import train
+
+    work.mkdir(parents=True, exist_ok=True)
+    tok_path, examples = work / "tokenizer.json", work / "examples.jsonl"
+    if examples_path and tokenizer_path:
+        _copy_text(tokenizer_path, tok_path)
+        _copy_text(examples_path, examples)
+        labels: list[dict[str, Any]] | None = None
+    elif labels_path and modules_dir:
+        labels = _prepare(labels_path, modules_dir, work, recipe, index_path)
+    else:
+        raise ValueError("make_model needs labels + corpus modules, or an examples file + tokenizer")
+    t0 = time.monotonic()
+    ckpt = train(examples, tok_path, work / "train", steps=recipe.steps, schedule_steps=recipe.schedule_steps,
+                 batch_size=recipe.batch_size, seq_len=recipe.context, hidden_size=recipe.hidden_size,
+                 num_layers=recipe.num_layers, num_heads=recipe.num_heads, lr=recipe.lr, seed=recipe.seed,
+                 cpu_threads=recipe.cpu_threads)
+    training: dict[str, Any] = {
+        "recipe": asdict(recipe), "labels": labels_path.name if labels_path else None,
+        "data": _data_summary(labels, examples), "train_wall_seconds_this_run": round(time.monotonic() - t0, 1),
+    }
+    return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget)
+
+
+def _prepare(labels_path: Path, modules_dir: Path, work: Path, recipe: ModelRecipe,
+             index_path: Path | None) -> list[dict[str, Any]]:
+    """Tokenizer → prompts → examples from the labelled train split; returns the labels."""
     from tokenizers import Tokenizer
 
     from clang_llm.optimizer.loop import prompt_budgets
     from clang_llm.train.examples import tokenizer_texts, write_examples, write_prompts
-    from clang_llm.train.export import export
     from clang_llm.train.tokenizer import fit_tokenizer
-    from clang_llm.train.trainer import train
 
-    work.mkdir(parents=True, exist_ok=True)
     labels = read_labels(labels_path)
     train_ids = _train_ids(index_path or modules_dir.parent / "index.jsonl.gz", labels)
     split_of = {i: "train" for i in train_ids}
@@ -63,15 +97,18 @@ def make_model(labels_path: Path, modules_dir: Path, work: Path, out: Path, reci
     examples = work / "examples.jsonl"
     if not examples.exists():
         write_examples(labels, prompts, examples, count, recipe.context, recipe.max_new_tokens, seed=recipe.seed)
-    t0 = time.monotonic()
-    ckpt = train(examples, tok_path, work / "train", steps=recipe.steps, batch_size=recipe.batch_size,
-                 seq_len=recipe.context, hidden_size=recipe.hidden_size, num_layers=recipe.num_layers,
-                 num_heads=recipe.num_heads, lr=recipe.lr, seed=recipe.seed, cpu_threads=recipe.cpu_threads)
-    training: dict[str, Any] = {
-        "recipe": asdict(recipe), "labels": str(labels_path.name),
-        "data": _data_summary(labels, examples), "train_wall_seconds_this_run": round(time.monotonic() - t0, 1),
-    }
-    return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget)
+    return labels
+
+
+def _copy_text(src: Path, dst: Path) -> None:
+    """Copy (decompressing .xz/.gz) atomically; skipped when `dst` exists (resume)."""
+    if dst.exists():
+        return
+    opener = {".xz": lzma.open, ".gz": gzip.open}.get(src.suffix, open)
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    tmp.replace(dst)
 
 
 def _train_ids(index_path: Path, labels: list[dict[str, Any]]) -> list[str]:
@@ -82,12 +119,16 @@ def _train_ids(index_path: Path, labels: list[dict[str, Any]]) -> list[str]:
     return [r["id"] for r in labels if r.get("split") == "train"]
 
 
-def _data_summary(labels: list[dict[str, Any]], examples: Path) -> dict[str, Any]:
-    train_recs = [r for r in labels if r.get("split") == "train" and r.get("status") == "ok"]
+def _data_summary(labels: list[dict[str, Any]] | None, examples: Path) -> dict[str, Any]:
     kinds: dict[str, int] = {}
+    ids: set[str] = set()
     with open(examples) as f:
         for line in f:
-            k = json.loads(line).get("kind", "?")
-            kinds[k] = kinds.get(k, 0) + 1
+            ex = json.loads(line)
+            kinds[ex.get("kind", "?")] = kinds.get(ex.get("kind", "?"), 0) + 1
+            ids.add(ex.get("id", ""))
+    if labels is None:  # from a committed examples file: the modules it names
+        return {"train_modules": len(ids - {""}), "examples": kinds}
+    train_recs = [r for r in labels if r.get("split") == "train" and r.get("status") == "ok"]
     return {"train_modules": len(train_recs), "packages": sorted({r["package"] for r in train_recs}),
             "examples": kinds}

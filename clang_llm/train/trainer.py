@@ -182,6 +182,7 @@ def train(
     out_dir: str | Path,
     *,
     steps: int = 1000,
+    schedule_steps: int | None = None,
     batch_size: int = 8,
     seq_len: int = 1024,
     hidden_size: int = 256,
@@ -205,6 +206,9 @@ def train(
 
     ``cpu_threads`` caps torch's CPU threads for this call: on a busy machine one thread can be
     ten times faster than two for small models (OpenMP barriers wait on descheduled threads).
+    ``schedule_steps`` is the length of the warmup + cosine learning-rate schedule (default:
+    ``steps``); training stops after ``steps``, so a run cut short of its schedule can be
+    reproduced exactly (the shipped model is step 1,400 of a 2,000-step schedule).
     """
     threads_before = torch.get_num_threads()
     if cpu_threads:
@@ -215,6 +219,7 @@ def train(
             tokenizer_path,
             out_dir,
             steps=steps,
+            schedule_steps=schedule_steps or steps,
             batch_size=batch_size,
             seq_len=seq_len,
             hidden_size=hidden_size,
@@ -243,6 +248,7 @@ def _train(
     out_dir: str | Path,
     *,
     steps: int,
+    schedule_steps: int,
     batch_size: int,
     seq_len: int,
     hidden_size: int,
@@ -302,7 +308,7 @@ def _train(
     step = int(state.get("step", 0))
     tokens_seen = int(state.get("tokens", 0))
     seconds = float(state.get("seconds", 0.0))
-    warmup = warmup_steps if warmup_steps is not None else max(1, min(100, steps // 10))
+    warmup = warmup_steps if warmup_steps is not None else max(1, min(100, schedule_steps // 10))
     log = out_dir / LOSS_LOG
     if state:
         _trim_log(log, step)
@@ -319,6 +325,7 @@ def _train(
             "examples_skipped": skipped,
             "examples_sha256": _file_digest(examples_path),
             "steps": step,
+            "schedule_steps": schedule_steps,
             "batch_size": batch_size,
             "seq_len": seq_len,
             "tokens_seen": tokens_seen,
@@ -346,7 +353,7 @@ def _train(
                 k: v.to(dev) for k, v in _batch([examples[i] for i in order.indices(step, batch_size)], pad).items()
             }
             for group in opt.param_groups:
-                group["lr"] = lr * _lr_factor(step, steps, warmup)
+                group["lr"] = lr * _lr_factor(step, schedule_steps, warmup)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
                 loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
