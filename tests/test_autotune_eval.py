@@ -16,6 +16,7 @@ from elftools.elf.elffile import ELFFile
 
 from clang_llm.eval import evaluate, markdown_table, parse_method, write_outputs
 from clang_llm.eval.methods import MethodError
+from clang_llm.eval.report import package_table
 from clang_llm.passes import PassList, Vocabulary
 from clang_llm.train.autotune import AutotuneConfig, autotune, load_tasks, read_labels
 from clang_llm.train.dataset import dataset_info
@@ -190,6 +191,12 @@ def test_eval_table_matches_independent_count(corpus: Path, labels: Path, tmp_pa
         assert row["modules"] == 2
         line = next(ln for ln in markdown_table(res.summary).splitlines() if ln.startswith(f"| {row['method']} |"))
         assert f"{gm_t * 100:+.2f}%" in line
+        # The per-package table: one geomean per package, over that package's modules only.
+        pkg_line = next(ln for ln in package_table(methods, res.records).splitlines()
+                        if ln.startswith(f"| {row['method']} |"))
+        for pkg in sorted({t.package for t in test}):
+            rs = [rt for rt, t in zip(ratios_t, test, strict=True) if t.package == pkg]
+            assert f"{(1 - math.exp(sum(map(math.log, rs)) / len(rs))) * 100:+.2f}%" in pkg_line
     assert res.summary[0]["text"]["geomean"] == 0.0
     assert res.summary[1]["text"]["geomean"] > 0  # coreset's mergefunc wins on x_dup
     assert res.summary[1]["evals_per_module"] == 3.0
@@ -200,6 +207,7 @@ def test_eval_table_matches_independent_count(corpus: Path, labels: Path, tmp_pa
     assert not fresh and res2.summary[1]["text"] == res.summary[1]["text"]
     paths = write_outputs(res2, tmp_path / "out", plots=False)
     assert json.loads(paths["json"].read_text())["summary"][0]["method"] == "oz"
+    assert "by source package" in paths["table"].read_text()
 
 
 def test_model_methods_unavailable_without_model(corpus: Path, tmp_path: Path) -> None:
