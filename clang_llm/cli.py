@@ -117,11 +117,11 @@ def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached
 
 @app.command()
 def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C project (default: the example)")] = None,
-         flags: Annotated[str, typer.Option(help="clang-llm flags for the build")] = "--llm-rounds=2") -> None:
+         flags: Annotated[str, typer.Option(help="clang-llm flags for the build")] = "--llm-samples=8") -> None:
     """Build the bundled example with CC=clang-llm and with clang-22 -Oz; print the size table.
 
-    The default flags run two rounds of Short feedback: the best model setting of the test-split
-    ablation (docs/model-card.md)."""
+    The default flags ask for 8 distinct candidates per TU: the best model setting of the
+    test-split evaluation (docs/model-card.md), ahead of feedback rounds at a similar budget."""
     from clang_llm.demo import EXAMPLE, run_demo
 
     raise typer.Exit(run_demo(project or EXAMPLE, extra_flags=flags))

@@ -22,7 +22,7 @@ common=(--index "$CORPUS/index.jsonl.gz" --split test --labels data/labels.jsonl
 case "${STAGE:-full}" in
   full)
     "$TOOL" eval "${common[@]}" --out-dir docs/eval \
-      -m oz -m coreset@2+backup -m coreset@8+backup \
+      -m oz -m coreset@2+backup -m coreset@4+backup -m coreset@8+backup \
       -m model@1 -m model@1+backup -m model@8+backup -m feedback-short@2+backup ;;
   ablation)
     "$TOOL" eval "${common[@]}" --limit 100 --out-dir docs/eval/ablation \

@@ -191,6 +191,12 @@ def package_table(methods: list[str], records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _stable(methods: list[str], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records in method, then module order: a rerun from the cache rewrites the same file."""
+    rank = {m: i for i, m in enumerate(methods)}
+    return sorted(records, key=lambda r: (rank.get(r["method"], len(rank)), r["method"], r["module"]))
+
+
 def write_outputs(results: Any, out_dir: Path, plots: bool = True) -> dict[str, Path]:
     """results.json, table.md and the plots under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +210,8 @@ def write_outputs(results: Any, out_dir: Path, plots: bool = True) -> dict[str, 
     paths["json"] = out_dir / "results.json"
     paths["json"].write_text(json.dumps({"methods": results.methods, "summary": results.summary,
                                          "unavailable": results.unavailable, "setup": results.setup,
-                                         "records": results.records}, indent=1, default=str))
+                                         "records": _stable(results.methods, results.records)}, indent=1,
+                                        default=str))
     if plots:
         for p in plot(results.summary, out_dir):
             paths[p.stem] = p
