@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import logging
+import lzma
 import math
 import os
 import random
@@ -391,9 +392,12 @@ def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] 
 # Results file: JSONL or JSONL.gz, appended one record at a time.
 
 
-def _open_read(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
+    """A UTF-8 text file for reading, decompressed when it ends in .gz or .xz."""
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    if path.suffix == ".xz":
+        return io.TextIOWrapper(lzma.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")
 
 
@@ -404,7 +408,7 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
         return records, False
     torn = False
     try:
-        with _open_read(path) as f:
+        with open_text(path) as f:
             for line in f:
                 line = line.strip()
                 if not line:
@@ -505,7 +509,7 @@ def load_index(index_path: Path, modules_dir: Path | None = None,
     modules_dir = modules_dir or index_path.parent / "modules"
     wanted = set(splits) if splits else None
     tasks: list[ModuleTask] = []
-    with _open_read(index_path) as f:
+    with open_text(index_path) as f:
         for line in f:
             if not line.strip():
                 continue

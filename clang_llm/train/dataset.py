@@ -10,8 +10,6 @@ Improvement of a module = 1 - best/oz (positive = smaller than -Oz). "geomean" i
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import math
 from collections import Counter, defaultdict
@@ -19,14 +17,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from clang_llm.train.autotune import read_labels
+from clang_llm.train.autotune import open_text, read_labels
 
 
 def _read_index(path: Path) -> list[dict[str, Any]]:
-    opener = (lambda: io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")) if path.suffix == ".gz" \
-        else (lambda: open(path, encoding="utf-8"))
     out = []
-    with opener() as f:
+    with open_text(path) as f:
         for line in f:
             if line.strip():
                 d = json.loads(line)

@@ -8,16 +8,15 @@ how the shipped model is reproduced from a clean checkout, where the train modul
 
 from __future__ import annotations
 
-import gzip
 import json
-import lzma
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clang_llm.train.autotune import read_labels
+from clang_llm.train.autotune import open_text, read_labels
 
 
 @dataclass
@@ -54,7 +53,7 @@ def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, o
         _copy_text(examples_path, examples)
         labels: list[dict[str, Any]] | None = None
     elif labels_path and modules_dir:
-        labels = _prepare(labels_path, modules_dir, work, recipe, index_path)
+        labels = _prepare(labels_path, modules_dir, work, tok_path, examples, recipe, index_path)
     else:
         raise ValueError("make_model needs labels + corpus modules, or an examples file + tokenizer")
     t0 = time.monotonic()
@@ -69,8 +68,8 @@ def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, o
     return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget)
 
 
-def _prepare(labels_path: Path, modules_dir: Path, work: Path, recipe: ModelRecipe,
-             index_path: Path | None) -> list[dict[str, Any]]:
+def _prepare(labels_path: Path, modules_dir: Path, work: Path, tok_path: Path, examples: Path,
+             recipe: ModelRecipe, index_path: Path | None) -> list[dict[str, Any]]:
     """Tokenizer → prompts → examples from the labelled train split; returns the labels."""
     from tokenizers import Tokenizer
 
@@ -82,7 +81,6 @@ def _prepare(labels_path: Path, modules_dir: Path, work: Path, recipe: ModelReci
     train_ids = _train_ids(index_path or modules_dir.parent / "index.jsonl.gz", labels)
     split_of = {i: "train" for i in train_ids}
     labels = [{**r, "split": split_of.get(r["id"], "other")} for r in labels]  # the index decides splits
-    tok_path = work / "tokenizer.json"
     if not tok_path.exists():
         tmp = fit_tokenizer(tokenizer_texts(train_ids, labels, modules_dir, seed=recipe.seed),
                             work / "tokenizer.tmp.json", vocab_size=recipe.vocab_size)
@@ -94,7 +92,6 @@ def _prepare(labels_path: Path, modules_dir: Path, work: Path, recipe: ModelReci
 
     first_budget, _ = prompt_budgets(recipe.context, recipe.max_new_tokens, recipe.prompt_budget)
     prompts = write_prompts(train_ids, modules_dir, work / "prompts.jsonl", count, first_budget)
-    examples = work / "examples.jsonl"
     if not examples.exists():
         write_examples(labels, prompts, examples, count, recipe.context, recipe.max_new_tokens, seed=recipe.seed)
     return labels
@@ -104,9 +101,8 @@ def _copy_text(src: Path, dst: Path) -> None:
     """Copy (decompressing .xz/.gz) atomically; skipped when `dst` exists (resume)."""
     if dst.exists():
         return
-    opener = {".xz": lzma.open, ".gz": gzip.open}.get(src.suffix, open)
     tmp = dst.with_suffix(dst.suffix + ".tmp")
-    with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+    with open_text(src) as fin, open(tmp, "w", encoding="utf-8") as fout:
         shutil.copyfileobj(fin, fout)
     tmp.replace(dst)
 
@@ -114,21 +110,17 @@ def _copy_text(src: Path, dst: Path) -> None:
 def _train_ids(index_path: Path, labels: list[dict[str, Any]]) -> list[str]:
     """Ids of the train split: from the corpus index when there is one, else from the labels."""
     if index_path.exists():
-        with gzip.open(index_path, "rt") as f:
+        with open_text(index_path) as f:
             return [d["id"] for d in map(json.loads, f) if d.get("split") == "train"]
     return [r["id"] for r in labels if r.get("split") == "train"]
 
 
 def _data_summary(labels: list[dict[str, Any]] | None, examples: Path) -> dict[str, Any]:
-    kinds: dict[str, int] = {}
-    ids: set[str] = set()
     with open(examples) as f:
-        for line in f:
-            ex = json.loads(line)
-            kinds[ex.get("kind", "?")] = kinds.get(ex.get("kind", "?"), 0) + 1
-            ids.add(ex.get("id", ""))
+        exs = [json.loads(line) for line in f]
+    kinds = dict(Counter(ex.get("kind", "?") for ex in exs))
     if labels is None:  # from a committed examples file: the modules it names
-        return {"train_modules": len(ids - {""}), "examples": kinds}
+        return {"train_modules": len({ex["id"] for ex in exs if ex.get("id")}), "examples": kinds}
     train_recs = [r for r in labels if r.get("split") == "train" and r.get("status") == "ok"]
     return {"train_modules": len(train_recs), "packages": sorted({r["package"] for r in train_recs}),
             "examples": kinds}
