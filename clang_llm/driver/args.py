@@ -10,46 +10,172 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 LLM_PREFIX = "--llm-"
 
-# Options that take a separate argument (`-o out`, `-I dir`, ...): we must skip the argument.
-TAKES_ARG = {
-    "-o", "-I", "-D", "-U", "-include", "-imacros", "-isystem", "-idirafter", "-iquote", "-isysroot",
-    "-iprefix", "-iwithprefix", "-iwithprefixbefore", "-MF", "-MT", "-MQ", "-x", "-Xclang", "-Xlinker",
-    "-Xassembler", "-Xpreprocessor", "-mllvm", "-arch", "-target", "--target", "-L", "-l", "-u",
-    "-T", "-z", "-aux-info", "-F", "--sysroot", "-B", "-MJ", "-Xarch_host", "-Xarch_device",
-    "-ivfsoverlay", "-working-directory", "-main-file-name", "-dependency-file", "-serialize-diagnostics",
-    "--param", "-imultilib", "-resource-dir", "-module-dependency-dir", "-fmodule-file", "-Xopenmp-target",
-}
 
-# Exact options that make the call something other than a plain single-TU compile.
-PASSTHROUGH_EXACT: dict[str, str] = {
-    "-E": "preprocess", "-M": "depfile-only", "-MM": "depfile-only", "-fsyntax-only": "syntax-only",
-    "-S": "assembly-output", "-emit-llvm": "llvm-output", "--version": "info", "-v": "info", "-V": "info",
-    "-###": "info", "-dumpmachine": "info", "-dumpversion": "info", "-dumpfullversion": "info",
-    "--help": "info", "-help": "info", "-save-temps": "side-output", "--save-temps": "side-output",
-    "-MJ": "side-output", "-gsplit-dwarf": "side-output", "-fembed-bitcode": "embed-bitcode",
-    "-flto": "lto", "-fobjc-arc": "objc-arc", "--coverage": "coverage", "-coverage": "coverage",
-    "-fprofile-arcs": "coverage", "-ftest-coverage": "coverage", "-fprofile-generate": "pgo",
-    "-fprofile-instr-generate": "pgo", "-fprofile-use": "pgo", "-fcoverage-mapping": "coverage",
-    "-pg": "profiling", "-Xclang": "unsupported-flag", "-mllvm": "unsupported-flag",
-    "-fplugin": "unsupported-flag", "--analyze": "analyze", "-arch": "unsupported-flag",
-    "-finstrument-functions": "instrumentation", "-fxray-instrument": "instrumentation",
-    "-fmodules": "modules", "-fcxx-modules": "modules", "--precompile": "pch",
-}
-# Option prefixes with the same meaning (`-fsanitize=address`, `-ftime-trace=...`, `-print-...`).
-PASSTHROUGH_PREFIX: tuple[tuple[str, str], ...] = (
-    ("-fsanitize=", "sanitizer"), ("-flto=", "lto"), ("-fembed-bitcode=", "embed-bitcode"),
-    ("-fprofile-", "pgo"), ("-fcs-profile-", "pgo"), ("-fdebug-prefix-map", ""),
-    ("-ftime-trace", "side-output"), ("-fdump-", "side-output"), ("-gen-cdb-fragment-path", "side-output"),
-    ("-save-temps=", "side-output"), ("--save-temps=", "side-output"), ("-print-", "info"),
-    ("--print-", "info"), ("-fplugin=", "unsupported-flag"), ("-fpass-plugin=", "unsupported-flag"),
-    ("-Wl,--version", "info"), ("-fmodules-", "modules"), ("-gsplit-dwarf=", "side-output"),
-    ("-fsave-optimization-record", "side-output"), ("-foptimization-record-file", "side-output"),
-    ("-fxray-", "instrumentation"), ("-fcoverage-", "coverage"),
-)
+class Role(Enum):
+    """What an argument is to the wrapper; it decides which derived argument list keeps it."""
+
+    OUTPUT = "output"  # -o: the wrapper chooses its own outputs
+    COMPILE = "compile"  # -c
+    LANG = "lang"  # -x: the IR steps say `-x ir`
+    OPT_LEVEL = "opt-level"  # -O…: emit and codegen get -Oz after it
+    DEPFILE = "depfile"  # -MD/-MMD/-MP/-MF/-MT/-MQ, -Wp,-MD,f: written once, by the IR step
+    PREPROCESSOR = "preprocessor"  # -D/-I/-include…: nothing to do once the IR exists
+    PASSTHROUGH = "passthrough"  # the real compiler runs the whole command untouched (reason)
+    SOURCE = "source"  # an input file
+    OTHER = "other"  # opaque: forwarded to the IR step and to codegen alike
+
+
+class Form(Enum):
+    """How an option is spelled (clang's Options.td kinds)."""
+
+    FLAG = "flag"  # exactly `-c`
+    SEPARATE = "separate"  # `-o out`
+    JOINED = "joined"  # any argument starting with the spelling: `-fsanitize=…`, `-fdump-…`
+    JOINED_OR_SEPARATE = "joined-or-separate"  # `-I dir` or `-Idir`
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    spelling: str
+    form: Form
+    role: Role
+    reason: str = ""  # for Role.PASSTHROUGH: the counted reason
+
+
+def _specs(role: Role, form: Form, spellings: str, reason: str = "") -> list[OptionSpec]:
+    return [OptionSpec(s, form, role, reason) for s in spellings.split()]
+
+
+P, F, S, J, JS = Role.PASSTHROUGH, Form.FLAG, Form.SEPARATE, Form.JOINED, Form.JOINED_OR_SEPARATE
+
+# The one option table. Every argument is matched once (exact spellings first, then the longest
+# joined prefix); classification, the IR step's arguments, codegen's arguments and the depfile
+# handling are all read from the matched spec. A flag that writes a file beside the object is
+# either reproduced exactly (depfiles) or sends the TU through untouched ("side-output").
+OPTIONS: list[OptionSpec] = [
+    OptionSpec("-o", JS, Role.OUTPUT),
+    OptionSpec("-c", F, Role.COMPILE),
+    OptionSpec("-x", JS, Role.LANG),
+    OptionSpec("-O", J, Role.OPT_LEVEL),
+    *_specs(Role.DEPFILE, F, "-MD -MMD -MP -MG"),
+    *_specs(Role.DEPFILE, JS, "-MF -MT -MQ"),
+    OptionSpec("-Wp,-MD,", J, Role.DEPFILE),
+    OptionSpec("-Wp,-MMD,", J, Role.DEPFILE),
+    *_specs(Role.PREPROCESSOR, JS, "-D -U -I -include -imacros -isystem -idirafter -iquote -iprefix "
+            "-iwithprefix -iwithprefixbefore -Xpreprocessor"),
+    *_specs(Role.PREPROCESSOR, J, "-Wp,"),  # -Wp,-M… spellings other than the two above: see _wp
+    # Other options with a separate argument: opaque, but the argument must travel with them.
+    *_specs(Role.OTHER, S, "-isysroot -Xlinker -Xassembler -arch -target --target -L -l -u -T -z "
+            "-aux-info -F --sysroot -B -Xarch_host -Xarch_device -ivfsoverlay -working-directory "
+            "-main-file-name -dependency-file --param -imultilib -resource-dir -module-dependency-dir "
+            "-fmodule-file -Xopenmp-target"),
+    # Not a single-TU compile, or not one whose IR we may re-optimize.
+    *_specs(P, F, "-E", "preprocess"), *_specs(P, F, "-M -MM", "depfile-only"),
+    *_specs(P, F, "-fsyntax-only", "syntax-only"), *_specs(P, F, "-S", "assembly-output"),
+    *_specs(P, F, "-emit-llvm", "llvm-output"),
+    *_specs(P, F, "--version -v -V -### -dumpmachine -dumpversion -dumpfullversion --help -help", "info"),
+    *_specs(P, J, "-print- --print- -Wl,--version", "info"),
+    *_specs(P, F, "-fembed-bitcode", "embed-bitcode"), *_specs(P, J, "-fembed-bitcode=", "embed-bitcode"),
+    *_specs(P, F, "-flto", "lto"), *_specs(P, J, "-flto=", "lto"),
+    *_specs(P, F, "-fobjc-arc", "objc-arc"),
+    *_specs(P, F, "--coverage -coverage -fprofile-arcs -ftest-coverage -fcoverage-mapping", "coverage"),
+    *_specs(P, J, "-fcoverage-", "coverage"),
+    *_specs(P, J, "-fprofile- -fcs-profile-", "pgo"), *_specs(P, F, "-pg", "profiling"),
+    *_specs(P, J, "-fsanitize=", "sanitizer"),
+    *_specs(P, F, "-finstrument-functions -fxray-instrument", "instrumentation"),
+    *_specs(P, J, "-fxray-", "instrumentation"),
+    *_specs(P, F, "-fmodules -fcxx-modules", "modules"), *_specs(P, J, "-fmodules-", "modules"),
+    *_specs(P, F, "--precompile", "pch"), *_specs(P, F, "--analyze", "analyze"),
+    *_specs(P, S, "-Xclang -mllvm", "unsupported-flag"),
+    *_specs(P, J, "-fplugin= -fpass-plugin= -fveclib=", "unsupported-flag"),
+    *_specs(P, F, "-fplugin", "unsupported-flag"),
+    # Side outputs clang writes beside (or named after) the object: the real compiler writes them.
+    *_specs(P, F, "-save-temps --save-temps -gsplit-dwarf -ftime-trace -fstack-usage -save-stats "
+            "--save-stats -fsave-optimization-record -fproc-stat-report", "side-output"),
+    *_specs(P, J, "-save-temps= --save-temps= -gsplit-dwarf= -ftime-trace= -fdump- -save-stats= "
+            "--save-stats= -fsave-optimization-record= -foptimization-record-file= "
+            "-fproc-stat-report= -gen-cdb-fragment-path -MJ", "side-output"),
+    *_specs(P, S, "-MJ --serialize-diagnostics -serialize-diagnostics -gen-cdb-fragment-path",
+            "side-output"),
+]
+_EXACT: dict[str, OptionSpec] = {}
+for _spec in OPTIONS:
+    if _spec.form is not Form.JOINED:
+        _EXACT.setdefault(_spec.spelling, _spec)
+_JOINED = sorted((s for s in OPTIONS if s.form in (Form.JOINED, Form.JOINED_OR_SEPARATE)),
+                 key=lambda s: -len(s.spelling))
+# Joined spellings that only look like a prefix of ours.
+_NOT_PGO = ("-fprofile-list", "-fprofile-sample-accurate")
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of the command line as the table reads it (`tokens` as the user wrote it)."""
+
+    tokens: tuple[str, ...]
+    role: Role
+    spelling: str = ""  # the matched option ("" for a source or an unknown option)
+    value: str | None = None  # the option's argument, joined or separate
+    reason: str = ""
+
+
+def _wp(a: str) -> Arg | None:
+    """`-Wp,…` carrying a depfile option we do not reproduce (`-Wp,-MT,x`…): a side output."""
+    parts = a.split(",")[1:]
+    if any(p.startswith("-M") for p in parts):
+        return Arg((a,), Role.PASSTHROUGH, "-Wp,", reason="side-output")
+    return None
+
+
+def match(args: list[str], i: int) -> tuple[Arg, int]:
+    """The argument at `args[i]` and the index of the next one."""
+    a = args[i]
+    nxt = args[i + 1] if i + 1 < len(args) else None
+    if a == "-" or not a.startswith("-"):
+        return Arg((a,), Role.SOURCE, value=a), i + 1
+    spec = _EXACT.get(a)
+    if spec is not None:
+        if spec.form in (Form.SEPARATE, Form.JOINED_OR_SEPARATE):
+            if nxt is None:
+                return Arg((a,), Role.PASSTHROUGH, a, reason="bad-arguments"), i + 1
+            return Arg((a, nxt), spec.role, a, nxt, spec.reason), i + 2
+        return Arg((a,), spec.role, a, reason=spec.reason), i + 1
+    for spec in _JOINED:
+        if a.startswith(spec.spelling):
+            if spec.reason == "pgo" and a.startswith(_NOT_PGO):
+                break
+            if spec.spelling == "-Wp,":
+                odd = _wp(a)
+                if odd is not None:
+                    return odd, i + 1
+            return Arg((a,), spec.role, spec.spelling, a[len(spec.spelling):], spec.reason), i + 1
+    return Arg((a,), Role.OTHER, a), i + 1
+
+
+def parse_args(args: list[str]) -> list[Arg]:
+    """Read the whole command line once."""
+    out: list[Arg] = []
+    i = 0
+    while i < len(args):
+        arg, i = match(args, i)
+        out.append(arg)
+    return out
+
+
+def _tokens(parsed: list[Arg], keep: set[Role]) -> list[str]:
+    return [t for a in parsed if a.role in keep for t in a.tokens]
+
+
+# What each derived command keeps of the user's arguments.
+EMIT_ROLES = {Role.COMPILE, Role.LANG, Role.OPT_LEVEL, Role.DEPFILE, Role.PREPROCESSOR, Role.SOURCE,
+              Role.OTHER}
+CODEGEN_ROLES = {Role.OPT_LEVEL, Role.OTHER}
+
 
 C_EXT = {".c": "c", ".i": "c"}
 CXX_EXT = {".cc": "c++", ".cpp": "c++", ".cxx": "c++", ".c++": "c++", ".C": "c++", ".cp": "c++",
@@ -71,15 +197,35 @@ class Invocation:
     output: str | None = None  # -o as given, or the default name clang would pick
     output_given: bool = False
     opt_level: str | None = None  # last -O flag, e.g. "-O2"
-    dep_flags: list[str] = field(default_factory=list)
-    has_dep: bool = False  # -MD / -MMD present
-    mf: str | None = None
+    has_dep: bool = False  # -MD / -MMD (or -Wp,-MD,f) present: the IR step writes a depfile
+    mf: str | None = None  # the depfile's name when the command gives it
     has_mt: bool = False
     source_positions: list[int] = field(default_factory=list)  # indexes of sources in argv
+    parsed: list[Arg] = field(default_factory=list)
 
     @property
     def passthrough(self) -> bool:
         return self.reason is not None
+
+    def emit_args(self) -> list[str]:
+        """The user's arguments for the IR step: everything but -o (the IR's path is ours)."""
+        return _tokens(self.parsed, EMIT_ROLES)
+
+    def depfile_args(self) -> list[str]:
+        """Added to the IR step so its depfile is the one a plain compile writes: the final
+        object as target, the default name next to -o."""
+        if not self.has_dep:
+            return []
+        extra: list[str] = []
+        if self.mf is None:
+            extra += ["-MF", os.path.splitext(self.output or "")[0] + ".d"]
+        if not self.has_mt:
+            extra += ["-MT", self.output or ""]
+        return extra
+
+    def codegen_args(self) -> list[str]:
+        """What codegen from IR (and the pipeline and target queries) keep of the user's flags."""
+        return _tokens(self.parsed, CODEGEN_ROLES)
 
 
 def expand_response_files(args: list[str], depth: int = 0) -> list[str]:
@@ -111,17 +257,6 @@ def split_llm_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
     return rest, flags
 
 
-def _passthrough_reason(arg: str) -> str | None:
-    if arg in PASSTHROUGH_EXACT:
-        return PASSTHROUGH_EXACT[arg]
-    for prefix, reason in PASSTHROUGH_PREFIX:
-        if reason and arg.startswith(prefix):
-            if prefix == "-fprofile-" and arg.startswith(("-fprofile-list", "-fprofile-sample-accurate")):
-                continue
-            return reason
-    return None
-
-
 def classify(raw_argv: list[str], default_lang: str = "c") -> Invocation:
     """Parse `raw_argv` (without the program name) into an Invocation."""
     args, llm_flags = split_llm_flags(expand_response_files(raw_argv))
@@ -129,57 +264,34 @@ def classify(raw_argv: list[str], default_lang: str = "c") -> Invocation:
     if not args:
         inv.reason = "no-arguments"
         return inv
+    inv.parsed = parse_args(args)
     sources: list[tuple[str, str | None]] = []
     has_c = False
     x_lang: str | None = None
     reason: str | None = None
-    i = 0
-    while i < len(args):
-        a = args[i]
-        nxt = args[i + 1] if i + 1 < len(args) else None
-        r = _passthrough_reason(a)
-        if r and reason is None:
-            reason = r
-        if a == "-c":
+    pos = 0
+    for arg in inv.parsed:
+        here, pos = pos, pos + len(arg.tokens)
+        if arg.role is Role.PASSTHROUGH:
+            reason = reason or arg.reason
+        elif arg.role is Role.COMPILE:
             has_c = True
-        elif a == "-o":
-            if nxt is None:
-                return _with(inv, "bad-arguments")
-            inv.output, inv.output_given = nxt, True
-        elif a.startswith("-o") and len(a) > 2:
-            inv.output, inv.output_given = a[2:], True
-        elif a == "-x":
-            if nxt is None:
-                return _with(inv, "bad-arguments")
-            x_lang = None if nxt == "none" else nxt
-        elif a.startswith("-x") and len(a) > 2:
-            x_lang = a[2:]
-        elif a.startswith("-O"):
-            inv.opt_level = a
-        elif a in ("-MD", "-MMD", "-MP"):
-            inv.dep_flags.append(a)
-            inv.has_dep = inv.has_dep or a != "-MP"
-        elif a in ("-MF", "-MT", "-MQ"):
-            if nxt is None:
-                return _with(inv, "bad-arguments")
-            inv.dep_flags += [a, nxt]
-            if a == "-MF":
-                inv.mf = nxt
-            else:
+        elif arg.role is Role.OUTPUT:
+            inv.output, inv.output_given = arg.value, True
+        elif arg.role is Role.LANG:
+            x_lang = None if arg.value == "none" else arg.value
+        elif arg.role is Role.OPT_LEVEL:
+            inv.opt_level = arg.tokens[0]
+        elif arg.role is Role.DEPFILE:
+            if arg.spelling in ("-MD", "-MMD", "-Wp,-MD,", "-Wp,-MMD,"):
+                inv.has_dep = True
+            if arg.spelling in ("-MF", "-Wp,-MD,", "-Wp,-MMD,"):
+                inv.mf = arg.value
+            elif arg.spelling in ("-MT", "-MQ"):
                 inv.has_mt = True
-        elif a.startswith(("-MF", "-MT", "-MQ")) and len(a) > 3:
-            inv.dep_flags.append(a)
-            if a.startswith("-MF"):
-                inv.mf = a[3:]
-            else:
-                inv.has_mt = True
-        elif a == "-" or not a.startswith("-"):
-            sources.append((a, x_lang))
-            inv.source_positions.append(i)
-        if a in TAKES_ARG:
-            i += 2
-            continue
-        i += 1
+        elif arg.role is Role.SOURCE:
+            sources.append((arg.tokens[0], x_lang))
+            inv.source_positions.append(here)
 
     if reason:
         return _with(inv, reason)
@@ -239,26 +351,5 @@ def _with(inv: Invocation, reason: str) -> Invocation:
 
 
 def strip_for_codegen(args: list[str]) -> list[str]:
-    """The user's flags minus inputs, outputs, depfile and -x options: what codegen from IR keeps."""
-    out: list[str] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a in ("-o", "-MF", "-MT", "-MQ", "-x"):
-            i += 2
-            continue
-        if a in ("-c", "-MD", "-MMD", "-MP") or a.startswith(("-MF", "-MT", "-MQ")) or (
-            a.startswith("-o") and len(a) > 2
-        ) or (a.startswith("-x") and len(a) > 2):
-            i += 1
-            continue
-        if not a.startswith("-"):
-            i += 1  # the source file
-            continue
-        out.append(a)
-        if a in TAKES_ARG and i + 1 < len(args):
-            out.append(args[i + 1])
-            i += 2
-            continue
-        i += 1
-    return out
+    """The codegen flags of any command line (a recording's argv too): see `Invocation.codegen_args`."""
+    return _tokens(parse_args(args), CODEGEN_ROLES)

@@ -19,7 +19,7 @@ from typing import Any
 from clang_llm import ir
 from clang_llm.config import Settings
 from clang_llm.db import Database
-from clang_llm.driver.args import Invocation, strip_for_codegen
+from clang_llm.driver.args import Invocation
 from clang_llm.driver.outputs import atomic_copy, atomic_write_text, private_tempdir
 from clang_llm.driver.toolrun import TUBuilder
 from clang_llm.objsize import object_sizes
@@ -47,39 +47,11 @@ class Outcome:
     stderr: bytes = b""
 
 
-def _depfile_flags(inv: Invocation) -> list[str]:
-    """Make the depfile name the final object, exactly as a plain compile would write it."""
-    if not inv.has_dep:
-        return []
-    extra: list[str] = []
-    if inv.mf is None:
-        extra += ["-MF", os.path.splitext(inv.output or "")[0] + ".d"]
-    if not inv.has_mt:
-        extra += ["-MT", inv.output or ""]
-    return extra
-
-
 def _color_flags() -> list[str]:
     """We capture clang's stderr, so keep colours the user's terminal would have had."""
     if sys.stderr.isatty() and os.environ.get("TERM", "dumb") != "dumb":
         return ["-fcolor-diagnostics"]
     return []
-
-
-def _emit_args(inv: Invocation) -> list[str]:
-    """The user's arguments without -o (we pick the IR's path)."""
-    out, skip = [], False
-    for a in inv.argv:
-        if skip:
-            skip = False
-            continue
-        if a == "-o":
-            skip = True
-            continue
-        if a.startswith("-o") and len(a) > 2:
-            continue
-        out.append(a)
-    return out
 
 
 def cache_key(ir_digest: str, settings: Settings, model_id: str, toolchain: Toolchain, codegen: list[str]) -> str:
@@ -108,7 +80,7 @@ def record_tu(record_dir: Path, inv: Invocation, emit_cmd: list[str], in_bc: Pat
     meta = {
         "source": str(Path(inv.source or "").resolve()), "cwd": os.getcwd(),
         "output": str(Path(inv.output or "").resolve()), "lang": inv.lang,
-        "argv": argv, "codegen_flags": strip_for_codegen(inv.argv), "ir_sha256": digest,
+        "argv": argv, "codegen_flags": inv.codegen_args(), "ir_sha256": digest,
     }
     atomic_write_text(record_dir / f"{name}.json", json.dumps(meta, indent=1))
 
@@ -122,7 +94,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
     with private_tempdir(settings.state_dir) as tmp:
         work = Path(tmp)
         in_bc = work / "in.bc"
-        emit_cmd = [str(compiler), *_emit_args(inv), *_depfile_flags(inv), "-Oz",
+        emit_cmd = [str(compiler), *inv.emit_args(), *inv.depfile_args(), "-Oz",
                     "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-o", str(in_bc)]
         try:
             res = run([*emit_cmd[:-2], *_color_flags(), *emit_cmd[-2:]], timeout=max(600.0, settings.opt_timeout))
@@ -137,7 +109,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             except OSError as e:
                 log.warning("recording failed: %s", e)
 
-        codegen = strip_for_codegen(inv.argv)
+        codegen = inv.codegen_args()
         builder = TUBuilder(compiler, toolchain.opt, codegen, inv.lang or "c", in_bc, work, settings.opt_timeout)
         try:
             module = ir.parse(in_bc)

@@ -10,6 +10,7 @@ from clang_llm import ir
 from clang_llm.objsize import object_sizes
 from clang_llm.optimizer.base import Finding
 from clang_llm.passes import PassList, render
+from clang_llm.targetopts import TargetOptions, derive
 from clang_llm.toolchain import ToolTimeout, run
 
 BASE_LEVELS = {"Oz": "-Oz", "Os": "-Os", "O1": "-O1", "O2": "-O2"}
@@ -29,6 +30,7 @@ class TUBuilder:
         self.codegen_flags, self.lang = codegen_flags, lang
         self.in_bc, self.workdir, self.timeout = in_bc, workdir, timeout
         self._pipelines: dict[str, str] = {}
+        self._target: TargetOptions | None = None
         self._ids = itertools.count(1)  # thread-safe: candidates are validated in parallel
         self.count_before: int | None = None
         self.objects: set[Path] = set()  # every object this builder made (the only ones that may ship)
@@ -51,6 +53,21 @@ class TUBuilder:
             self._pipelines[token] = text.splitlines()[-1]
         return self._pipelines[token]
 
+    def target_options(self) -> TargetOptions:
+        """clang's backend options for these flags (relocation model, code model, CPU), for opt."""
+        if self._target is None:
+            self._target = derive(self.compiler, self.codegen_flags, self.lang, self.timeout)
+        return self._target
+
+    def opt_command(self, pass_list: PassList, out_bc: Path, verify_each: bool) -> list[str | Path]:
+        """opt with clang's pipeline strings for the list's bases and clang's target options."""
+        bases = {t: self.base_pipeline(t) for t in pass_list.bases}
+        cmd: list[str | Path] = [self.opt, *self.target_options().opt_flags,
+                                 f"-passes={render(pass_list, bases)}", self.in_bc, "-o", out_bc]
+        if verify_each:
+            cmd.insert(1, "-verify-each")
+        return cmd
+
     def evaluate(self, pass_list: PassList, verify_each: bool = True) -> Finding:
         """opt with the list (-verify-each, timeout), count instructions, codegen, measure sizes."""
         tag = f"c{next(self._ids)}"
@@ -58,11 +75,7 @@ class TUBuilder:
         f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)
         t0 = time.monotonic()
         try:
-            bases = {t: self.base_pipeline(t) for t in pass_list.bases}
-            cmd = [self.opt, f"-passes={render(pass_list, bases)}", self.in_bc, "-o", out_bc]
-            if verify_each:
-                cmd.insert(1, "-verify-each")
-            res = run(cmd, timeout=self.timeout)
+            res = run(self.opt_command(pass_list, out_bc, verify_each), timeout=self.timeout)
             if res.returncode != 0:
                 crashed = res.returncode < 0 or res.returncode > 128
                 f.error_kind = "opt-crash" if crashed else "opt-error"
