@@ -90,16 +90,18 @@ OPTIONS: list[OptionSpec] = [
     *_specs(P, F, "-finstrument-functions -fxray-instrument", "instrumentation"),
     *_specs(P, J, "-fxray-", "instrumentation"),
     *_specs(P, F, "-fmodules -fcxx-modules", "modules"), *_specs(P, J, "-fmodules-", "modules"),
+    *_specs(P, F, "-emit-ast -emit-interface-stubs", "ast-output"),
     *_specs(P, F, "--precompile", "pch"), *_specs(P, F, "--analyze", "analyze"),
     *_specs(P, S, "-Xclang -mllvm", "unsupported-flag"),
     *_specs(P, J, "-fplugin= -fpass-plugin= -fveclib=", "unsupported-flag"),
     *_specs(P, F, "-fplugin", "unsupported-flag"),
     # Side outputs clang writes beside (or named after) the object: the real compiler writes them.
     *_specs(P, F, "-save-temps --save-temps -gsplit-dwarf -ftime-trace -fstack-usage -save-stats "
-            "--save-stats -fsave-optimization-record -fproc-stat-report", "side-output"),
+            "--save-stats -fsave-optimization-record -fproc-stat-report -ftime-report -gen-reproducer",
+            "side-output"),
     *_specs(P, J, "-save-temps= --save-temps= -gsplit-dwarf= -ftime-trace= -fdump- -save-stats= "
             "--save-stats= -fsave-optimization-record= -foptimization-record-file= "
-            "-fproc-stat-report= -gen-cdb-fragment-path -MJ", "side-output"),
+            "-fproc-stat-report= -ftime-report= -gen-reproducer= -gen-cdb-fragment-path -MJ", "side-output"),
     *_specs(P, S, "-MJ --serialize-diagnostics -serialize-diagnostics -gen-cdb-fragment-path",
             "side-output"),
 ]
