@@ -136,7 +136,8 @@ def _mount() -> None:
             mod = importlib.import_module(module)
         except ImportError:
             continue
-        for name in ("corpus_cmd", "autotune_cmd", "screen_cmd", "eval_cmd", "train_cmd", "export_cmd"):
+        for name in ("corpus_cmd", "autotune_cmd", "screen_cmd", "eval_cmd", "control_cmd", "train_cmd",
+                     "export_cmd"):
             fn = getattr(mod, name, None)
             if fn is not None:
                 app.command(name.removesuffix("_cmd"))(fn)

@@ -198,3 +198,22 @@ app.command("eval")(eval_cmd)
 
 if __name__ == "__main__":
     sys.exit(app())
+
+
+def control_cmd(
+    index: Annotated[Path, typer.Option(help="Corpus index (index.jsonl.gz); bitcode in modules/<id>.bc beside "
+                                             "it.")],
+    split: SplitOpt = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many modules (deterministic order).")] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+    out: Annotated[Path | None, typer.Option(help="Write one JSON line per module here.")] = None,
+) -> None:
+    """The control case: -Oz as the only candidate must give clang's own -Oz object byte for byte."""
+    from clang_llm.eval.control import summary, sweep
+
+    results = sweep(_tasks(index, None, split, limit, 0), jobs=jobs, out=out)
+    print(summary(results))
+    for r in results:
+        if r.status != "identical":
+            print(f"{r.status}: {r.id} ({r.package}, {r.lang}) {r.detail}")
+    raise typer.Exit(0 if all(r.status == "identical" for r in results) else 1)

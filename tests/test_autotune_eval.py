@@ -3,11 +3,15 @@ independent measurement: our own opt-22 / clang-22 runs, llvmlite counts, pyelft
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import shutil
 import subprocess
+import zlib
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import llvmlite.binding as llvm
 import pytest
@@ -18,7 +22,7 @@ from clang_llm.eval import evaluate, markdown_table, parse_method, write_outputs
 from clang_llm.eval.methods import MethodError
 from clang_llm.eval.report import package_table
 from clang_llm.passes import PassList, Vocabulary
-from clang_llm.train.autotune import AutotuneConfig, autotune, load_tasks, read_labels
+from clang_llm.train.autotune import AutotuneConfig, autotune, load_tasks, read_labels, read_records
 from clang_llm.train.dataset import dataset_info
 from clang_llm.train.screen import bisect_failure
 
@@ -132,19 +136,58 @@ def test_autotune_no_larger_than_oz_and_counts(corpus: Path, labels: Path, tmp_p
     assert recs["t_dup"]["best"]["text"] < recs["t_dup"]["oz"]["text"]
 
 
-def test_autotune_resumes(corpus: Path, labels: Path, tmp_path: Path) -> None:
+def _gzip_members(data: bytes) -> list[bytes]:
+    """The gzip members of a results file, in order (autotune appends one member per record)."""
+    members: list[bytes] = []
+    while data:
+        d = zlib.decompressobj(wbits=31)
+        d.decompress(data)
+        assert d.eof, "a complete file ends on a member boundary"
+        end = len(data) - len(d.unused_data)
+        members.append(data[:end])
+        data = data[end:]
+    return members
+
+
+def _stable(records: list[dict]) -> dict[str, dict]:
+    """Records by id without their timings (wall_s, cpu_s: all that differs between two runs)."""
+    return {r["id"]: {k: v for k, v in r.items() if k not in ("wall_s", "cpu_s")} for r in records}
+
+
+def _torn_copy(labels: Path, dest: Path) -> tuple[list[str], str]:
+    """`labels` as a run killed while writing its last record leaves it: that record cut in the middle
+    (half a gzip member for .gz, half a JSON line for .jsonl). The ids of the complete records and the torn one."""
+    members = _gzip_members(labels.read_bytes())
+    lines = [gzip.decompress(m) for m in members]  # one member per record, as append_records writes them
+    assert len(lines) == len(SNIPPETS) and all(ln.count(b"\n") == 1 for ln in lines)
+    chunks = members if dest.suffix == ".gz" else lines  # .jsonl: the bytes append_records writes there
+    dest.write_bytes(b"".join(chunks[:-1]) + chunks[-1][: len(chunks[-1]) // 2])
+    ids = [json.loads(ln)["id"] for ln in lines]
+    return ids[:-1], ids[-1]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl"])
+def test_autotune_resumes(corpus: Path, labels: Path, tmp_path: Path, suffix: str) -> None:
     tasks = load_tasks(recordings=corpus)
     seen: list[str] = []
     summary = autotune(tasks, labels, AutotuneConfig(budget=4), jobs=1, progress=False,
                        on_record=lambda r: seen.append(r["id"]))
     assert summary.already_done == 4 and summary.done_now == 0 and not seen
-    # A file with one record and a torn tail: the torn part is dropped, the other modules run.
-    partial = tmp_path / "partial.jsonl.gz"
-    partial.write_bytes(labels.read_bytes()[:-7])
-    summary = autotune(tasks[:2], partial, AutotuneConfig(budget=2), jobs=1, progress=False,
-                       on_record=lambda r: seen.append(r["id"]))
-    assert summary.already_done + summary.done_now == 2
-    assert len(read_labels(partial)) >= 2
+    # Killed while writing its last record: the file ends in half a record.
+    partial = tmp_path / f"partial{suffix}"
+    kept, lost = _torn_copy(labels, partial)
+    before, torn = read_records(partial)
+    assert torn and [r["id"] for r in before] == kept  # the complete records still read
+    cfg = AutotuneConfig(budget=4, timeout=60, default_broadcast=("Oz mergefunc", "O1"))  # as the `labels` run
+    summary = autotune(tasks, partial, cfg, jobs=1, progress=False, on_record=lambda r: seen.append(r["id"]))
+    assert seen == [lost]  # exactly the lost module is redone, the complete ones are kept
+    assert (summary.already_done, summary.done_now, summary.errors) == (len(kept), 1, 0)
+    after, torn = read_records(partial)
+    assert not torn and [r["id"] for r in after] == [*kept, lost]  # readable, each module once
+    assert _stable(after) == _stable(read_labels(labels))  # the labels of the uninterrupted run
+    size = partial.stat().st_size
+    again = autotune(tasks, partial, cfg, jobs=1, progress=False)  # and nothing is left to do
+    assert (again.already_done, again.done_now) == (4, 0) and partial.stat().st_size == size
 
 
 def test_dataset_info(labels: Path, corpus: Path, tmp_path: Path) -> None:
@@ -250,40 +293,225 @@ def test_screen_smoke(labels: Path, tmp_path: Path) -> None:
     assert rep.outcomes.get("wrong", 0) == len([f for f in rep.failures if f["outcome"] == "wrong"])
 
 
-def test_model_adapter_metrics(corpus: Path, labels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model methods through a stand-in ModelLoop: chosen list, evals and model metrics."""
-    from clang_llm.eval import methods
-    from clang_llm.optimizer.base import Decision, Finding, TUContext, select_best
-    from clang_llm.passes import parse_pass_list
+# An opt that really miscompiles: the real opt-22 runs, and then, when the -passes string names the
+# trigger pass, every `ret` of main is rewritten to return 7 (llvm-dis, edit, llvm-as), so the program
+# builds, verifies and runs, but exits 7 where its -O0 build exits 0.
+MISCOMPILING_OPT = r'''
+import re
+import subprocess
+import sys
 
-    class FakeLoop:
-        def __init__(self, model: object, settings: object) -> None:
-            self.settings = settings
+args = sys.argv[1:]
+rc = subprocess.run([OPT, *args], check=False).returncode
+passes = next((a for a in args if a.startswith("-passes=")), "")
+if rc == 0 and TRIGGER in passes:
+    out = args[args.index("-o") + 1]
+    text = subprocess.run([DIS, out, "-o", "-"], capture_output=True, text=True, check=True).stdout
+    main = re.compile(r"^define [^\n]*@main\(.*?^}$", re.M | re.S)
+    assert main.search(text), "no main in the output"
+    text = main.sub(lambda m: re.sub(r"\bret i32 [^\n]+", "ret i32 7", m.group(0)), text)
+    subprocess.run([AS, "-", "-o", out], input=text, text=True, check=True)
+    with open(LOG, "a") as f:
+        f.write(passes + "\n")
+sys.exit(rc)
+'''
 
-        def optimize(self, tu: TUContext) -> Decision:
-            good = tu.evaluate(parse_pass_list("Oz mergefunc"))
-            good.predicted_after = good.count_after  # an exact prediction
-            bad = Finding(pass_list="Oz not-a-pass", valid=False, error_kind="unknown-pass")
-            good.generated_ir_parses, good.bleu = True, 0.5
-            chosen, reason = select_best(tu.oz, [good])
-            cands = [{"finding": good.to_json()}, {"finding": bad.to_json()}]
-            return Decision(chosen=chosen, reason=reason, rounds=[{"round": 1, "candidates": cands}])
 
-    monkeypatch.setattr(methods, "model_loop_class", lambda: FakeLoop)
-    monkeypatch.setattr(methods, "load_model_cached", lambda *a, **k: object())
-    import clang_llm.eval.run as run_mod
+@pytest.mark.skipif(shutil.which("csmith") is None, reason="needs csmith")
+def test_screen_catches_a_real_miscompile_and_bisects_to_its_pass(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Screening with an opt that miscompiles whenever gvn-sink runs: the list with gvn-sink is `wrong`
+    on every program, its bisection drops the innocent passes and names gvn-sink, and a list without
+    it (through the same opt) is `ok`."""
+    import sys
 
-    monkeypatch.setattr(run_mod, "model_loop_class", lambda: FakeLoop)
-    monkeypatch.setattr(run_mod, "load_model_cached", lambda *a, **k: object())
+    from clang_llm.train.screen import ScreenConfig, run_screen
+
+    log = tmp_path / "miscompiled.log"
+    fake = tmp_path / "opt-miscompiles"
+    consts = {"OPT": shutil.which(OPT), "DIS": shutil.which("llvm-dis-22"), "AS": shutil.which("llvm-as-22"),
+              "TRIGGER": "gvn-sink", "LOG": str(log)}
+    if None in consts.values():
+        pytest.skip("needs llvm-dis-22 and llvm-as-22")
+    fake.write_text(f"#!{sys.executable}\n" + "".join(f"{k} = {v!r}\n" for k, v in consts.items())
+                    + MISCOMPILING_OPT)
+    fake.chmod(0o755)
+    monkeypatch.setenv("CLANG_LLM_OPT", str(fake))
+
+    bad, control = "Oz dse gvn-sink adce", "Oz dse adce"
+    out = tmp_path / "screen-report.json"
+    rep = run_screen(None, [bad, control], ScreenConfig(programs=1, jobs=1), out, progress=False)
+    used = [p["seed"] for p in rep.programs if p["used"]]
+    assert used, f"no csmith program was usable: {rep.programs}"
+    assert rep.pipelines == [bad, control] and rep.checks == 2 * len(used)
+    assert rep.outcomes == {"wrong": len(used), "ok": len(used)}  # the control list through the same opt is ok
+    assert not rep.invalid
+    assert [(f["pipeline"], f["seed"], f["outcome"]) for f in rep.failures] == [(bad, s, "wrong") for s in used]
+    for f in rep.failures:
+        assert f["detail"].endswith("exit=7")  # what the program really printed, with the exit the edit made
+        assert f["implicated"] == ["gvn-sink"]
+        assert f["minimal"] in ("Oz gvn-sink", "gvn-sink")  # dse and adce dropped: the output is wrong without them
+    assert rep.implicated_passes == {"gvn-sink": len(used)}
+    assert json.loads(out.read_text())["failures"] == rep.failures
+    triggered = log.read_text().splitlines()
+    assert triggered and all("gvn-sink" in p for p in triggered)  # the miscompile did happen
+
+
+# ---- the model methods with a real (tiny) model --------------------------------------------------
+
+EVAL_CONTEXT, EVAL_NEW_TOKENS = 512, 64
+GOOD_IR = "define i32 @f(i32 %x) {\n  %y = add i32 %x, 1\n  ret i32 %y\n}\n"
+# What the tiny model is trained to answer on the test modules' round-1 prompts: a list that beats
+# -Oz (mergefunc merges x_dup's twin functions; with generated IR that parses) and one far larger
+# than -Oz (dse alone, no -Oz pipeline: a candidate +backup must refuse). The predicted counts are
+# wrong, so feedback goes on to round 2. How well it learns only decides which cases occur below.
+EVAL_ANSWERS: dict[str, tuple[str, str | None]] = {"x_dup": ("Oz mergefunc", GOOD_IR), "x_list": ("dse", None)}
+# The methods, and what each name promises: (samples per round, rounds, feedback form, -Oz backup).
+MODEL_METHODS: dict[str, tuple[int, int, str, bool]] = {
+    "model@1": (1, 1, "short", False),
+    "model@2+backup": (2, 1, "short", True),
+    "feedback-short@2+backup": (1, 2, "short", True),
+}
+
+
+@pytest.fixture(scope="module")
+def eval_model(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real CTranslate2 model built like tests/model_fixture.py's (fitted BPE, a Llama trained for a
+    few seconds, the shipped int8 export), on the loop's own round-1 prompts of the test modules."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer
+
+    from clang_llm import ir
+    from clang_llm.optimizer.loop import prompt_budgets
+    from clang_llm.optimizer.prompt import build_prompt, render_answer
+    from clang_llm.train.export import export
+    from clang_llm.train.tokenizer import fit_tokenizer
+    from clang_llm.train.trainer import train
+
+    work = tmp_path_factory.mktemp("eval-model")
+    irs = {n: str(ir.parse(corpus / f"{n}.bc")) for n in EVAL_ANSWERS}
+    answers = {n: render_answer(p, ir.count_instructions(ir.parse(corpus / f"{n}.bc")), 9999, x)
+               for n, (p, x) in EVAL_ANSWERS.items()}
+    tok = fit_tokenizer([*irs.values(), *answers.values()] * 4, work / "tok.json", vocab_size=900)
+    t = Tokenizer.from_file(str(tok))
+    budget = prompt_budgets(EVAL_CONTEXT, EVAL_NEW_TOKENS)[0]  # round 1's prompt, as the loop builds it
+    with open(work / "ex.jsonl", "w") as f:
+        for n in EVAL_ANSWERS:
+            prompt = build_prompt(irs[n], budget, lambda s: len(t.encode(s).ids))
+            f.write(json.dumps({"prompt": prompt, "answer": answers[n]}) + "\n")
+    ckpt = train(work / "ex.jsonl", tok, work / "train", steps=80, batch_size=2, seq_len=EVAL_CONTEXT,
+                 hidden_size=64, num_layers=2, num_heads=4, lr=1e-2, warmup_steps=5, save_every=1000,
+                 log_every=20, cpu_threads=1, progress=False)
+    return export(ckpt, work / "model", name="eval-test")
+
+
+def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Path) -> dict[str, Any]:
+    """What the eval must report for `method` on `bc`: the real ModelLoop run here, on a plain
+    TUBuilder (no replaying), with the settings the method's name promises; the pick, the opt
+    evaluations and the model metrics are then worked out from its transcript alone."""
+    from clang_llm import ir
+    from clang_llm.config import Settings
+    from clang_llm.driver.toolrun import TUBuilder
+    from clang_llm.optimizer.base import TUContext
+    from clang_llm.optimizer.loop import ModelLoop
+    from clang_llm.passes import OZ
+
+    samples, rounds, form, backup = MODEL_METHODS[method]
+    settings = Settings(samples=samples, rounds=rounds, feedback=form, model=str(model_dir),
+                        max_new_tokens=EVAL_NEW_TOKENS, jobs=1)
+    work.mkdir(parents=True)
+    b = TUBuilder(Path(str(shutil.which(CLANG))), Path(str(shutil.which(OPT))), [], "c", bc, work, 60)
+    mod = ir.parse(bc)
+    b.count_before = ir.count_instructions(mod)
+    oz = b.evaluate(OZ, verify_each=False)
+    assert oz.sizes is not None
+    tu = TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, oz=oz, evaluate=b.evaluate,
+                   settings=settings)
+    d = ModelLoop(model, settings).optimize(tu)
+    cands = [c["finding"] for r in d.rounds for c in r["candidates"]]
+
+    def key(o: dict[str, Any]) -> tuple[int, int, int]:
+        return o["text"], o["alloc"], o["count"] or 0
+
+    base = {"pass_list": "Oz", "text": oz.sizes.text, "alloc": oz.sizes.alloc, "count": oz.count_after}
+    picks = [{"pass_list": c["pass_list"], "text": c["sizes"]["text"], "alloc": c["sizes"]["alloc"],
+              "count": c["count_after"]} for c in cands if c["valid"]]
+    if backup:  # only what is no larger than -Oz on .text and alloc, and smaller on some key, may ship
+        picks = [o for o in picks if o["text"] <= base["text"] and o["alloc"] <= base["alloc"] and key(o) < key(base)]
+    preds = [(c["predicted_after"], c["count_after"]) for c in cands
+             if c["predicted_after"] is not None and c["count_after"] is not None]
+    parses = [c["generated_ir_parses"] for c in cands if c["generated_ir_parses"] is not None]
+    bleus = [c["bleu"] for c in cands if c["bleu"] is not None]
+    return {
+        "oz": base, "chosen": min(picks, key=key, default=base), "model_calls": d.model_calls,
+        "evals": 1 + sum(r["opt_evaluations"] for r in d.rounds),  # -Oz + every opt run the loop asked for
+        "model": {"candidates": len(cands), "valid": sum(1 for c in cands if c["valid"]),
+                  "pred_n": len(preds), "pred_exact": sum(1 for p, a in preds if p == a),
+                  "pred_abs_err": float(sum(abs(p - a) for p, a in preds)),
+                  "ir_n": len(parses), "ir_parsed": sum(parses), "bleu_n": len(bleus), "bleu_sum": sum(bleus)},
+    }
+
+
+def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model: Path, tmp_path: Path) -> None:
+    """model@k, feedback-<form>@R and +backup through the real ModelLoop and a real tiny CTranslate2
+    model: every shipped object re-measured by us, +backup never larger than -Oz, opt evaluations within
+    the method's budget, and every record and summary metric equal to the loop run directly."""
+    from clang_llm.model import load_model
+
     test = [t for t in load_tasks(recordings=corpus) if t.split == "test"]
-    res = evaluate(["model@2+backup", "feedback-short@2"], test, labels_path=labels, jobs=1, progress=False)
+    names = list(MODEL_METHODS)
+    res = evaluate(names, test, labels_path=labels, jobs=1, progress=False,
+                   model_settings={"model": str(eval_model), "max_new_tokens": EVAL_NEW_TOKENS})
+    assert not res.unavailable and [r["method"] for r in res.summary] == names
+    by = {(r["method"], r["module"]): r for r in res.records}
+    assert len(by) == len(res.records) == len(names) * len(test)
+    assert all(r["status"] == "ok" for r in res.records), [r.get("reason") for r in res.records]
+
+    model = load_model(eval_model, intra_threads=1)
+    measured: dict[tuple[str, str], tuple[int, int, int]] = {}
+    totals: dict[str, Counter[str]] = {n: Counter() for n in names}
+    ratios: dict[str, list[float]] = {n: [] for n in names}
+    for name, (samples, rounds, _, backup) in MODEL_METHODS.items():
+        for t in test:
+            r, bc = by[(name, t.id)], Path(t.bc)
+            for pl in ("Oz", r["chosen"]["pass_list"]):
+                if (t.id, pl) not in measured:
+                    measured[(t.id, pl)] = _independent(corpus / f"{t.id}.c", bc, pl, tmp_path)
+            oz, got = measured[(t.id, "Oz")], measured[(t.id, r["chosen"]["pass_list"])]
+            assert (r["oz"]["text"], r["oz"]["alloc"], r["oz"]["count"]) == oz
+            assert (r["chosen"]["text"], r["chosen"]["alloc"], r["chosen"]["count"]) == got  # what ships, as measured
+            if backup:
+                assert got[0] <= oz[0] and got[1] <= oz[1], f"{name} shipped a larger object than -Oz on {t.id}"
+            assert 1 <= r["evals"] <= 1 + samples * rounds  # -Oz + at most one opt run per sample and round
+            want = _loop_directly(model, eval_model, bc, name, tmp_path / name / t.id)
+            assert r["oz"] == want["oz"]
+            assert r["chosen"] == want["chosen"], f"{name} on {t.id}"
+            assert (r["evals"], r["model_calls"]) == (want["evals"], want["model_calls"])
+            assert 1 <= r["model_calls"] <= rounds
+            assert r["model"] == pytest.approx(want["model"])
+            totals[name].update(want["model"])
+            ratios[name].append(got[0] / oz[0])
+
+    table = markdown_table(res.summary)
     for row in res.summary:
-        assert row["available"] and row["modules"] == 2
-        assert row["evals_per_module"] == 2.0  # -Oz + one distinct list
+        name, tot = row["method"], totals[row["method"]]
+        assert row["available"] and row["modules"] == len(test) and row["errors"] == 0
+        assert row["labelled_modules"] == len(test)
+        assert row["evals_per_module"] == pytest.approx(sum(by[(name, t.id)]["evals"] for t in test) / len(test))
+        gm = 1 - math.exp(sum(map(math.log, ratios[name])) / len(ratios[name]))
+        assert row["text"]["geomean"] == pytest.approx(gm, abs=1e-9)
+        if row["backup"]:
+            assert row["text"]["regressed"] == 0 and row["text"]["geomean"] >= 0
         m = row["model"]
-        assert m["validity_rate"] == 0.5 and m["pred_exact_rate"] == 1.0 and m["pred_mae"] == 0.0
-        assert m["ir_parse_rate"] == 1.0 and m["bleu"] == pytest.approx(0.5)
-        assert row["text"]["geomean"] > 0  # mergefunc wins on x_dup
+        assert m["candidates"] == tot["candidates"] >= len(test)  # the greedy answer at least, per module
+        assert m["validity_rate"] == pytest.approx(tot["valid"] / tot["candidates"]) and 0 <= m["validity_rate"] <= 1
+        for k, num, den in (("pred_exact_rate", "pred_exact", "pred_n"), ("pred_mae", "pred_abs_err", "pred_n"),
+                            ("ir_parse_rate", "ir_parsed", "ir_n"), ("bleu", "bleu_sum", "bleu_n")):
+            assert k in m and m[k] == (pytest.approx(tot[num] / tot[den]) if tot[den] else None), k
+        assert m["pred_exact_rate"] is None or 0 <= m["pred_exact_rate"] <= 1
+        line = next(ln for ln in table.splitlines() if ln.startswith(f"| {name} |"))
+        assert f"| {m['validity_rate'] * 100:.1f}% |" in line
 
 
 def test_replaying_builder_runs_each_list_once(corpus: Path, tmp_path: Path) -> None:

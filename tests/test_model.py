@@ -13,8 +13,8 @@ from model_fixture import CONTEXT, TinyModel, tiny_model  # noqa: F401  (session
 
 from clang_llm import LLVM_MAJOR
 from clang_llm.model import CARD_FILE, MODEL_FILES, ModelError, load_model, read_card
-from clang_llm.optimizer.prompt import PROMPT_FORMAT, parse_answer
-from clang_llm.passes import Vocabulary
+from clang_llm.optimizer.prompt import PROMPT_FORMAT, Answer, parse_answer
+from clang_llm.passes import Vocabulary, parse_pass_list, split_tokens
 
 # --------------------------------------------------------------------------- bad directories (no torch)
 
@@ -95,16 +95,34 @@ def test_load_and_card(tiny_model: TinyModel) -> None:  # noqa: F811
         assert model.count_tokens(prompt) <= model.context_length - 64
 
 
-def test_greedy_is_reproducible_and_learned(tiny_model: TinyModel) -> None:  # noqa: F811
+def _assert_parse_contract(text: str) -> Answer:
+    """What `parse_answer` guarantees for any model text, whatever the model learned."""
+    vocab = Vocabulary.default()
+    a = parse_answer(text)
+    assert isinstance(a, Answer)
+    assert all(isinstance(p, str) and p and "\n" not in p for p in a.problems)  # one line each
+    for n in (a.count_before, a.count_after):
+        assert n is None or (isinstance(n, int) and n >= 0)
+    assert a.ir is None or (a.ir.strip() and a.ir.endswith("\n"))
+    if a.pass_list is None:
+        assert a.problems  # a rejected answer always says why
+    else:  # only vocabulary passes, a list the driver can run as it stands
+        assert a.pass_list.tokens and all(t in vocab for t in a.pass_list.tokens)
+        assert a.pass_text is not None and split_tokens(a.pass_text) == list(a.pass_list.tokens)
+        assert parse_pass_list(str(a.pass_list), vocab) == a.pass_list
+        assert not any(p.startswith(("unknown pass", "bad pass list", "could not parse")) for p in a.problems)
+    return a
+
+
+def test_greedy_is_reproducible_and_valid(tiny_model: TinyModel) -> None:  # noqa: F811
     model = load_model(tiny_model.model_dir, intra_threads=2)
-    learned = 0
-    for name, prompt in tiny_model.prompts.items():
+    fresh = load_model(tiny_model.model_dir, intra_threads=1)
+    for prompt in tiny_model.prompts.values():
         first = model.generate(prompt, k=1, seed=0, temperature=0.0, max_new_tokens=40)
-        assert len(first) == 1
-        assert model.generate(prompt, k=1, seed=99, temperature=0.0, max_new_tokens=40) == first
-        answer = parse_answer(first[0])
-        learned += answer.pass_list is not None and str(answer.pass_list) == tiny_model.answers[name]
-    assert learned >= 2  # memorized its three answers (all three here; float noise may cost one)
+        assert len(first) == 1 and isinstance(first[0], str)
+        assert model.generate(prompt, k=1, seed=99, temperature=0.0, max_new_tokens=40) == first  # draws nothing
+        assert fresh.generate(prompt, k=1, seed=5, temperature=0.0, max_new_tokens=40) == first
+        _assert_parse_contract(first[0])
 
 
 def test_sampling_is_reproducible_with_seed(tiny_model: TinyModel) -> None:  # noqa: F811
@@ -115,13 +133,17 @@ def test_sampling_is_reproducible_with_seed(tiny_model: TinyModel) -> None:  # n
     assert model.generate(prompt, k=4, seed=7, temperature=1.0, max_new_tokens=30) == a
     fresh = load_model(tiny_model.model_dir, intra_threads=1)  # another process-like start
     assert fresh.generate(prompt, k=4, seed=7, temperature=1.0, max_new_tokens=30) == a
-    assert model.generate(prompt, k=4, seed=8, temperature=1.0, max_new_tokens=30) != a
+    # Another seed draws other samples: at a very high temperature the choice is nearly uniform, so
+    # this does not hang on how sure the tiny model happens to be.
+    hot = [model.generate(prompt, k=4, seed=s, temperature=50.0, max_new_tokens=30) for s in (7, 8)]
+    assert hot[0] != hot[1]
     after_greedy = load_model(tiny_model.model_dir, intra_threads=2)  # greedy/beam draw nothing
     after_greedy.generate(prompt, k=1, seed=7, temperature=0.0, max_new_tokens=10)
     after_greedy.generate(prompt, k=2, seed=7, temperature=0.0, max_new_tokens=10)
     assert after_greedy.generate(prompt, k=4, seed=7, temperature=1.0, max_new_tokens=30) == a
-    for text in a:
-        parse_answer(text)  # whatever the model says, parsing holds
+    for text in [*a, *hot[0]]:  # whatever the model says, parsing holds
+        _assert_parse_contract(text)
+        _assert_parse_contract("passes: " + text)  # and the model's text read as a pass list
 
 
 def test_batch_and_beam(tiny_model: TinyModel) -> None:  # noqa: F811

@@ -10,10 +10,41 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+TMP_SUFFIX = ".clang-llm-tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive as far as we can tell
+    return True
+
+
+def _sweep_stale_siblings(dest_dir: Path, name: str) -> None:
+    """Remove `.<name>.<pid>.*.clang-llm-tmp` files of writers that were killed mid-write."""
+    try:
+        entries = list(dest_dir.glob(f".{name}.*{TMP_SUFFIX}"))
+    except OSError:
+        return
+    for p in entries:
+        pid_s = p.name[len(name) + 2:].split(".", 1)[0]
+        if pid_s.isdigit() and not _pid_alive(int(pid_s)):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
 def _atomic(dest: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
-    """Write via a temp file in dest's directory + rename: readers never see half a file."""
+    """Write via a temp file in dest's directory + rename: readers never see half a file, and an
+    old `dest` stays intact until the new one is complete. The temp name carries our pid, so the
+    leftover of a writer killed mid-write is removed by the next write of the same file."""
     dest_dir = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".clang-llm-tmp", dir=dest_dir)
+    _sweep_stale_siblings(dest_dir, dest.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=dest_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)

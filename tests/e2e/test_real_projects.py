@@ -248,3 +248,13 @@ def test_lz4_library_multi_source_compile_is_optimized(tmp_path: Path) -> None:
     larger = [o for o in objects if not elf_sizes(Path(o)).fits_in(elf_sizes(ref / Path(o).name))]
     assert not larger, f"larger than clang -Oz: {larger}"
     check_one_record_per_object(objects, state)
+
+
+def test_some_tu_ships_a_list_other_than_oz(built: Built) -> None:
+    """The size checks above must see real candidates, not only -Oz objects: with the shipped
+    model and default settings at least one TU of every project ships a list that beat -Oz."""
+    from .support import chose_oz
+
+    live = check_one_record_per_object(built.objects, built.state)
+    winners = {o: r["chosen"]["pass_list"] for o, r in live.items() if not chose_oz(r)}
+    assert winners, f"{built.name}: all {len(live)} TUs shipped -Oz"
