@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS records (object TEXT PRIMARY KEY, ts REAL NOT NULL, d
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, pass_list TEXT NOT NULL, data TEXT,
   created REAL NOT NULL, last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS cache_lru ON cache(last_used);
+CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
 """
+MAX_FACTS = 10_000  # toolchain facts (pipeline strings, target options) of distinct flag sets
 
 
 class Database:
@@ -160,12 +162,26 @@ class Database:
                     (n - max_entries,),
                 )
 
+    # -- toolchain facts: what clang answers for a flag set, asked once ---------------
+    def fact_get(self, key: str) -> str | None:
+        row = self._connect().execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def fact_put(self, key: str, value: str) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO facts(key, value, created) VALUES (?,?,?)", (key, value, time.time()))
+            (n,) = c.execute("SELECT COUNT(*) FROM facts").fetchone()
+            if n > MAX_FACTS:
+                c.execute("DELETE FROM facts WHERE key IN (SELECT key FROM facts ORDER BY created LIMIT ?)",
+                          (n - MAX_FACTS,))
+
     def cache_stats(self) -> dict[str, int]:
         n, hits = self._connect().execute("SELECT COUNT(*), COALESCE(SUM(hits),0) FROM cache").fetchone()
         return {"entries": int(n), "hits": int(hits)}
 
     def cache_clear(self) -> int:
         with self._tx() as c:
+            c.execute("DELETE FROM facts")
             return c.execute("DELETE FROM cache").rowcount
 
     def close(self) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-
 TMP_SUFFIX = ".clang-llm-tmp"
 
 

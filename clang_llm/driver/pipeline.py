@@ -21,7 +21,7 @@ from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import Invocation
 from clang_llm.driver.outputs import atomic_copy, atomic_write_text, private_tempdir
-from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.driver.toolrun import FactStore, TUBuilder
 from clang_llm.objsize import object_sizes
 from clang_llm.optimizer.base import Decision, Finding, Optimizer, TUContext, select_best
 from clang_llm.passes import OZ, PassListError, Vocabulary, parse_pass_list
@@ -110,7 +110,10 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
                 log.warning("recording failed: %s", e)
 
         codegen = inv.codegen_args()
-        builder = TUBuilder(compiler, toolchain.opt, codegen, inv.lang or "c", in_bc, work, settings.opt_timeout)
+        facts = FactStore(toolchain.identity, lambda k: db.safe("facts", db.fact_get, k),
+                          lambda k, v: db.safe("facts", db.fact_put, k, v))
+        builder = TUBuilder(compiler, toolchain.opt, codegen, inv.lang or "c", in_bc, work, settings.opt_timeout,
+                            facts)
         try:
             module = ir.parse(in_bc)
             ir_text = str(module)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from clang_llm import ir
@@ -21,12 +24,35 @@ def _trim(err: bytes, limit: int = 1500) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
+class FactStore:
+    """What clang answers for one flag set (pipeline strings, target options), kept across TUs.
+
+    Both answers depend only on the toolchain and the codegen flags, never on the TU, so a build
+    asks clang once per flag set instead of once per TU. `get`/`put` are the database's (or
+    nothing: every TU asks)."""
+
+    def __init__(self, toolchain_identity: str, get: Callable[[str], str | None],
+                 put: Callable[[str, str], None]) -> None:
+        self.identity, self._get, self._put = toolchain_identity, get, put
+
+    def key(self, what: str, compiler: Path, flags: list[str], lang: str) -> str:
+        parts = [self.identity, str(compiler), what, lang, *flags]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        return self._get(key)
+
+    def put(self, key: str, value: str) -> None:
+        self._put(key, value)
+
+
 class TUBuilder:
     """Runs opt and codegen for candidate pass lists of one TU; every result is a Finding."""
 
     def __init__(self, compiler: Path, opt: Path, codegen_flags: list[str], lang: str, in_bc: Path,
-                 workdir: Path, timeout: float) -> None:
+                 workdir: Path, timeout: float, facts: FactStore | None = None) -> None:
         self.compiler, self.opt = compiler, opt
+        self.facts = facts
         self.codegen_flags, self.lang = codegen_flags, lang
         self.in_bc, self.workdir, self.timeout = in_bc, workdir, timeout
         self._pipelines: dict[str, str] = {}
@@ -35,28 +61,46 @@ class TUBuilder:
         self.count_before: int | None = None
         self.objects: set[Path] = set()  # every object this builder made (the only ones that may ship)
 
+    def _remembered(self, what: str, ask: Callable[[], str]) -> str:
+        """`ask()` clang, or reuse its answer for this toolchain and flag set."""
+        if self.facts is None:
+            return ask()
+        key = self.facts.key(what, self.compiler, self.codegen_flags, self.lang)
+        known = self.facts.get(key)
+        if known is not None:
+            return known
+        value = ask()
+        self.facts.put(key, value)
+        return value
+
     def base_pipeline(self, token: str) -> str:
         """clang's own pipeline at -Oz/-Os/-O1/-O2 for this TU's flags (what `clang -c` would run)."""
         if token not in self._pipelines:
-            cmd = [self.compiler, *self.codegen_flags, BASE_LEVELS[token], "-x", self.lang, "-c", "/dev/null",
+            self._pipelines[token] = self._remembered(f"pipeline:{token}", lambda: self._ask_pipeline(token))
+        return self._pipelines[token]
+
+    def _ask_pipeline(self, token: str) -> str:
+        """Ask clang for its pipeline at `token` with these flags (on /dev/null, else on the IR)."""
+        cmd = [self.compiler, *self.codegen_flags, BASE_LEVELS[token], "-x", self.lang, "-c", "/dev/null",
+               "-o", "/dev/null", "-mllvm", "-print-pipeline-passes", "-Wno-unused-command-line-argument"]
+        res = run(cmd, timeout=self.timeout)
+        text = res.stdout.decode().strip()
+        if res.returncode != 0 or not text:
+            # Flags that need the real source (e.g. -include of a relative header): ask on the IR.
+            cmd = [self.compiler, *self.codegen_flags, BASE_LEVELS[token], "-x", "ir", "-c", self.in_bc,
                    "-o", "/dev/null", "-mllvm", "-print-pipeline-passes", "-Wno-unused-command-line-argument"]
             res = run(cmd, timeout=self.timeout)
             text = res.stdout.decode().strip()
             if res.returncode != 0 or not text:
-                # Flags that need the real source (e.g. -include of a relative header): ask on the IR.
-                cmd = [self.compiler, *self.codegen_flags, BASE_LEVELS[token], "-x", "ir", "-c", self.in_bc,
-                       "-o", "/dev/null", "-mllvm", "-print-pipeline-passes", "-Wno-unused-command-line-argument"]
-                res = run(cmd, timeout=self.timeout)
-                text = res.stdout.decode().strip()
-                if res.returncode != 0 or not text:
-                    raise RuntimeError(f"cannot get clang's {token} pipeline: {_trim(res.stderr)}")
-            self._pipelines[token] = text.splitlines()[-1]
-        return self._pipelines[token]
+                raise RuntimeError(f"cannot get clang's {token} pipeline: {_trim(res.stderr)}")
+        return text.splitlines()[-1]
 
     def target_options(self) -> TargetOptions:
         """clang's backend options for these flags (relocation model, code model, CPU), for opt."""
         if self._target is None:
-            self._target = derive(self.compiler, self.codegen_flags, self.lang, self.timeout)
+            text = self._remembered("target", lambda: json.dumps(
+                derive(self.compiler, self.codegen_flags, self.lang, self.timeout).opt_flags))
+            self._target = TargetOptions(tuple(json.loads(text)))
         return self._target
 
     def opt_command(self, pass_list: PassList, out_bc: Path, verify_each: bool) -> list[str | Path]:
