@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
-for p in clang-22 llvm-22 csmith libcsmith-dev cmake make python3-venv; do
+for p in clang-22 llvm-22 csmith libcsmith-dev cmake make ccache python3-venv; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

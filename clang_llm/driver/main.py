@@ -86,6 +86,12 @@ def run_driver(argv: list[str], cxx: bool) -> int:
     for p in problems:
         log.warning("config: %s", p)
     compiler = _compiler_or_die(cxx)
+    if "identity" in inv.llm_flags:
+        # For compiler caches (ccache's compiler_check): everything that decides our objects.
+        from clang_llm.identity import wrapper_identity
+
+        sys.stdout.write(wrapper_identity(settings, Toolchain.discover(), Path.cwd()))
+        return 0
     plain = _plain_args(args, inv)
     if settings.disable:
         return _exec_real(compiler, plain)
