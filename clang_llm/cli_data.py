@@ -57,6 +57,10 @@ def autotune_cmd(
     min_budget: Annotated[int, typer.Option(help="Smallest budget of a large module.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the module order and the random phase.")] = 0,
     verify_each: Annotated[bool, typer.Option(help="Run opt with -verify-each.")] = True,
+    fast: Annotated[bool, typer.Option(help="Incremental evaluation (suffixes on cached prefix outputs, no "
+                                            "-verify-each, one codegen per distinct module); kept lists are "
+                                            "re-run whole with -verify-each.")] = False,
+    top_k: Annotated[int, typer.Option(help="Distinct best lists kept per module.")] = 8,
 ) -> None:
     """Autotune modules for object size (labels for training and evaluation).
 
@@ -69,7 +73,7 @@ def autotune_cmd(
     cfg = AutotuneConfig(budget=budget, timeout=timeout, module_timeout=module_timeout,
                          max_instructions=max_instructions, large_instructions=large_instructions,
                          min_budget=min_budget, seed=seed,
-                         verify_each=verify_each)
+                         verify_each=verify_each, fast=fast, top_k=top_k)
     tasks = _tasks(index, recordings, split, limit, seed)
     summary = autotune(tasks, out, cfg, jobs=jobs)
     typer.echo(json.dumps(summary.to_json()))

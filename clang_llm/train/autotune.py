@@ -48,7 +48,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from clang_llm import LLVM_MAJOR, ir
 from clang_llm.driver.toolrun import TUBuilder
@@ -56,6 +56,7 @@ from clang_llm.optimizer.base import Finding
 from clang_llm.passes import OZ, PassList, PassListError, Vocabulary, parse_pass_list
 from clang_llm.progress import make_progress
 from clang_llm.toolchain import Toolchain
+from clang_llm.train.fasteval import IncrementalEvaluator
 
 log = logging.getLogger("clang_llm.autotune")
 
@@ -122,8 +123,11 @@ class AutotuneConfig:
     large_instructions: int = 4_000  # above this, the budget shrinks in proportion (min. min_budget)
     min_budget: int = 3
     seed: int = 0
-    top_k: int = 5
+    top_k: int = 8
     verify_each: bool = True
+    # Search with IncrementalEvaluator (suffixes on cached prefix outputs, no -verify-each, one
+    # codegen per distinct module); the kept lists are then re-run whole with -verify-each.
+    fast: bool = False
     broadcast_share: float = 0.5
     default_broadcast: tuple[str, ...] = DEFAULT_BROADCAST  # the fixed lists of the broadcast phase
     greedy_share: float = 0.35
@@ -134,10 +138,14 @@ def key_of(f: Finding) -> Key:
     return (f.sizes.text, f.sizes.alloc, f.count_after or 0)
 
 
+class Evaluator(Protocol):
+    def evaluate(self, pass_list: PassList, verify_each: bool = ...) -> Finding: ...
+
+
 class _Search:
     """Budgeted, memoized evaluation of pass lists for one module; tracks the best eligible list."""
 
-    def __init__(self, builder: TUBuilder, oz: Finding, cfg: AutotuneConfig, rng: random.Random) -> None:
+    def __init__(self, builder: Evaluator, oz: Finding, cfg: AutotuneConfig, rng: random.Random) -> None:
         self.builder, self.oz, self.cfg, self.rng = builder, oz, cfg, rng
         self.deadline = time.monotonic() + cfg.module_timeout
         oz_key = key_of(oz)
@@ -162,7 +170,7 @@ class _Search:
             return self.seen[s]
         if self.left() <= 0:
             return None
-        f = self.builder.evaluate(pl, verify_each=self.cfg.verify_each)
+        f = self.builder.evaluate(pl, verify_each=self.cfg.verify_each and not self.cfg.fast)
         self.evals += 1
         for p in (f.ir_path, f.object_path):  # keep the temp dir small on big modules
             if p is not None:
@@ -265,7 +273,7 @@ def _minimize(search: _Search) -> None:
                 return
 
 
-def search_module(builder: TUBuilder, oz: Finding, cfg: AutotuneConfig, broadcast: list[str],
+def search_module(builder: Evaluator, oz: Finding, cfg: AutotuneConfig, broadcast: list[str],
                   seed_text: str = "") -> _Search:
     """Run the four phases on one module within `cfg.budget` evaluations; return the search state."""
     vocab = Vocabulary.default()
@@ -332,6 +340,32 @@ def top_lists(results: dict[str, Key], k: int) -> list[dict[str, Any]]:
     return [{"pass_list": by_key[kk], **_sizes_dict(kk)} for kk in sorted(by_key)[:k]]
 
 
+def verify_kept(builder: TUBuilder, oz: Finding, top: list[dict[str, Any]],
+                verify_each: bool = True) -> tuple[list[dict[str, Any]], int]:
+    """Re-run each kept list whole, from the source IR (with -verify-each): only what that run
+    measures is stored. Returns the lists still eligible, best first, and how many measured
+    otherwise than the search's cheaper evaluation said."""
+    assert oz.sizes is not None
+    kept: list[dict[str, Any]] = []
+    mismatched = 0
+    for entry in top:
+        if entry["pass_list"] == str(OZ):
+            kept.append(entry)
+            continue
+        f = builder.evaluate(parse_pass_list(entry["pass_list"]), verify_each=verify_each)
+        for p in (f.ir_path, f.object_path):
+            if p is not None:
+                p.unlink(missing_ok=True)
+        if not f.valid or f.sizes is None or not f.sizes.not_larger_than(oz.sizes):
+            mismatched += 1
+            continue
+        k = key_of(f)
+        mismatched += k != (entry["text"], entry["alloc"], entry["count"])
+        kept.append({"pass_list": entry["pass_list"], **_sizes_dict(k)})
+    kept.sort(key=lambda e: (e["text"], e["alloc"], e["count"], len(e["pass_list"].split())))
+    return kept, mismatched
+
+
 def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] | None = None,
                     toolchain: Toolchain | None = None) -> dict[str, Any]:
     """Label one module; always returns a record (status ok | skipped | error), never raises."""
@@ -372,11 +406,20 @@ def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] 
             if count_before > cfg.large_instructions:  # big modules cost most per evaluation
                 mcfg = replace(cfg, budget=effective_budget(count_before, cfg))
                 rec["budget"] = mcfg.budget
-            search = search_module(builder, oz, mcfg, broadcast or [], seed_text=task.id)
+            evaluator: Evaluator = builder
+            if cfg.fast:
+                evaluator = fast = IncrementalEvaluator(builder)
+                fast.seed(OZ, oz)
+            search = search_module(evaluator, oz, mcfg, broadcast or [], seed_text=task.id)
             top = top_lists(search.results, cfg.top_k)
+            phase = search.best_phase
+            if cfg.fast:
+                top, mismatched = verify_kept(builder, oz, top, cfg.verify_each)
+                rec["verify_mismatch"] = mismatched
+                if (top[0]["text"], top[0]["alloc"], top[0]["count"]) != search.best_key:
+                    phase = "verified"
             # The shortest list reaching the best outcome is the label.
-            rec["best"] = {"pass_list": top[0]["pass_list"], **_sizes_dict(search.best_key),
-                           "phase": search.best_phase}
+            rec["best"] = {**top[0], "phase": phase}
             rec["top"] = top
             rec["evals"] = search.evals + 1  # + the -Oz baseline
             rec["invalid"] = search.invalid
