@@ -23,14 +23,20 @@ def _init() -> None:
 
 
 def parse(path_or_text: Path | str) -> llvm.ModuleRef:
-    """Parse bitcode (a .bc Path) or textual IR (a str); raise RuntimeError on invalid input."""
+    """Parse bitcode (a .bc Path) or textual IR (a str); raise RuntimeError on invalid input.
+
+    Each module gets its own LLVM context: in llvmlite's global one, a named type seen before is
+    renamed (`%struct.S` becomes `%struct.S.0`, `.1`, ...), so a module's text (a prompt, a cache
+    key) would depend on what this process parsed earlier. The module keeps its context alive.
+    """
     _init()
+    ctx = llvm.create_context()
     if isinstance(path_or_text, Path):
         data = path_or_text.read_bytes()
         if data[:2] == b"BC" or data[:4] == b"\xde\xc0\x17\x0b":
-            return llvm.parse_bitcode(data)
-        return llvm.parse_assembly(data.decode("utf-8", "replace"))
-    return llvm.parse_assembly(path_or_text)
+            return llvm.parse_bitcode(data, context=ctx)
+        return llvm.parse_assembly(data.decode("utf-8", "replace"), context=ctx)
+    return llvm.parse_assembly(path_or_text, context=ctx)
 
 
 def count_instructions(mod: llvm.ModuleRef) -> int:

@@ -360,6 +360,7 @@ def test_screen_catches_a_real_miscompile_and_bisects_to_its_pass(tmp_path: Path
 # ---- the model methods with a real (tiny) model --------------------------------------------------
 
 EVAL_CONTEXT, EVAL_NEW_TOKENS = 512, 64
+EVAL_TEMPERATURE = 2.0  # of the samples after the greedy answer: hot enough that they rarely repeat it
 GOOD_IR = "define i32 @f(i32 %x) {\n  %y = add i32 %x, 1\n  ret i32 %y\n}\n"
 # What the tiny model is trained to answer on the test modules' round-1 prompts: a list that beats
 # -Oz (mergefunc merges x_dup's twin functions; with generated IR that parses) and one far larger
@@ -374,6 +375,19 @@ MODEL_METHODS: dict[str, tuple[int, int, str, bool]] = {
 }
 
 
+def test_module_text_does_not_depend_on_earlier_parses(corpus: Path) -> None:
+    """The eval parses every module (and every opt output) in one process: a module's text, hence
+    its prompt, must be what a fresh process (the driver) sees, not `%struct.node.3`."""
+    from clang_llm import ir
+
+    first = str(ir.parse(corpus / "x_list.bc"))
+    assert "%struct.node = type" in first
+    for name in ("x_dup", "x_list", "t_dup"):
+        ir.parse(corpus / f"{name}.bc")
+    assert str(ir.parse(corpus / "x_list.bc")) == first
+    assert ir.count_instructions(ir.parse(first)) == _count(corpus / "x_list.bc")
+
+
 @pytest.fixture(scope="module")
 def eval_model(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real CTranslate2 model built like tests/model_fixture.py's (fitted BPE, a Llama trained for a
@@ -384,7 +398,7 @@ def eval_model(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from clang_llm import ir
     from clang_llm.optimizer.loop import prompt_budgets
-    from clang_llm.optimizer.prompt import build_prompt, render_answer
+    from clang_llm.optimizer.prompt import build_prompt, normalize_ir, render_answer
     from clang_llm.train.export import export
     from clang_llm.train.tokenizer import fit_tokenizer
     from clang_llm.train.trainer import train
@@ -393,7 +407,8 @@ def eval_model(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     irs = {n: str(ir.parse(corpus / f"{n}.bc")) for n in EVAL_ANSWERS}
     answers = {n: render_answer(p, ir.count_instructions(ir.parse(corpus / f"{n}.bc")), 9999, x)
                for n, (p, x) in EVAL_ANSWERS.items()}
-    tok = fit_tokenizer([*irs.values(), *answers.values()] * 4, work / "tok.json", vocab_size=900)
+    # Fitted on prompt text, which has no paths (the corpus is in a new temp dir each run): the same model each run.
+    tok = fit_tokenizer([*map(normalize_ir, irs.values()), *answers.values()] * 4, work / "tok.json", vocab_size=900)
     t = Tokenizer.from_file(str(tok))
     budget = prompt_budgets(EVAL_CONTEXT, EVAL_NEW_TOKENS)[0]  # round 1's prompt, as the loop builds it
     with open(work / "ex.jsonl", "w") as f:
@@ -419,7 +434,7 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
 
     samples, rounds, form, backup = MODEL_METHODS[method]
     settings = Settings(samples=samples, rounds=rounds, feedback=form, model=str(model_dir),
-                        max_new_tokens=EVAL_NEW_TOKENS, jobs=1)
+                        max_new_tokens=EVAL_NEW_TOKENS, temperature=EVAL_TEMPERATURE, jobs=1)
     work.mkdir(parents=True)
     b = TUBuilder(Path(str(shutil.which(CLANG))), Path(str(shutil.which(OPT))), [], "c", bc, work, 60)
     mod = ir.parse(bc)
@@ -428,14 +443,8 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
     assert oz.sizes is not None
     tu = TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, oz=oz, evaluate=b.evaluate,
                    settings=settings)
-    from clang_llm.optimizer.prompt import build_prompt as _bp
-    from clang_llm.optimizer.loop import prompt_budgets as _pb
-    _p = _bp(tu.ir_text, _pb(model.context_length, settings.max_new_tokens, model.card.prompt_budget)[0], model.count_tokens)
-    print("GREEDY", method, bc.name, hash(_p), model._drawn, repr(model.generate(_p, k=1, seed=0, temperature=0.0, max_new_tokens=64)))
-    print("GREEDY", method, bc.name, hash(_p), model._drawn, repr(model.generate(_p, k=1, seed=0, temperature=0.0, max_new_tokens=64)))
     d = ModelLoop(model, settings).optimize(tu)
     cands = [c["finding"] for r in d.rounds for c in r["candidates"]]
-    print("DEBUG", method, bc.name, [[(c["answer"], c["finding"]["valid"]) for c in r["candidates"]] for r in d.rounds], [r["opt_evaluations"] for r in d.rounds])
 
     def key(o: dict[str, Any]) -> tuple[int, int, int]:
         return o["text"], o["alloc"], o["count"] or 0
@@ -468,7 +477,8 @@ def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model:
     test = [t for t in load_tasks(recordings=corpus) if t.split == "test"]
     names = list(MODEL_METHODS)
     res = evaluate(names, test, labels_path=labels, jobs=1, progress=False,
-                   model_settings={"model": str(eval_model), "max_new_tokens": EVAL_NEW_TOKENS})
+                   model_settings={"model": str(eval_model), "max_new_tokens": EVAL_NEW_TOKENS,
+                                   "temperature": EVAL_TEMPERATURE})
     assert not res.unavailable and [r["method"] for r in res.summary] == names
     by = {(r["method"], r["module"]): r for r in res.records}
     assert len(by) == len(res.records) == len(names) * len(test)
@@ -487,7 +497,7 @@ def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model:
             oz, got = measured[(t.id, "Oz")], measured[(t.id, r["chosen"]["pass_list"])]
             assert (r["oz"]["text"], r["oz"]["alloc"], r["oz"]["count"]) == oz
             assert (r["chosen"]["text"], r["chosen"]["alloc"], r["chosen"]["count"]) == got  # what ships, as measured
-            if backup:
+            if backup:  # without it the pick ships as is (model@1 may ship dse); `want` below checks that pick
                 assert got[0] <= oz[0] and got[1] <= oz[1], f"{name} shipped a larger object than -Oz on {t.id}"
             assert 1 <= r["evals"] <= 1 + samples * rounds  # -Oz + at most one opt run per sample and round
             want = _loop_directly(model, eval_model, bc, name, tmp_path / name / t.id)
