@@ -15,7 +15,8 @@ def render_transcript(rec: dict[str, Any]) -> str:
     lines = [
         f"object   {rec['object']}",
         f"source   {rec['source']}",
-        f"IR       {rec['count_before']} instructions (hash {rec['ir_hash'][:16]})",
+        f"IR       {rec['count_before']} instructions (hash {rec['ir_hash'][:16]})" if rec.get("ir_hash")
+        else "IR       not built (--llm-off: clang compiled the TU at -Oz in one run)",
         f"model    {rec.get('model_id')}  calls: {rec.get('model_calls', 0)}  cache hit: {rec.get('cache_hit')}",
         f"-Oz      {_sizes(rec['oz'])}",
     ]
@@ -42,5 +43,6 @@ def render_transcript(rec: dict[str, Any]) -> str:
                 lines.append(f"  {k}: {rnd[k]}")
     lines.append(f"chosen   {rec['chosen']['pass_list']}: {_sizes(rec['chosen'])}")
     lines.append(f"reason   {rec['reason']}")
-    lines.append(f"time     {rec['seconds']} s")
+    if rec.get("seconds") is not None:
+        lines.append(f"time     {rec['seconds']} s")
     return "\n".join(lines)

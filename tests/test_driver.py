@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,19 @@ def test_per_file_settings_match_normalized_paths(state: Path, tmp_path: Path) -
     assert run_wrapper(["-c", "../lib/a.c", "-o", "a.o"], tmp_path / "prog").returncode == 0
     rec = Database(state).get_record(str(tmp_path / "prog" / "a.o"))
     assert rec is not None and rec["settings"]["rounds"] == 3
+
+
+def test_llm_off_is_clangs_oz_in_one_run(state: Path, src: Path) -> None:
+    """--llm-off (no recording): clang builds the TU at -Oz directly — same object, same depfile —
+    and it is still counted and explained."""
+    w = run_wrapper(["-c", src.name, "-o", "out.o", "-MD", "--llm-off"], src.parent)
+    assert w.returncode == 0 and w.stderr == b""
+    r = run_clang(["-c", src.name, "-o", "ref.o", "-MD", "-MF", "ref.d", "-MT", "out.o", "-Oz"], src.parent)
+    assert r.returncode == 0
+    assert (src.parent / "out.o").read_bytes() == (src.parent / "ref.o").read_bytes()
+    assert (src.parent / "out.d").read_bytes() == (src.parent / "ref.d").read_bytes()
+    assert {f"{k}:{r}": n for k, r, n in Database(state).event_counts()} == {"oz:llm-off": 1}
+    tool = Path(sys.executable).parent / "clang-llm-tool"
+    explained = subprocess.run([str(tool), "explain", str(src.parent / "out.o")],
+                               capture_output=True, text=True, check=False)
+    assert explained.returncode == 0 and "llm-off" in explained.stdout, explained.stderr

@@ -29,7 +29,7 @@ def test_facts_asked_once_per_flag_set(state: Path, src: Path, tmp_path: Path) -
     env = {**os.environ, "CLANG_LLM_CLANG": str(clang)}
     for flags, out in ((["-O2"], "a.o"), (["-O2"], "b.o"), (["-O2", "-fno-pic"], "c.o")):
         before = len(_queries(log))
-        w = run_wrapper([*flags, "-c", src.name, "-o", out, "--llm-off"], src.parent, env=env)
+        w = run_wrapper([*flags, "-c", src.name, "-o", out], src.parent, env=env)  # no model: the -Oz path
         assert w.returncode == 0, w.stderr
         asked = len(_queries(log)) - before
         if out == "b.o":

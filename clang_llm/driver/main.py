@@ -107,6 +107,8 @@ def run_driver(argv: list[str], cxx: bool) -> int:
             db.safe("stats", db.add_event, "passthrough", "O0-untouched")
             return _exec_real(compiler, plain)
         jobs = [(u, settings if u is inv else _settings_for(u)) for u in units]
+        if all(s.off and not s.record for _, s in jobs):
+            return _compile_direct([u for u, _ in jobs], compiler, plain, db)
         return _optimize(jobs, cxx, compiler, plain, db)
     finally:
         db.close()
@@ -168,6 +170,34 @@ def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path
         sys.stderr.buffer.write(outcome.stderr)
         sys.stderr.flush()
         _count(db, outcome)
+    return 0
+
+
+def _compile_direct(units: list[Invocation], compiler: Path, plain: list[str], db: Database) -> int:
+    """`--llm-off` without recording: the object is clang's -Oz object by definition, so clang
+    makes it in one run (depfiles and all) instead of the IR / opt / codegen path; counted and
+    recorded like that path's -Oz outcome."""
+    from clang_llm.objsize import object_sizes
+
+    rc = _exec_real(compiler, [*plain, "-Oz"])
+    if rc != 0:
+        db.safe("stats", db.add_event, "fallback", "frontend-error")
+        return rc
+    for inv in units:
+        try:
+            sizes = object_sizes(Path(inv.output or "a.o"))
+        except (OSError, ValueError) as e:
+            log.warning("%s: cannot measure %s: %s", inv.source, inv.output, e)
+            continue
+        oz = {"pass_list": "Oz", "valid": True, "sizes": {"text": sizes.text, "alloc": sizes.alloc},
+              "count_after": None}
+        record = {"object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
+                  "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "oz": oz, "chosen": oz,
+                  "reason": "llm-off", "rounds": [], "model_id": "none", "model_calls": 0, "cache_hit": False,
+                  "count_before": None, "settings": {"off": True}}
+        db.safe("stats", db.add_event, "oz", "llm-off", text=sizes.text, alloc=sizes.alloc, oz_text=sizes.text,
+                oz_alloc=sizes.alloc, cache_hit=0, model_calls=0)
+        db.safe("record", db.put_record, record["object"], record)
     return 0
 
 
