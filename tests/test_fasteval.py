@@ -120,3 +120,16 @@ def test_fast_labels_are_verified_whole(bitcode: Path, tmp_path: Path) -> None:
     keys = ("text", "alloc", "count")
     assert {k: fast["best"][k] for k in keys} == {k: slow["best"][k] for k in keys}
     assert [t["pass_list"] for t in fast["top"]] == [t["pass_list"] for t in slow["top"]]
+
+
+def test_inline_asm_module_is_evaluated_without_killing_the_process(tmp_path: Path) -> None:
+    """In-process codegen of inline asm once aborted the whole labelling worker (LLVM fatal error)."""
+    src = 'int f(int x) { int y; __asm__ volatile ("mov %1, %0" : "=r"(y) : "r"(x)); return y + 1; }\n'
+    bitcode = _bitcode(tmp_path, [], src)
+    whole, fast_b = _builder(bitcode, tmp_path / "a"), _builder(bitcode, tmp_path / "b")
+    oz = fast_b.evaluate(OZ, verify_each=False)
+    fast = IncrementalEvaluator(fast_b)
+    fast.seed(OZ, oz)
+    for text in ("Oz sink", "O1", "Oz dce"):
+        a, b = whole.evaluate(parse_pass_list(text), verify_each=True), fast.evaluate(parse_pass_list(text))
+        assert a.valid and b.valid and (a.sizes, a.count_after) == (b.sizes, b.count_after), text

@@ -46,6 +46,7 @@ def target_machine(triple: str, target: TargetOptions) -> Any | None:
         return None
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
+    llvm.initialize_native_asmparser()  # inline asm: without a parser LLVM aborts the process
     return llvm.Target.from_triple(triple).create_target_machine(
         cpu=opts.get("mcpu", ""), features=opts.get("mattr", ""), opt=2, reloc=reloc,
         codemodel=opts.get("code-model", "default"))
@@ -88,7 +89,10 @@ class IncrementalEvaluator:
             self._calibrate(module, finding.sizes)
 
     def _calibrate(self, module: Any, clang_sizes: Sizes) -> None:
-        """Use in-process codegen only if it gives this module's -Oz object clang's sizes."""
+        """Use in-process codegen only if it gives this module's -Oz object clang's sizes. Inline
+        asm keeps clang's codegen: an LLVM fatal error in it would end this process, not a child."""
+        if "asm " in str(module):
+            return
         try:
             tm = target_machine(module.triple, self.builder.target_options())
             if tm is not None and self._emit_sizes(tm, module) == clang_sizes:
