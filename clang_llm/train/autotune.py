@@ -154,6 +154,9 @@ class _Search:
         self.best, self.best_key, self.best_phase = OZ, oz_key, "oz"
         self.evals = self.invalid = 0
         self.errors: Counter[str] = Counter()
+        # Every new best: (evaluations so far, list, key) -- the gain-versus-budget curve of this
+        # module, and (worse list, better list) pairs for feedback training.
+        self.trajectory: list[tuple[int, str, Key]] = []
 
     def left(self) -> int:
         if time.monotonic() > self.deadline:
@@ -188,6 +191,7 @@ class _Search:
         self.seen[s] = self.results[s] = k
         if k < self.best_key:
             self.best, self.best_key, self.best_phase = pl, k, phase
+            self.trajectory.append((self.evals, s, k))
         return k
 
 
@@ -422,6 +426,7 @@ def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] 
             rec["best"] = {**top[0], "phase": phase}
             rec["top"] = top
             rec["evals"] = search.evals + 1  # + the -Oz baseline
+            rec["trajectory"] = [{"evals": n + 1, "pass_list": pl, **_sizes_dict(k)} for n, pl, k in search.trajectory]
             rec["invalid"] = search.invalid
             if search.errors:
                 rec["errors"] = dict(search.errors)
