@@ -19,7 +19,7 @@ from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import classify
 from clang_llm.driver.pipeline import compile_tu
-from clang_llm.optimizer.base import Decision, Finding, Sizes, TUContext
+from clang_llm.optimizer.base import Decision, Finding, Sizes, TUContext, select_best
 from clang_llm.passes import parse_pass_list
 from clang_llm.toolchain import Toolchain
 
@@ -256,3 +256,38 @@ def test_killed_mid_compile_keeps_an_existing_object(state: Path, src: Path, tmp
     p.wait(timeout=20)
     assert out.read_bytes() == b"previous build"
     _no_strays(src.parent)
+
+
+class _ChoosesMem2reg:
+    """A real candidate (`mem2reg` alone: smaller than -Oz on SAMPLE_C), evaluated as the loop
+    evaluates candidates (without -verify-each)."""
+
+    model_id = "test-mem2reg"
+
+    def optimize(self, tu: TUContext) -> Decision:
+        f = tu.evaluate(parse_pass_list("mem2reg"))
+        assert f.valid and f.sizes is not None and tu.oz.sizes is not None
+        chosen, reason = select_best(tu.oz, [f])
+        return Decision(chosen=chosen, reason=reason)
+
+
+def _outcome(src: Path, state: Path, factory: object) -> tuple[str, bytes, dict[str, object]]:
+    os.chdir(src.parent)
+    inv = classify(["-c", src.name, "-o", "out.o"])
+    outcome = compile_tu(inv, Settings(dir=str(state)), Toolchain.discover(), False, Database(state), factory)
+    return outcome.reason, (src.parent / "out.o").read_bytes(), outcome.record
+
+
+def test_chosen_list_ships_only_after_a_verified_run(state: Path, src: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Candidates skip -verify-each; the list that ships is re-run with it, and a list the
+    verifier rejects never ships (here an opt that fails `mem2reg` only under -verify-each)."""
+    monkeypatch.chdir(src.parent)
+    reason, obj, rec = _outcome(src, state, lambda s: _ChoosesMem2reg())
+    assert reason == "beats-oz" and obj != _reference(src)  # the real opt: the list ships
+    assert rec["chosen"]["pass_list"] == "mem2reg"  # type: ignore[index]
+    strict = _script(tmp_path / "strict-opt", 'case "$*" in *-verify-each*mem2reg*) echo "verifier: broken" >&2; '
+                     'exit 1;; esac; exec opt-22 "$@"')
+    monkeypatch.setenv("CLANG_LLM_OPT", str(strict))
+    reason, obj, _ = _outcome(src, state, lambda s: _ChoosesMem2reg())
+    assert reason == "verify-each-failed" and obj == _reference(src)

@@ -100,6 +100,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             res = run([*emit_cmd[:-2], *_color_flags(), *emit_cmd[-2:]], timeout=max(600.0, settings.opt_timeout))
         except ToolTimeout as e:
             raise Fallback("emit-timeout", str(e)) from e
+        t_emit = time.monotonic() - t0
         if res.returncode != 0:
             # The user's own error (or a flag clang rejects): let plain clang say it, exit code and all.
             raise Fallback("frontend-error")
@@ -131,12 +132,16 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         use_cache = settings.cache and model_id != "none"
         key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
         cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
+        # Candidates run without -verify-each (2-4x cheaper); the one chosen to ship is re-run
+        # with it from the source IR below, and only that run's object ships.
         tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
-                       evaluate=builder.evaluate, settings=settings, source=inv.source or "")
+                       evaluate=lambda pl: builder.evaluate(pl, verify_each=False), settings=settings,
+                       source=inv.source or "")
         cache_hit = False
         if cached:
             decision = _replay(cached, tu)
             cache_hit = decision is not None
+        t_decide = time.monotonic()
         if not cache_hit:
             try:
                 decision = optimizer.optimize(tu)
@@ -147,6 +152,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
                 db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
                         {"reason": decision.reason}, settings.cache_max_entries)
         assert decision is not None
+        decide_s = time.monotonic() - t_decide
         chosen = decision.chosen
         # Invariants 2 and 3, checked again whatever the optimizer said: the object must be one
         # that opt + codegen built here, and its measured sizes must not exceed -Oz's.
@@ -155,6 +161,10 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             and object_sizes(chosen.object_path).not_larger_than(oz.sizes)
         ):
             chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
+        if chosen is not oz:
+            chosen = _verified(builder, chosen)
+            if chosen is None:
+                chosen, decision.reason = oz, "verify-each-failed"
         assert chosen.object_path is not None and chosen.sizes is not None
         try:
             atomic_copy(chosen.object_path, Path(inv.output or "a.o"))
@@ -170,9 +180,42 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             "reason": decision.reason, "rounds": decision.rounds, "model_id": model_id,
             "model_calls": decision.model_calls, "cache_hit": cache_hit,
             "seconds": round(time.monotonic() - t0, 3),
+            "timing": _timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0),
         }
         return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
                           stdout=res.stdout, stderr=res.stderr)
+
+
+def _verified(builder: TUBuilder, chosen: Finding) -> Finding | None:
+    """The chosen list re-run whole with `opt -verify-each` from the source IR: its object, if
+    the verifier passes every step and the object is byte for byte the one measured; else None."""
+    try:
+        pl = parse_pass_list(chosen.pass_list)
+    except PassListError:
+        return None
+    again = builder.evaluate(pl, verify_each=True)
+    if not again.valid or again.object_path is None or chosen.object_path is None:
+        log.warning("%s failed opt -verify-each: %s", chosen.pass_list, (again.error or "")[:300])
+        return None
+    if again.object_path.read_bytes() != chosen.object_path.read_bytes():
+        log.warning("%s: the verified run built another object", chosen.pass_list)
+        return None
+    again.predicted_before, again.predicted_after = chosen.predicted_before, chosen.predicted_after
+    again.generated_ir_parses, again.generated_ir_error, again.bleu = (
+        chosen.generated_ir_parses, chosen.generated_ir_error, chosen.bleu)
+    return again
+
+
+def _timing(emit_s: float, oz_s: float, decide_s: float, rounds: list[dict[str, Any]],
+            total_s: float) -> dict[str, float]:
+    """Where one TU's time went: the front end, the -Oz baseline, the model, the candidates'
+    opt + codegen (the rest: IR parsing, the cache, the copy, bookkeeping)."""
+    model_s = sum(float(r.get("model_s", 0.0)) for r in rounds)
+    cand_s = sum(float(r.get("candidates_s", 0.0)) for r in rounds)
+    if not model_s and not cand_s:
+        cand_s = decide_s  # a cache replay or -Oz only: the decision is opt + codegen, no model
+    return {"frontend_s": round(emit_s, 4), "oz_baseline_s": round(oz_s, 4), "model_s": round(model_s, 4),
+            "candidates_s": round(cand_s, 4), "total_s": round(total_s, 4)}
 
 
 def _replay(cached: tuple[str, dict[str, Any]], tu: TUContext) -> Decision | None:

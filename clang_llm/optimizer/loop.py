@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -141,13 +142,17 @@ class ModelLoop:
         findings: list[Finding] = []
         calls = 0
         for r in range(s.rounds):
+            t_model = time.monotonic()
             answers = self._answers(current, s.samples, s.seed + r)
+            model_s = time.monotonic() - t_model
             calls += 1
+            t_cand = time.monotonic()
             # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
             parsed = [parse_answer(a) for a in answers]
             distinct = list({str(p.pass_list): p.pass_list for p in parsed if p.pass_list is not None}.values())
             with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
                 results = list(pool.map(tu.evaluate, distinct))
+            candidates_s = time.monotonic() - t_cand
             by_list = {str(pl): f for pl, f in zip(distinct, results, strict=True)}
             checked = [self._check(p, tu, by_list) for p in parsed]
             round_findings = [f for f, _ in checked]
@@ -158,6 +163,7 @@ class ModelLoop:
                 "candidates": [{"answer": a[:4000], "pass_list": f.pass_list, "problems": ans.problems,
                                 "finding": f.to_json()} for a, (f, ans) in zip(answers, checked, strict=True)],
                 "opt_evaluations": len(distinct),
+                "model_s": round(model_s, 4), "candidates_s": round(candidates_s, 4),
             }
             rounds.append(rec)
             if why == "beats-oz" and best.predicted_after == best.count_after:
