@@ -61,6 +61,11 @@ def autotune_cmd(
                                             "-verify-each, one codegen per distinct module); kept lists are "
                                             "re-run whole with -verify-each.")] = False,
     top_k: Annotated[int, typer.Option(help="Distinct best lists kept per module.")] = 8,
+    share_winners: Annotated[bool, typer.Option(help="Try the lists that won most on modules labelled before "
+                                                     "first (off: each label independent of the order).")] = True,
+    ray: Annotated[str | None, typer.Option(help="Run on this Ray cluster (an address, 'auto', or 'local' for a "
+                                                 "private one); needs pip install 'clang-llm[distributed]'.")]
+    = None,
 ) -> None:
     """Autotune modules for object size (labels for training and evaluation).
 
@@ -73,9 +78,10 @@ def autotune_cmd(
     cfg = AutotuneConfig(budget=budget, timeout=timeout, module_timeout=module_timeout,
                          max_instructions=max_instructions, large_instructions=large_instructions,
                          min_budget=min_budget, seed=seed,
-                         verify_each=verify_each, fast=fast, top_k=top_k)
+                         verify_each=verify_each, fast=fast, top_k=top_k,
+                         share_winners=share_winners)
     tasks = _tasks(index, recordings, split, limit, seed)
-    summary = autotune(tasks, out, cfg, jobs=jobs)
+    summary = autotune(tasks, out, cfg, jobs=jobs, ray_address=ray)
     typer.echo(json.dumps(summary.to_json()))
 
 

@@ -16,5 +16,5 @@ fi
 .venv/bin/pip install -q --upgrade pip >/dev/null
 # torch: exactly the CPU wheel on disk, before anything else can pull another one.
 .venv/bin/pip install -q "torch==2.13.0"
-.venv/bin/pip install -q -e ".[train,dev]"
+.venv/bin/pip install -q -e ".[train,dev,distributed]"
 echo "clang-llm installed: $(.venv/bin/clang-llm --version | head -1)"

@@ -128,6 +128,7 @@ class AutotuneConfig:
     # Search with IncrementalEvaluator (suffixes on cached prefix outputs, no -verify-each, one
     # codegen per distinct module); the kept lists are then re-run whole with -verify-each.
     fast: bool = False
+    share_winners: bool = True  # broadcast the lists that won on modules labelled before
     broadcast_share: float = 0.5
     default_broadcast: tuple[str, ...] = DEFAULT_BROADCAST  # the fixed lists of the broadcast phase
     greedy_share: float = 0.35
@@ -714,8 +715,10 @@ def _run_pool(pending: list[ModuleTask], cfg: AutotuneConfig, jobs: int, broadca
 
 
 def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs: int | None = None,
-             progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
-    """Label `tasks` (in the given order) into `out_path`, skipping ids already recorded there."""
+             progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None,
+             ray_address: str | None = None) -> RunSummary:
+    """Label `tasks` (in the given order) into `out_path`, skipping ids already recorded there;
+    on the Ray cluster at `ray_address` when given, else in a local process pool."""
     jobs = jobs or os.cpu_count() or 1
     t0 = time.monotonic()
     out_path = Path(out_path)
@@ -757,16 +760,25 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
                           highlight=False, markup=False,
                           soft_wrap=True)
 
+    def shared() -> list[str]:
+        """The lists that won most so far, tried first on the next module (off: none, so a
+        module's label does not depend on which modules finished before it)."""
+        return [s for s, _ in wins.most_common(8)] if cfg.share_winners else []
+
     # ETA weighted by each module's expected cost: the test split (big csmith modules) runs first.
     cost = {t.id: estimated_cost(t, cfg) for t in pending}
     total_cost = sum(cost.values())
     with bar:
         tid = bar.add_task("autotune", total=len(pending), info="")
-        if jobs <= 1:
+        if ray_address:
+            from clang_llm.train.ray_pool import run_on_ray
+
+            run_on_ray(pending, cfg, ray_address, lambda: shared(), handle, _worker, _crash_record)
+        elif jobs <= 1:
             for t in pending:
-                handle(autotune_module(t, cfg, [s for s, _ in wins.most_common(8)]))
+                handle(autotune_module(t, cfg, shared()))
         else:
-            _run_pool(pending, cfg, jobs, lambda: [s for s, _ in wins.most_common(8)], handle)
+            _run_pool(pending, cfg, jobs, shared, handle)
     return RunSummary(
         total=len(tasks), already_done=len(tasks) - len(pending), done_now=len(new), ok=stats["ok"],
         skipped=stats["skipped"], errors=stats["error"], improved=stats["improved"],
