@@ -227,3 +227,33 @@ def control_cmd(
         if r.status != "identical":
             print(f"{r.status}: {r.id} ({r.package}, {r.lang}) {r.detail}")
     raise typer.Exit(0 if all(r.status == "identical" for r in results) else 1)
+
+
+@dataset_app.command("curve")
+def dataset_curve_cmd(
+    labels: Annotated[Path, typer.Option(help="Labels file with search trajectories (autotune v2).")],
+    split: SplitOpt = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Write budget-curve.md and budget-curve.png here.")] = None,
+) -> None:
+    """Gain against search budget (from each label's trajectory), per split and for package modules."""
+    from clang_llm.train.autotune import read_labels
+    from clang_llm.train.budget_curve import curve, markdown, plot
+
+    recs = read_labels(labels)
+    splits = split or sorted({str(r.get("split")) for r in recs})
+    series = {}
+    text = []
+    for s in splits:
+        mine = [r for r in recs if r.get("split") == s]
+        series[s] = curve(mine)
+        text.append(markdown(series[s], f"{s} split, all modules"))
+        pkg = [r for r in mine if not str(r.get("package", "")).startswith("csmith")]
+        if pkg and len(pkg) != len(mine):
+            series[f"{s} (packages)"] = curve(pkg)
+            text.append(markdown(series[f"{s} (packages)"], f"{s} split, package modules (csmith excluded)"))
+    report = "\n".join(text)
+    print(report)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "budget-curve.md").write_text(report)
+        plot(series, out_dir / "budget-curve.png")

@@ -1,0 +1,29 @@
+"""The gain-versus-budget curve reads each label's trajectory: the best found within B evaluations."""
+
+from __future__ import annotations
+
+import math
+
+from clang_llm.train.budget_curve import best_at, curve
+
+
+def _rec(trajectory: list[tuple[int, int, int]], oz: tuple[int, int] = (100, 200)) -> dict[str, object]:
+    return {"status": "ok", "oz": {"text": oz[0], "alloc": oz[1]},
+            "trajectory": [{"evals": e, "pass_list": f"l{e}", "text": t, "alloc": a, "count": 0}
+                           for e, t, a in trajectory]}
+
+
+def test_best_within_budget() -> None:
+    r = _rec([(3, 90, 190), (40, 80, 185), (180, 70, 180)])
+    assert best_at(r, 2) == (100, 200)  # nothing found yet: -Oz
+    assert best_at(r, 3) == (90, 190)
+    assert best_at(r, 50) == (80, 185)
+    assert best_at(r, 200) == (70, 180)
+
+
+def test_curve_geomean_and_improved_counts() -> None:
+    recs = [_rec([(5, 50, 200)]), _rec([])]  # one module halves at 5 evaluations, one never improves
+    p6, p200 = curve(recs, budgets=(4, 6))
+    assert p6.improved == 0 and p6.text_gain_pct == 0.0
+    assert p200.improved == 1
+    assert math.isclose(p200.text_gain_pct, (1 - math.sqrt(0.5)) * 100, abs_tol=1e-3)
