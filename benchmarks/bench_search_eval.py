@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from clang_llm import ir
-from clang_llm.driver.toolrun import TUBuilder
-from clang_llm.optimizer.base import Finding
+from clang_llm.build.finding import Finding
+from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ, PassList
 from clang_llm.progress import make_progress
 from clang_llm.toolchain import Toolchain

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from clang_llm.prompt_format import FEEDBACK_FORMS
+
 PROJECT_FILE = ".clang-llm.toml"
-FEEDBACK_FORMS = ("fast", "short", "long")
 
 
 def _user_config_path() -> Path:

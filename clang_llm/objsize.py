@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from clang_llm.optimizer.base import Sizes
+
+@dataclass
+class Sizes:
+    """Object sizes that the user cares about: .text and every SHF_ALLOC section together."""
+
+    text: int
+    alloc: int
+
+    def not_larger_than(self, other: Sizes) -> bool:
+        return self.text <= other.text and self.alloc <= other.alloc
 
 
 def object_sizes(path: Path) -> Sizes:

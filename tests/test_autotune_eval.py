@@ -426,8 +426,8 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
     TUBuilder (no replaying), with the settings the method's name promises; the pick, the opt
     evaluations and the model metrics are then worked out from its transcript alone."""
     from clang_llm import ir
+    from clang_llm.build.tubuilder import TUBuilder
     from clang_llm.config import Settings
-    from clang_llm.driver.toolrun import TUBuilder
     from clang_llm.optimizer.base import TUContext
     from clang_llm.optimizer.loop import ModelLoop
     from clang_llm.passes import OZ

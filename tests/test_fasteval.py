@@ -9,7 +9,7 @@ import pytest
 from conftest import SAMPLE_C
 
 from clang_llm import ir
-from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ, parse_pass_list
 from clang_llm.toolchain import Toolchain
 from clang_llm.train.autotune import AutotuneConfig, ModuleTask, autotune_module

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import run_clang, run_wrapper, wrapper_cmd
 
+from clang_llm.build.finding import Finding
 from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import classify
 from clang_llm.driver.pipeline import compile_tu
-from clang_llm.optimizer.base import Decision, Finding, Sizes, TUContext, select_best
+from clang_llm.objsize import Sizes
+from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.passes import parse_pass_list
 from clang_llm.toolchain import Toolchain
 
@@ -218,7 +220,7 @@ def test_killed_while_writing_the_output_keeps_the_old_object(tmp_path: Path) ->
     dest.write_bytes(b"old object")
     fifo = tmp_path / "new.o"
     os.mkfifo(fifo)
-    code = ("import sys; from pathlib import Path; from clang_llm.driver.outputs import atomic_copy; "
+    code = ("import sys; from pathlib import Path; from clang_llm.build.outputs import atomic_copy; "
             "atomic_copy(Path(sys.argv[1]), Path(sys.argv[2]))")
     child = subprocess.Popen([sys.executable, "-c", code, str(fifo), str(dest)])
     with open(fifo, "wb") as w:
@@ -236,7 +238,7 @@ def test_killed_while_writing_the_output_keeps_the_old_object(tmp_path: Path) ->
     assert list(tmp_path.glob(".out.o.*.clang-llm-tmp")), "the killed writer left no temp file?"
     new = tmp_path / "complete.o"
     new.write_bytes(b"new object")
-    from clang_llm.driver.outputs import atomic_copy
+    from clang_llm.build.outputs import atomic_copy
 
     atomic_copy(new, dest)
     assert dest.read_bytes() == b"new object"

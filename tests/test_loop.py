@@ -14,9 +14,9 @@ import pytest
 from model_fixture import CLANG, compile_ir
 
 from clang_llm import ir
+from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.config import Settings
 from clang_llm.db import Database
-from clang_llm.driver.toolrun import TUBuilder
 from clang_llm.model import load_model
 from clang_llm.optimizer.base import TUContext
 from clang_llm.optimizer.loop import ModelLoop, prompt_budgets

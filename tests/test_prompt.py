@@ -12,7 +12,8 @@ from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from clang_llm import ir
-from clang_llm.optimizer.base import Finding, Sizes
+from clang_llm.build.finding import Finding
+from clang_llm.objsize import Sizes
 from clang_llm.optimizer.prompt import (
     ANSWER_MARK,
     END_MARK,

@@ -25,8 +25,8 @@ log = logging.getLogger("clang_llm")
 
 def _optimize(src: Path, out: Path, text_output: bool, flags: dict[str, str]) -> str:
     from clang_llm import ir
-    from clang_llm.driver.outputs import atomic_copy
-    from clang_llm.driver.toolrun import TUBuilder
+    from clang_llm.build.outputs import atomic_copy
+    from clang_llm.build.tubuilder import TUBuilder
     from clang_llm.optimizer.base import TUContext
     from clang_llm.optimizer.factory import make_optimizer
     from clang_llm.passes import OZ

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm import ir
+from clang_llm.build.finding import Finding
+from clang_llm.build.outputs import atomic_copy, atomic_write_text, private_tempdir
+from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import Invocation
-from clang_llm.driver.outputs import atomic_copy, atomic_write_text, private_tempdir
-from clang_llm.driver.toolrun import FactStore, TUBuilder
 from clang_llm.objsize import object_sizes
-from clang_llm.optimizer.base import Decision, Finding, Optimizer, TUContext, select_best
+from clang_llm.optimizer.base import Decision, Optimizer, TUContext, select_best
 from clang_llm.passes import OZ, PassListError, Vocabulary, parse_pass_list
 from clang_llm.toolchain import Toolchain, ToolTimeout, run
 

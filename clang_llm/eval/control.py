@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ
 from clang_llm.progress import make_progress
 from clang_llm.toolchain import Toolchain, ToolTimeout, run

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clang_llm.driver.toolrun import TUBuilder
-from clang_llm.optimizer.base import Finding, TUContext, select_best
+from clang_llm.build.finding import Finding
+from clang_llm.build.tubuilder import TUBuilder
+from clang_llm.optimizer.base import TUContext, select_best
 from clang_llm.passes import PassList, PassListError, parse_pass_list
 from clang_llm.train.autotune import DEFAULT_BROADCAST, AutotuneConfig, improved, search_module, top_lists
 

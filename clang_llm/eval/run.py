@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm import ir
-from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.build.finding import Finding
+from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.eval.methods import (
     MethodSetup,
     MethodSpec,
@@ -31,7 +32,6 @@ from clang_llm.eval.methods import (
     parse_method,
     run_method,
 )
-from clang_llm.optimizer.base import Finding
 from clang_llm.passes import OZ, PassList
 from clang_llm.toolchain import Toolchain
 from clang_llm.train.autotune import ModuleTask, append_records, read_labels, read_records, repair, shared_winners

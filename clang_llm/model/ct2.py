@@ -22,8 +22,8 @@ from typing import Any
 
 from clang_llm import LLVM_MAJOR
 from clang_llm.model.card import CARD_FILE, ModelCard, ModelError, read_card
-from clang_llm.optimizer.prompt import ANSWER_MARK, END_MARK, PROMPT_FORMAT
 from clang_llm.passes import Vocabulary
+from clang_llm.prompt_format import ANSWER_MARK, END_MARK, PROMPT_FORMAT
 
 BOS = "<s>"
 EOS = "</s>"

@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clang_llm import ir
+from clang_llm.build.finding import Finding
 from clang_llm.model import Model
-from clang_llm.optimizer.base import Decision, Finding, TUContext, select_best
+from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.optimizer.prompt import (
     Answer,
     build_feedback_prompt,

@@ -46,20 +46,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from clang_llm.optimizer.base import Finding
+from clang_llm.build.finding import Finding
 from clang_llm.passes import PassList, PassListError, Vocabulary, parse_pass_list, split_tokens
-
-PROMPT_FORMAT = "cllm-v1"
-
-PROMPT_MARK = "<|prompt|>"
-ANSWER_MARK = "<|answer|>"
-END_MARK = "<|end|>"
-FEEDBACK_MARK = "<|feedback|>"
-MARKERS = (PROMPT_MARK, ANSWER_MARK, END_MARK, FEEDBACK_MARK)
+from clang_llm.prompt_format import (  # noqa: F401  (re-exported: the prompt's own vocabulary)
+    ANSWER_MARK,
+    END_MARK,
+    FEEDBACK_FORMS,
+    FEEDBACK_MARK,
+    MARKERS,
+    PROMPT_FORMAT,
+    PROMPT_MARK,
+)
 
 HEADER = f"{PROMPT_MARK} {PROMPT_FORMAT} size\n"
 GLOBAL_LINE_CHARS = 160
-FEEDBACK_FORMS = ("fast", "short", "long")
 
 CountTokens = Callable[[str], int]
 

@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clang_llm import LLVM_MAJOR, ir
-from clang_llm.driver.toolrun import TUBuilder
-from clang_llm.optimizer.base import Finding
+from clang_llm.build.finding import Finding
+from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ, PassList, PassListError, Vocabulary, parse_pass_list
 from clang_llm.progress import make_progress
 from clang_llm.toolchain import Toolchain

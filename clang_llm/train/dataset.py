@@ -155,7 +155,7 @@ def verify_labels(labels_path: Path | str, index_path: Path | str, modules_dir: 
     import tempfile
 
     from clang_llm import ir
-    from clang_llm.driver.toolrun import TUBuilder
+    from clang_llm.build.tubuilder import TUBuilder
     from clang_llm.passes import OZ, parse_pass_list
     from clang_llm.toolchain import Toolchain
     from clang_llm.train.autotune import load_index

@@ -26,11 +26,11 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from clang_llm import ir
-from clang_llm.driver.toolrun import TUBuilder, _trim
-from clang_llm.objsize import object_sizes
-from clang_llm.optimizer.base import Finding, Sizes
+from clang_llm.build.finding import Finding
+from clang_llm.build.targetopts import TargetOptions
+from clang_llm.build.tubuilder import TUBuilder, _trim
+from clang_llm.objsize import Sizes, object_sizes
 from clang_llm.passes import PassList, Vocabulary, render
-from clang_llm.targetopts import TargetOptions
 from clang_llm.toolchain import ToolTimeout, run
 
 _RELOC = {"static": "static", "pic": "pic", "dynamic-no-pic": "dynamicnopic"}

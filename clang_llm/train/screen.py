@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clang_llm.driver.toolrun import TUBuilder
+from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ, PassList, PassListError, Vocabulary, parse_pass_list
 from clang_llm.toolchain import Toolchain, ToolTimeout, run
 from clang_llm.train.autotune import improved, read_labels

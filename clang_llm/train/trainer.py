@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from clang_llm.driver.outputs import replace_dir
+from clang_llm.build.outputs import replace_dir
 from clang_llm.optimizer.prompt import END_MARK
 from clang_llm.train.tokenizer import BOS, PAD, UNK
 

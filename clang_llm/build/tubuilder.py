@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clang_llm import ir
+from clang_llm.build.finding import Finding
+from clang_llm.build.targetopts import TargetOptions, derive
 from clang_llm.objsize import object_sizes
-from clang_llm.optimizer.base import Finding
 from clang_llm.passes import PassList, render
-from clang_llm.targetopts import TargetOptions, derive
 from clang_llm.toolchain import ToolTimeout, run
 
 BASE_LEVELS = {"Oz": "-Oz", "Os": "-Os", "O1": "-O1", "O2": "-O2"}

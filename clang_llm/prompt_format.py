@@ -1,0 +1,13 @@
+"""The prompt format's fixed tokens (format `cllm-v1`), shared by the prompt builder, the model
+backend and training: below all of them, so none imports another for a constant."""
+
+from __future__ import annotations
+
+PROMPT_FORMAT = "cllm-v1"
+
+PROMPT_MARK = "<|prompt|>"
+ANSWER_MARK = "<|answer|>"
+END_MARK = "<|end|>"
+FEEDBACK_MARK = "<|feedback|>"
+MARKERS = (PROMPT_MARK, ANSWER_MARK, END_MARK, FEEDBACK_MARK)
+FEEDBACK_FORMS = ("fast", "short", "long")
