@@ -126,6 +126,10 @@ class IncrementalEvaluator:
         the whole list when there is none)."""
         levels = Vocabulary.default().levels
         for i in range(len(tokens) - 1, 0, -1):
+            if levels.get(tokens[i]) == levels.get(tokens[i - 1]) not in ("module", "base"):
+                # `render` puts both in one `function(…)`/`loop(…)` wrapper: per function (per
+                # loop) interleaved, which separate runs would not reproduce exactly.
+                continue
             out = self._outputs.get(tokens[:i])
             if out is not None:
                 rest = tokens[i:]
