@@ -28,9 +28,12 @@ CREATE TABLE IF NOT EXISTS records (object TEXT PRIMARY KEY, ts REAL NOT NULL, d
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, pass_list TEXT NOT NULL, data TEXT,
   created REAL NOT NULL, last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS cache_lru ON cache(last_used);
+CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, data BLOB NOT NULL, meta TEXT NOT NULL,
+  last_used REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
 """
 MAX_FACTS = 10_000  # toolchain facts (pipeline strings, target options) of distinct flag sets
+MAX_OBJECT_BYTES = 8 << 20  # larger objects are rebuilt from the cached decision instead
 
 
 class Database:
@@ -162,6 +165,28 @@ class Database:
                     (n - max_entries,),
                 )
 
+    # -- shipped objects of cached decisions (ccache-style) -----------------------
+    def object_get(self, key: str) -> tuple[bytes, dict[str, Any]] | None:
+        with self._tx() as c:
+            row = c.execute("SELECT data, meta FROM objects WHERE key = ?", (key,)).fetchone()
+            if row:  # a hit of the decision too (same key): `cache` and `stats` count it
+                c.execute("UPDATE objects SET last_used = ? WHERE key = ?", (time.time(), key))
+                c.execute("UPDATE cache SET last_used = ?, hits = hits + 1 WHERE key = ?", (time.time(), key))
+        if not row:
+            return None
+        return bytes(row[0]), json.loads(row[1])
+
+    def object_put(self, key: str, data: bytes, meta: dict[str, Any], max_entries: int) -> None:
+        if len(data) > MAX_OBJECT_BYTES:
+            return
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO objects(key, data, meta, last_used) VALUES (?,?,?,?)",
+                      (key, data, json.dumps(meta, default=str), time.time()))
+            (n,) = c.execute("SELECT COUNT(*) FROM objects").fetchone()
+            if n > max_entries:  # LRU eviction
+                c.execute("DELETE FROM objects WHERE key IN (SELECT key FROM objects ORDER BY last_used LIMIT ?)",
+                          (n - max_entries,))
+
     # -- toolchain facts: what clang answers for a flag set, asked once ---------------
     def fact_get(self, key: str) -> str | None:
         row = self._connect().execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
@@ -182,6 +207,7 @@ class Database:
     def cache_clear(self) -> int:
         with self._tx() as c:
             c.execute("DELETE FROM facts")
+            c.execute("DELETE FROM objects")
             return c.execute("DELETE FROM cache").rowcount
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import Invocation
-from clang_llm.objsize import object_sizes
+from clang_llm.objsize import Sizes, object_sizes
 from clang_llm.optimizer.base import Decision, Optimizer, TUContext, select_best
 from clang_llm.passes import OZ, PassListError, Vocabulary, parse_pass_list
 from clang_llm.toolchain import Toolchain, ToolTimeout, run
@@ -124,14 +124,27 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             del module
         except Exception as e:
             raise Fallback("ir-parse", str(e)) from e
-        oz = builder.evaluate(OZ, verify_each=False)
-        if not oz.valid or oz.sizes is None:
-            raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
-
         optimizer: Optimizer = optimizer_factory(settings)
         model_id = getattr(optimizer, "model_id", None) or "none"
         use_cache = settings.cache and model_id != "none"
         key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
+        if use_cache:
+            # The same IR, flags, toolchain, model and settings make the same object: ship the
+            # stored one (ccache's way) instead of re-running the -Oz baseline and the list.
+            stored = _stored_object(db, key, Path(inv.output or "a.o"))
+            if stored is not None:
+                stored["timing"] = {"frontend_s": round(t_emit, 4), "total_s": round(time.monotonic() - t0, 4)}
+                stored.update({"object": str(Path(inv.output or "").resolve()), "cwd": os.getcwd(),
+                               "source": str(Path(inv.source or "").resolve()), "model_id": model_id,
+                               "settings": {k: v for k, v in vars(settings).items() if k != "sources"},
+                               "argv": inv.argv, "llm_flags": inv.llm_flags, "cache_hit": True, "model_calls": 0,
+                               "seconds": round(time.monotonic() - t0, 3)})
+                kind = "optimized" if stored["chosen"]["pass_list"] != "Oz" else "oz"
+                return Outcome(kind=kind, reason="cache-hit:object", record=stored, stdout=res.stdout,
+                               stderr=res.stderr)
+        oz = builder.evaluate(OZ, verify_each=False)
+        if not oz.valid or oz.sizes is None:
+            raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
         cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
         # Candidates run without -verify-each (2-4x cheaper); the one chosen to ship is re-run
         # with it from the source IR below, and only that run's object ships.
@@ -173,6 +186,10 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             raise Fallback("output-write", str(e)) from e
 
         kind = "optimized" if chosen is not oz and chosen.sizes.text <= oz.sizes.text else "oz"
+        if use_cache and decision.reason != "optimizer-error":
+            db.safe("object store", db.object_put, key, chosen.object_path.read_bytes(),
+                    {"oz": oz.to_json(), "chosen": chosen.to_json(), "reason": decision.reason,
+                     "ir_hash": ir_digest, "count_before": builder.count_before}, settings.cache_max_entries)
         record = {
             "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
             "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir_digest,
@@ -185,6 +202,29 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         }
         return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
                           stdout=res.stdout, stderr=res.stderr)
+
+
+def _stored_object(db: Database, key: str, dest: Path) -> dict[str, Any] | None:
+    """Write the stored object of `key` to `dest`; its record fields, or None (no entry, or one
+    that is not the object it claims to be: then the TU is built as if never seen)."""
+    got = db.safe("object lookup", db.object_get, key)
+    if got is None:
+        return None
+    data, meta = got
+    try:
+        with private_tempdir(db.path.parent) as tmp:
+            probe = Path(tmp) / "stored.o"
+            probe.write_bytes(data)
+            sizes = object_sizes(probe)
+            want = meta["chosen"]["sizes"]
+            if (sizes.text, sizes.alloc) != (want["text"], want["alloc"]) or not sizes.not_larger_than(
+                    Sizes(**{k: meta["oz"]["sizes"][k] for k in ("text", "alloc")})):
+                return None
+            atomic_copy(probe, dest)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        log.warning("stored object of %s unusable: %s", dest, e)
+        return None
+    return {"reason": meta.get("reason", ""), "rounds": [{"cache": "object"}], **meta}
 
 
 def _verified(builder: TUBuilder, chosen: Finding) -> Finding | None:
