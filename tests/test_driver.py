@@ -172,3 +172,21 @@ def test_llm_off_is_clangs_oz_in_one_run(state: Path, src: Path) -> None:
     explained = subprocess.run([str(tool), "explain", str(src.parent / "out.o")],
                                capture_output=True, text=True, check=False)
     assert explained.returncode == 0 and "llm-off" in explained.stdout, explained.stderr
+
+
+def test_tiny_tu_skips_the_model(state: Path, tmp_path: Path) -> None:
+    """Below `min_instructions` (configure probes, stubs) the model is not asked; -Oz ships, byte
+    for byte clang's; with the threshold at 0 the same TU goes to the model."""
+    from clang_llm.optimizer.factory import default_model_dir
+
+    (tmp_path / "probe.c").write_text("int main(void) { return 0; }\n")
+    env = {**os.environ, "CLANG_LLM_MODEL": str(default_model_dir())}
+    assert run_wrapper(["-c", "probe.c", "-o", "p.o"], tmp_path, env=env).returncode == 0
+    assert run_clang(["-Oz", "-c", "probe.c", "-o", "ref.o"], tmp_path).returncode == 0
+    assert (tmp_path / "p.o").read_bytes() == (tmp_path / "ref.o").read_bytes()
+    (rec,) = Database(state).all_records()
+    assert rec["reason"] == "too-small" and rec["model_calls"] == 0
+    env["CLANG_LLM_MIN_INSTRUCTIONS"] = "0"
+    assert run_wrapper(["-c", "probe.c", "-o", "q.o"], tmp_path, env=env).returncode == 0
+    by_obj = {r["object"]: r for r in Database(state).all_records()}
+    assert by_obj[str(tmp_path / "q.o")]["model_calls"] >= 1

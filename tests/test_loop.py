@@ -177,7 +177,8 @@ def _wrapper() -> list[str]:
 
 def test_two_builds_give_identical_objects(loop_model: Path, tmp_path: Path, state: Path) -> None:
     (tmp_path / "sum.c").write_text(SOURCES["sum"])
-    env = {**os.environ, "CLANG_LLM_CACHE": "0", "CLANG_LLM_MAX_NEW_TOKENS": str(NEW_TOKENS)}
+    env = {**os.environ, "CLANG_LLM_CACHE": "0", "CLANG_LLM_MAX_NEW_TOKENS": str(NEW_TOKENS),
+           "CLANG_LLM_MIN_INSTRUCTIONS": "0"}
     objs = []
     for i in range(2):
         r = subprocess.run([*_wrapper(), "-c", "sum.c", "-o", f"o{i}.o", f"--llm-model={loop_model}",
@@ -211,7 +212,9 @@ def test_makefile_per_file_rounds_and_cache(loop_model: Path, tmp_path: Path, st
     (proj / "main.c").write_text("int sum(const int*, int); int main(void) { int a[3] = {1,2,3}; return sum(a, 3); }\n")
     (proj / "Makefile").write_text(MAKEFILE.format(model=loop_model, new=NEW_TOKENS))
     bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    # These sources are a few instructions each: below the default `min_instructions` the model
+    # is not asked at all, and this test is about what it is asked.
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "CLANG_LLM_MIN_INSTRUCTIONS": "0"}
     assert subprocess.run(["make", "-s", "-j2"], cwd=proj, env=env).returncode == 0
     db = Database(state)
     rounds = {Path(r["object"]).name: len(r["rounds"]) for r in db.all_records()}

@@ -63,7 +63,7 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     assert card["training"]["data"]["train_modules"] == len(SOURCES)
 
     (proj / "new.c").write_text("int tri(int n) { int t = 0; while (n > 0) t += n--; return t; }\n")
-    env = {**os.environ, "CLANG_LLM_MAX_NEW_TOKENS": "48"}
+    env = {**os.environ, "CLANG_LLM_MAX_NEW_TOKENS": "48", "CLANG_LLM_MIN_INSTRUCTIONS": "0"}  # tiny TUs
     r = subprocess.run([*_wrapper(), "-c", "new.c", "-o", "new.o", f"--llm-model={model}", "--llm-samples=2"],
                        cwd=proj, env=env, capture_output=True)
     assert r.returncode == 0 and r.stderr == b""

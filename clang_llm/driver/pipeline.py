@@ -124,6 +124,8 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             del module
         except Exception as e:
             raise Fallback("ir-parse", str(e)) from e
+        if builder.count_before < settings.min_instructions:
+            return _too_small(inv, settings, builder, ir_digest, res, t0, t_emit)
         optimizer: Optimizer = optimizer_factory(settings)
         model_id = getattr(optimizer, "model_id", None) or "none"
         use_cache = settings.cache and model_id != "none"
@@ -202,6 +204,36 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         }
         return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
                           stdout=res.stdout, stderr=res.stderr)
+
+
+def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_digest: str,
+               res: Any, t0: float, t_emit: float) -> Outcome:
+    """A TU too small for any list to beat -Oz: clang's -Oz from the IR in one run (the same
+    object as the opt + codegen baseline, one process fewer), no model."""
+    obj = builder.workdir / "small.o"
+    cmd = [builder.compiler, *builder.codegen_flags, "-Oz", "-c", "-x", "ir", builder.in_bc, "-o", obj,
+           "-Wno-unused-command-line-argument"]
+    try:
+        done = run(cmd, timeout=settings.opt_timeout)
+    except ToolTimeout as e:
+        raise Fallback("oz-timeout", str(e)) from e
+    if done.returncode != 0:
+        raise Fallback("oz-codegen", done.stderr.decode(errors="replace")[-500:])
+    sizes = object_sizes(obj)
+    try:
+        atomic_copy(obj, Path(inv.output or "a.o"))
+    except OSError as e:
+        raise Fallback("output-write", str(e)) from e
+    oz = Finding(pass_list=str(OZ), valid=True, count_before=builder.count_before, sizes=sizes).to_json()
+    record = {
+        "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
+        "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir_digest,
+        "settings": {k: v for k, v in vars(settings).items() if k != "sources"},
+        "count_before": builder.count_before, "oz": oz, "chosen": oz, "reason": "too-small", "rounds": [],
+        "model_id": "none", "model_calls": 0, "cache_hit": False, "seconds": round(time.monotonic() - t0, 3),
+        "timing": {"frontend_s": round(t_emit, 4), "total_s": round(time.monotonic() - t0, 4)},
+    }
+    return Outcome(kind="oz", reason="too-small", record=record, stdout=res.stdout, stderr=res.stderr)
 
 
 def _stored_object(db: Database, key: str, dest: Path) -> dict[str, Any] | None:
