@@ -13,10 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import llvmlite.binding as llvm
 import pytest
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
+from measure import instructions, text_and_alloc
 
 from clang_llm.eval import evaluate, markdown_table, parse_method, write_outputs
 from clang_llm.eval.methods import MethodError
@@ -69,20 +67,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ---- independent measurement -------------------------------------------------------------------
 
-def _text_bytes(obj: Path) -> tuple[int, int]:
-    text = alloc = 0
-    with open(obj, "rb") as f:
-        for s in ELFFile(f).iter_sections():
-            if s["sh_flags"] & SH_FLAGS.SHF_ALLOC:
-                alloc += s["sh_size"]
-                if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR:
-                    text += s["sh_size"]
-    return text, alloc
-
-
-def _count(bc: Path) -> int:
-    mod = llvm.parse_bitcode(bc.read_bytes())
-    return sum(len(list(b.instructions)) for fn in mod.functions if not fn.is_declaration for b in fn.blocks)
+_text_bytes = text_and_alloc
+_count = instructions
 
 
 def _clang_pipeline(level: str) -> str:

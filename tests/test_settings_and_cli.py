@@ -15,8 +15,7 @@ from typing import Any
 import llvmlite.binding as llvm
 import pytest
 from conftest import CLANG, ROOT, run_clang, run_wrapper
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
+from measure import instructions, text_and_alloc
 
 from clang_llm.config import PROJECT_FILE, load_settings
 from clang_llm.db import Database
@@ -38,21 +37,8 @@ def user_file() -> Path:
     return Path(os.environ["XDG_CONFIG_HOME"]) / "clang-llm" / "config.toml"
 
 
-def elf_sizes(obj: Path) -> tuple[int, int]:
-    """(.text, allocated) bytes of an object, read here from its section headers."""
-    text = alloc = 0
-    with open(obj, "rb") as f:
-        for s in ELFFile(f).iter_sections():
-            if s["sh_flags"] & SH_FLAGS.SHF_ALLOC:
-                alloc += s["sh_size"]
-                if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR:
-                    text += s["sh_size"]
-    return text, alloc
-
-
-def count_instructions(ll: Path) -> int:
-    mod = llvm.parse_assembly(ll.read_text())
-    return sum(len(list(b.instructions)) for fn in mod.functions if not fn.is_declaration for b in fn.blocks)
+elf_sizes = text_and_alloc
+count_instructions = instructions
 
 
 def record(state: Path, obj: Path) -> dict[str, Any]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from clang_llm import ir
@@ -17,6 +19,29 @@ from clang_llm.passes import PassList, render
 from clang_llm.toolchain import ToolTimeout, run
 
 BASE_LEVELS = {"Oz": "-Oz", "Os": "-Os", "O1": "-O1", "O2": "-O2"}
+
+
+@contextmanager
+def measuring(f: Finding) -> Iterator[Finding]:
+    """Run one evaluation's tools: a timeout or a tool failure becomes `f`'s error (never an
+    exception for the caller), and `f.seconds` is always set."""
+    t0 = time.monotonic()
+    try:
+        yield f
+    except ToolTimeout as e:
+        f.error_kind, f.error = "timeout", str(e)
+    except (RuntimeError, OSError, ValueError) as e:
+        f.error_kind, f.error = f.error_kind or "internal", str(e)[:1500]
+    finally:
+        f.seconds = time.monotonic() - t0
+
+
+def opt_failed(f: Finding, res: subprocess.CompletedProcess[bytes]) -> Finding:
+    """Record a failed opt run on `f`: a crash (signal) or an error, with opt's message."""
+    crashed = res.returncode < 0 or res.returncode > 128
+    f.error_kind = "opt-crash" if crashed else "opt-error"
+    f.error = _trim(res.stderr) or f"opt exited with status {res.returncode}"
+    return f
 
 
 def _trim(err: bytes, limit: int = 1500) -> str:
@@ -112,24 +137,28 @@ class TUBuilder:
             cmd.insert(1, "-verify-each")
         return cmd
 
+    def codegen_command(self, in_bc: Path, out_o: Path) -> list[str | Path]:
+        """clang's backend on optimized IR, with the TU's flags (no further IR passes)."""
+        return [self.compiler, *self.codegen_flags, "-Oz", "-c", "-x", "ir", in_bc, "-o", out_o,
+                "-Xclang", "-disable-llvm-passes", "-Wno-unused-command-line-argument"]
+
+    def clang_oz_command(self, out_o: Path) -> list[str | Path]:
+        """clang's own -Oz on the source IR in one run: the object `clang -Oz -c` ships."""
+        return [self.compiler, *self.codegen_flags, "-Oz", "-c", "-x", "ir", self.in_bc, "-o", out_o,
+                "-Wno-unused-command-line-argument"]
+
     def evaluate(self, pass_list: PassList, verify_each: bool = True) -> Finding:
         """opt with the list (-verify-each, timeout), count instructions, codegen, measure sizes."""
         tag = f"c{next(self._ids)}"
         out_bc, out_o = self.workdir / f"{tag}.bc", self.workdir / f"{tag}.o"
         f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)
-        t0 = time.monotonic()
-        try:
+        with measuring(f):
             res = run(self.opt_command(pass_list, out_bc, verify_each), timeout=self.timeout)
             if res.returncode != 0:
-                crashed = res.returncode < 0 or res.returncode > 128
-                f.error_kind = "opt-crash" if crashed else "opt-error"
-                f.error = _trim(res.stderr) or f"opt exited with status {res.returncode}"
-                return f
+                return opt_failed(f, res)
             f.count_after = ir.count_file(out_bc)
             f.ir_path = out_bc
-            cmd = [self.compiler, *self.codegen_flags, "-Oz", "-c", "-x", "ir", out_bc, "-o", out_o,
-                   "-Xclang", "-disable-llvm-passes", "-Wno-unused-command-line-argument"]
-            res = run(cmd, timeout=self.timeout)
+            res = run(self.codegen_command(out_bc, out_o), timeout=self.timeout)
             if res.returncode != 0:
                 f.error_kind, f.error = "codegen", _trim(res.stderr) or "codegen failed"
                 return f
@@ -137,10 +166,4 @@ class TUBuilder:
             f.object_path = out_o
             self.objects.add(out_o)
             f.valid = True
-        except ToolTimeout as e:
-            f.error_kind, f.error = "timeout", str(e)
-        except (RuntimeError, OSError, ValueError) as e:
-            f.error_kind, f.error = f.error_kind or "internal", str(e)[:1500]
-        finally:
-            f.seconds = time.monotonic() - t0
         return f

@@ -211,10 +211,8 @@ def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_diges
     """A TU too small for any list to beat -Oz: clang's -Oz from the IR in one run (the same
     object as the opt + codegen baseline, one process fewer), no model."""
     obj = builder.workdir / "small.o"
-    cmd = [builder.compiler, *builder.codegen_flags, "-Oz", "-c", "-x", "ir", builder.in_bc, "-o", obj,
-           "-Wno-unused-command-line-argument"]
     try:
-        done = run(cmd, timeout=settings.opt_timeout)
+        done = run(builder.clang_oz_command(obj), timeout=settings.opt_timeout)
     except ToolTimeout as e:
         raise Fallback("oz-timeout", str(e)) from e
     if done.returncode != 0:

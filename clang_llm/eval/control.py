@@ -39,16 +39,14 @@ def check_module(task: ModuleTask, timeout: float = 120.0) -> ControlResult:
     with tempfile.TemporaryDirectory(prefix="clang-llm-control-") as tmp:
         work = Path(tmp)
         ref = work / "ref.o"
-        cmd = [compiler, *task.codegen_flags, "-Oz", "-c", "-x", "ir", task.bc, "-o", ref,
-               "-Wno-unused-command-line-argument"]
+        builder = TUBuilder(compiler, tc.opt, task.codegen_flags, task.lang, Path(task.bc), work, timeout)
         try:
-            res = run(cmd, timeout=timeout)
+            res = run(builder.clang_oz_command(ref), timeout=timeout)
         except ToolTimeout as e:
             return ControlResult(task.id, task.package, task.lang, "error", f"reference: {e}")
         if res.returncode != 0:
             return ControlResult(task.id, task.package, task.lang, "error",
                                  "reference: " + res.stderr.decode(errors="replace")[-300:])
-        builder = TUBuilder(compiler, tc.opt, task.codegen_flags, task.lang, Path(task.bc), work, timeout)
         f = builder.evaluate(OZ, verify_each=False)
         if not f.valid or f.object_path is None:
             return ControlResult(task.id, task.package, task.lang, "error", f"wrapper: {f.error_kind}: {f.error}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,10 @@ import llvmlite.binding as llvm
 from clang_llm import ir
 from clang_llm.build.finding import Finding
 from clang_llm.build.targetopts import TargetOptions
-from clang_llm.build.tubuilder import TUBuilder, _trim
+from clang_llm.build.tubuilder import TUBuilder, _trim, measuring, opt_failed
 from clang_llm.objsize import Sizes, object_sizes
 from clang_llm.passes import PassList, Vocabulary, render
-from clang_llm.toolchain import ToolTimeout, run
+from clang_llm.toolchain import run
 
 _RELOC = {"static": "static", "pic": "pic", "dynamic-no-pic": "dynamicnopic"}
 
@@ -149,8 +148,7 @@ class IncrementalEvaluator:
         tag = f"i{next(self._ids)}"
         out_bc, out_o = b.workdir / f"{tag}.bc", b.workdir / f"{tag}.o"
         f = Finding(pass_list=str(pass_list), valid=False, count_before=b.count_before)
-        t0 = time.monotonic()
-        try:
+        with measuring(f):
             src, rest = self._prefix(pass_list.tokens)
             part = PassList(rest)
             bases = {t: b.base_pipeline(t) for t in part.bases}
@@ -158,10 +156,7 @@ class IncrementalEvaluator:
             res = run(cmd, timeout=b.timeout)
             self.opt_runs += 1
             if res.returncode != 0:
-                crashed = res.returncode < 0 or res.returncode > 128
-                f.error_kind = "opt-crash" if crashed else "opt-error"
-                f.error = _trim(res.stderr) or f"opt exited with status {res.returncode}"
-                return f
+                return opt_failed(f, res)
             module = ir.parse(out_bc)
             digest = _digest(module)
             built = self._by_digest.get(digest)
@@ -171,9 +166,7 @@ class IncrementalEvaluator:
                 self.codegen_runs += 1
             elif built is None:
                 count = ir.count_instructions(module)
-                cmd = [b.compiler, *b.codegen_flags, "-Oz", "-c", "-x", "ir", out_bc, "-o", out_o,
-                       "-Xclang", "-disable-llvm-passes", "-Wno-unused-command-line-argument"]
-                res = run(cmd, timeout=b.timeout)
+                res = run(b.codegen_command(out_bc, out_o), timeout=b.timeout)
                 self.codegen_runs += 1
                 if res.returncode != 0:
                     f.error_kind, f.error = "codegen", _trim(res.stderr) or "codegen failed"
@@ -184,12 +177,6 @@ class IncrementalEvaluator:
                 self.memo_hits += 1
             f.count_after, f.sizes, f.valid = built.count, replace(built.sizes), True
             self._keep(pass_list.tokens, out_bc)
-        except ToolTimeout as e:
-            f.error_kind, f.error = "timeout", str(e)
-        except (RuntimeError, OSError, ValueError) as e:
-            f.error_kind, f.error = f.error_kind or "internal", str(e)[:1500]
-        finally:
-            f.seconds = time.monotonic() - t0
         return f
 
     def _keep(self, tokens: tuple[str, ...], out_bc: Path) -> None:
