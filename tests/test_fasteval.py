@@ -134,3 +134,21 @@ def test_inline_asm_module_is_evaluated_without_killing_the_process(tmp_path: Pa
     for text in ("Oz sink", "O1", "Oz dce"):
         a, b = whole.evaluate(parse_pass_list(text), verify_each=True), fast.evaluate(parse_pass_list(text))
         assert a.valid and b.valid and (a.sizes, a.count_after) == (b.sizes, b.count_after), text
+
+
+def test_labels_fall_back_to_oz_when_no_kept_list_verifies(bitcode: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big module whose kept lists all fail the whole verified run (timeouts) is labelled -Oz,
+    not lost to an error."""
+    real = TUBuilder.evaluate
+
+    def whole_runs_fail(self: TUBuilder, pass_list: object, verify_each: bool = True) -> object:
+        f = real(self, pass_list, verify_each)  # type: ignore[arg-type]
+        if verify_each and str(pass_list) != "Oz":
+            f.valid, f.error_kind = False, "timeout"
+        return f
+
+    monkeypatch.setattr(TUBuilder, "evaluate", whole_runs_fail)
+    task = ModuleTask(id="m", bc=str(bitcode), lang="c", codegen_flags=[])
+    rec = autotune_module(task, AutotuneConfig(budget=12, seed=1, fast=True, top_k=3))
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["best"]["pass_list"] == "Oz" and rec["best"]["text"] == rec["oz"]["text"]

@@ -367,6 +367,8 @@ def verify_kept(builder: TUBuilder, oz: Finding, top: list[dict[str, Any]],
         k = key_of(f)
         mismatched += k != (entry["text"], entry["alloc"], entry["count"])
         kept.append({"pass_list": entry["pass_list"], **_sizes_dict(k)})
+    if not any(e["pass_list"] == str(OZ) for e in kept):  # -Oz is always a valid answer
+        kept.append({"pass_list": str(OZ), **_sizes_dict(key_of(oz))})
     kept.sort(key=lambda e: (e["text"], e["alloc"], e["count"], len(e["pass_list"].split())))
     return kept, mismatched
 
