@@ -149,6 +149,6 @@ def test_labels_fall_back_to_oz_when_no_kept_list_verifies(bitcode: Path, monkey
 
     monkeypatch.setattr(TUBuilder, "evaluate", whole_runs_fail)
     task = ModuleTask(id="m", bc=str(bitcode), lang="c", codegen_flags=[])
-    rec = autotune_module(task, AutotuneConfig(budget=12, seed=1, fast=True, top_k=3))
+    rec = autotune_module(task, AutotuneConfig(budget=12, seed=1, fast=True, top_k=1))  # -Oz not kept
     assert rec["status"] == "ok", rec.get("error")
     assert rec["best"]["pass_list"] == "Oz" and rec["best"]["text"] == rec["oz"]["text"]
