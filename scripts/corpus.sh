@@ -19,6 +19,12 @@ $SUDO apt-get update -q
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q autoconf automake libtool texinfo bison flex \
   libmd-dev gettext autopoint pkg-config meson ninja-build m4 gperf help2man libltdl-dev csmith libcsmith-dev
 export PATH="$PWD/.venv/bin:$PATH"
+# Packages recorded by an earlier machine (committed with their .done files) are not built again.
+if [ -f data/corpus-record.tar.xz ] && [ ! -e "$CORPUS/record/.restored" ]; then
+  mkdir -p "$CORPUS/record"
+  tar -xJf data/corpus-record.tar.xz -C "$CORPUS/record"
+  touch "$CORPUS/record/.restored"
+fi
 retry=(); [ -n "${RETRY:-}" ] && retry=(--retry-failed)
 .venv/bin/python -m clang_llm.train.build_packages --fetch "${retry[@]}" --src "$CORPUS/src" \
   --record "$CORPUS/record" --logs "$CORPUS/logs"
