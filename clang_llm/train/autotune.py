@@ -62,7 +62,9 @@ log = logging.getLogger("clang_llm.autotune")
 
 SCHEMA_VERSION = 1
 SPLIT_ORDER = ("test", "validation", "train")
-RETRY_REASONS = frozenset({"missing-bc"})  # records that a restart runs again (later record wins)
+# Records that a restart runs again (later record wins): the bitcode was missing, or our own code
+# failed on the module (retried once the bug is fixed, never silently kept as its label).
+RETRY_REASONS = frozenset({"missing-bc", "internal"})
 
 # Lists that won on real TUs (REFERENCE.md section 2) and on a pilot run over corpus modules
 # (budget 24, 16 modules); tried first everywhere, interleaved with the shared winners.
