@@ -173,6 +173,8 @@ def eval_cmd(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of model@k's samples "
                                                           "(default: the wrapper's).")] = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
+    coreset_split: Annotated[str, typer.Option(help="Split whose labels choose the coreset lists (never test).")]
+    = "train",
 ) -> None:
     """Evaluate methods (oz, autotune, coreset, model, feedback) against clang -Oz.
 
@@ -194,7 +196,7 @@ def eval_cmd(
                 **({"model": model} if model else {})}
     res = evaluate(methods, tasks, labels_path=labels if labels and labels.exists() else None,
                    cache_path=cache or out_dir / "cache.jsonl.gz", jobs=jobs, timeout=timeout, backup=backup,
-                   seed=seed, model_settings=settings, split_of=split_of)
+                   seed=seed, model_settings=settings, split_of=split_of, coreset_split=coreset_split)
     paths = write_outputs(res, out_dir, plots=plots)
     typer.echo((out_dir / "table.md").read_text())
     typer.echo(json.dumps({k: str(v) for k, v in paths.items()}))

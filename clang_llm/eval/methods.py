@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -89,13 +90,41 @@ def parse_method(text: str, backup: bool = False) -> MethodSpec:
     return MethodSpec(head, int(n), "", has_backup)
 
 
+def _marginal_gain(s: str, current: list[float], ratio: list[dict[str, float]]) -> float:
+    """How much `s` lowers the summed log .text ratios of the modules, over the chosen lists."""
+    return sum(cur - min(cur, known.get(s, 0.0)) for cur, known in zip(current, ratio, strict=True))
+
+
 def coreset_lists(labels: Iterable[dict[str, Any]], k: int, split: str = "train") -> list[str]:
-    """The k lists that are the best list most often on `split`'s labels (strict .text wins);
-    the fixed broadcast list fills up when there are fewer winners than k."""
-    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in labels
-                                 if r.get("split") == split and improved(r))
-    out = [s for s, _ in wins.most_common(k)]
-    for s in DEFAULT_BROADCAST:
+    """The k lists that together cover the most of `split`'s wins, chosen greedily by marginal
+    gain (coreset v2): each label's top lists say how small each list makes that module; a list
+    is worth the geomean `.text` it adds over the lists already chosen (a module a list was not
+    measured on counts as -Oz for it). Ties and a shortfall fall back to how often a list was
+    the best, then to the fixed broadcast list."""
+    if split == "test":
+        raise ValueError("the coreset is never built from the test split")
+    recs = [r for r in labels if r.get("split") == split and r.get("status") == "ok" and r["oz"]["text"] > 0]
+    ratio: list[dict[str, float]] = []  # per module: list -> log(.text / -Oz .text), only wins
+    for r in recs:
+        known = {t["pass_list"]: math.log(t["text"] / r["oz"]["text"]) for t in r.get("top") or []
+                 if t["text"] < r["oz"]["text"] and t["alloc"] <= r["oz"]["alloc"]}
+        best = r["best"]
+        if best["text"] < r["oz"]["text"] and best["alloc"] <= r["oz"]["alloc"]:
+            known.setdefault(best["pass_list"], math.log(best["text"] / r["oz"]["text"]))
+        ratio.append(known)
+    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in recs if improved(r))
+    current = [0.0] * len(ratio)  # log ratio of the best chosen list per module (0 = -Oz)
+    out: list[str] = []
+    candidates = sorted({s for known in ratio for s in known}, key=lambda s: (-wins[s], s))
+    while len(out) < k and candidates:
+        gains = {s: _marginal_gain(s, current, ratio) for s in candidates}
+        pick = max(candidates, key=gains.__getitem__)  # the first of equals: the most frequent winner
+        if gains[pick] <= 0:
+            break
+        out.append(pick)
+        candidates.remove(pick)
+        current = [min(cur, known.get(pick, 0.0)) for cur, known in zip(current, ratio, strict=True)]
+    for s in [*(s for s, _ in wins.most_common()), *DEFAULT_BROADCAST]:
         if len(out) >= k:
             break
         if s not in out:

@@ -111,7 +111,7 @@ def _module_worker(task: ModuleTask, specs: list[MethodSpec], setup: MethodSetup
 
 def build_setup(specs: list[MethodSpec], labels_path: Path | None, timeout: float = 20.0, verify_each: bool = True,
                 seed: int = 0, model_settings: dict[str, Any] | None = None,
-                split_of: dict[str, str] | None = None) -> MethodSetup:
+                split_of: dict[str, str] | None = None, coreset_split: str = "train") -> MethodSetup:
     """Lists from the TRAIN labels: coreset (most frequent winners) and autotune's broadcast set.
 
     `split_of` (module id -> split, from the current index) overrides the split stored in each
@@ -122,7 +122,8 @@ def build_setup(specs: list[MethodSpec], labels_path: Path | None, timeout: floa
         labels = [{**r, "split": split_of.get(r["id"], "")} for r in labels]
     kmax = max([s.n for s in specs if s.kind == "coreset"], default=0)
     train = [r for r in labels if r.get("split") == "train"]
-    return MethodSetup(coreset=coreset_lists(labels, kmax) if kmax else [], broadcast=shared_winners(train),
+    return MethodSetup(coreset=coreset_lists(labels, kmax, coreset_split) if kmax else [],
+                       broadcast=shared_winners(train),
                        timeout=timeout, verify_each=verify_each, seed=seed, model_settings=model_settings or {})
 
 
@@ -143,7 +144,7 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
              cache_path: Path | None = None, jobs: int = 1, timeout: float = 20.0, verify_each: bool = True,
              backup: bool = False, seed: int = 0, model_settings: dict[str, Any] | None = None,
              progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None,
-             split_of: dict[str, str] | None = None) -> EvalResults:
+             split_of: dict[str, str] | None = None, coreset_split: str = "train") -> EvalResults:
     """Run every method on every module (cached results reused) and summarize per method.
 
     `labels_path`: the autotuner's labels (coreset lists and broadcast from the train split; the
@@ -154,7 +155,7 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
     from clang_llm.eval.report import summarize
 
     specs = list({s.name: s for s in (parse_method(m, backup) for m in methods)}.values())
-    setup = build_setup(specs, labels_path, timeout, verify_each, seed, model_settings, split_of)
+    setup = build_setup(specs, labels_path, timeout, verify_each, seed, model_settings, split_of, coreset_split)
     unavailable: dict[str, str] = {}
     if any(s.is_model for s in specs):
         why = model_unavailable_reason(str((model_settings or {}).get("model", "")))
