@@ -56,6 +56,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
     counts = db.event_counts()
     totals = db.size_totals()
     cache = db.cache_stats()
+    cost = db.cost_totals()
     by_kind: dict[str, int] = {}
     for kind, _, n in counts:
         by_kind[kind] = by_kind.get(kind, 0) + n
@@ -64,7 +65,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
         "calls": sum(by_kind.values()), "by_kind": by_kind,
         "reasons": [{"kind": k, "reason": r, "count": n} for k, r, n in counts],
         "optimized_rate": (by_kind.get("optimized", 0) / compiled) if compiled else None,
-        "sizes": totals, "cache": cache,
+        "sizes": totals, "cache": cache, "cost": cost,
         "text_vs_oz": (totals["text"] / totals["oz_text"]) if totals["oz_text"] else None,
         "alloc_vs_oz": (totals["alloc"] / totals["oz_alloc"]) if totals["oz_alloc"] else None,
         "count_vs_oz": (totals["count"] / totals["oz_count"]) if totals["oz_count"] else None,
@@ -78,7 +79,11 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
     console.print(t)
     console.print(f"TUs compiled through the wrapper: {compiled}; beat -Oz: {by_kind.get('optimized', 0)} "
                   f"({_pct(by_kind.get('optimized', 0), compiled)}); cache hits: {totals['cache_hits']} "
-                  f"({_pct(totals['cache_hits'], compiled)}); model calls: {totals['model_calls']}")
+                  f"({_pct(totals['cache_hits'], compiled)}); model calls: {totals['model_calls']} "
+                  f"(remote requests: {totals['remote_calls']})")
+    if cost["tus"]:
+        console.print(f"opt evaluations per optimized TU (incl. the -Oz baseline): mean {cost['opt_evals_mean']}, "
+                      f"max {cost['opt_evals_max']}; model time {cost['model_s']:.2f} s")
     if totals["oz_text"]:
         for label, a, b in ((".text", "text", "oz_text"), ("allocated", "alloc", "oz_alloc"),
                             ("IR instructions", "count", "oz_count")):
@@ -125,6 +130,32 @@ def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C pro
     from clang_llm.demo import EXAMPLE, run_demo
 
     raise typer.Exit(run_demo(project or EXAMPLE, extra_flags=flags))
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback only unless --allow-remote)")]
+          = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port (0: any free port; the address is printed)")] = 8311,
+          socket: Annotated[Path | None, typer.Option("--socket", help="Listen on this Unix socket instead "
+                                                      "(created 0600; its directory must be 0700)")] = None,
+          model: Annotated[Path | None, typer.Option(help="CTranslate2 model directory (default: packaged)")] = None,
+          name: Annotated[str, typer.Option(help="Model name clients see (default: the card's)")] = "",
+          max_batch: Annotated[int, typer.Option(help="Prompts per generate_batch call (1: no batching)")] = 8,
+          threads: Annotated[int | None, typer.Option(help="CTranslate2 threads")] = None,
+          allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --host")] = False) -> None:
+    """Serve a model over the OpenAI completions API, for `--llm-backend` (builds share one loaded model)."""
+    from clang_llm.model import ModelError
+    from clang_llm.optimizer.factory import default_model_dir
+    from clang_llm.serve import make_server, serve_forever
+
+    try:
+        server, svc, address = make_server(model or default_model_dir(), host=host, port=port, socket_path=socket,
+                                           name=name, max_batch=max_batch, threads=threads,
+                                           allow_remote=allow_remote)
+    except (ModelError, OSError) as e:
+        console.print(f"[red]cannot serve:[/] {e}")
+        raise typer.Exit(1) from None
+    serve_forever(server, address, svc)
 
 
 def _mount() -> None:

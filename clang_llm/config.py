@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from clang_llm.prompt_format import FEEDBACK_FORMS
+from clang_llm.prompt_format import FEEDBACK_FORMS, PROMPT_FORMATS
 
 PROJECT_FILE = ".clang-llm.toml"
 
@@ -50,6 +50,14 @@ class Settings:
     db_timeout: float = 5.0  # seconds to wait for a busy database before skipping the write
     cache_max_entries: int = 50_000
     disable: bool = False  # kill switch: exec the real compiler, untouched
+    # A model server instead of the packaged model: http(s)://host:port or unix:/path/to/socket,
+    # speaking the OpenAI completions API (vLLM, llama.cpp's server, `clang-llm-tool serve`).
+    backend: str = ""
+    backend_model: str = ""  # the server's model to use; "" = its first
+    prompt_format: str = ""  # "" = what the model says (its card); e.g. llm-compiler-ftd for FTD on vLLM
+    backend_timeout: float = 60.0  # seconds to wait for one answer
+    backend_concurrency: int = 8  # requests in flight per machine, all builds together
+    backend_key_env: str = "CLANG_LLM_API_KEY"  # the environment variable that holds the API key
 
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -61,6 +69,27 @@ class Settings:
         """The settings that change a decision (part of the cache key)."""
         return {k: getattr(self, k) for k in ("rounds", "samples", "feedback", "seed", "temperature",
                                               "max_new_tokens", "off")}
+
+    def public(self) -> dict[str, Any]:
+        """The values as records show them: no user-info (a password) in the backend URL."""
+        values = {k: v for k, v in vars(self).items() if k != "sources"}
+        values["backend"] = public_url(self.backend) if self.backend else ""
+        return values
+
+
+def public_url(url: str) -> str:
+    """`url` without user-info (``http://user:secret@host`` gives ``http://host``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if url.startswith("unix:"):
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 SETTING_NAMES = [f.name for f in fields(Settings) if f.name != "sources"]
@@ -80,7 +109,7 @@ def _coerce(name: str, value: Any) -> Any:
         raise ValueError(f"not a boolean: {value!r}")
     if typ == "int":
         v = int(value)
-        if name in ("rounds", "samples", "jobs") and not 1 <= v <= 64:
+        if name in ("rounds", "samples", "jobs", "backend_concurrency") and not 1 <= v <= 64:
             raise ValueError(f"{name} must be 1..64")
         return v
     if typ == "float":
@@ -91,6 +120,10 @@ def _coerce(name: str, value: Any) -> Any:
     s = str(value)
     if name == "feedback" and s not in FEEDBACK_FORMS:
         raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_FORMS)}")
+    if name == "prompt_format" and s and s not in PROMPT_FORMATS:
+        raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}")
+    if name == "backend" and s and not s.startswith(("http://", "https://", "unix:/")):
+        raise ValueError("backend must be an http://, https:// or unix:/ URL")
     return s
 
 

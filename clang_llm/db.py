@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,8 @@ SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (ts REAL NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,
   count_before INTEGER, count_after INTEGER, oz_count INTEGER,
-  text INTEGER, alloc INTEGER, oz_text INTEGER, oz_alloc INTEGER, cache_hit INTEGER, model_calls INTEGER);
+  text INTEGER, alloc INTEGER, oz_text INTEGER, oz_alloc INTEGER, cache_hit INTEGER, model_calls INTEGER,
+  remote_calls INTEGER, opt_evals INTEGER, model_s REAL);
 CREATE TABLE IF NOT EXISTS records (object TEXT PRIMARY KEY, ts REAL NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, pass_list TEXT NOT NULL, data TEXT,
   created REAL NOT NULL, last_used REAL NOT NULL, hits INTEGER NOT NULL DEFAULT 0);
@@ -32,31 +34,56 @@ CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, data BLOB NOT NULL, me
   last_used REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
 """
+# Columns added to `events` after its first release: added in place to an older database.
+_ADDED_EVENT_COLUMNS = {"remote_calls": "INTEGER", "opt_evals": "INTEGER", "model_s": "REAL"}
 MAX_FACTS = 10_000  # toolchain facts (pipeline strings, target options) of distinct flag sets
 MAX_OBJECT_BYTES = 8 << 20  # larger objects are rebuilt from the cached decision instead
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    for name, typ in _ADDED_EVENT_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {name} {typ}")
 
 
 class Database:
     def __init__(self, state_dir: Path, timeout: float = 5.0) -> None:
         self.path = Path(state_dir) / DB_NAME
         self.timeout = timeout
-        self._conn: sqlite3.Connection | None = None
+        # One connection per thread (the loop validates candidates on a thread pool, and the
+        # toolchain-fact cache is used from there); sqlite serializes their writes.
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def _conn(self) -> sqlite3.Connection | None:
+        return getattr(self._local, "conn", None)
+
+    @_conn.setter
+    def _conn(self, conn: sqlite3.Connection | None) -> None:
+        self._local.conn = conn
+        if conn is not None:
+            with self._lock:
+                self._all.append(conn)
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
+                _add_columns(conn)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             except sqlite3.DatabaseError as e:
                 conn.close()
                 if "locked" in str(e) or "busy" in str(e):
                     raise
                 self._recover(e)
-                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
                 conn.execute(
@@ -117,10 +144,21 @@ class Database:
     def size_totals(self) -> dict[str, int]:
         row = self._connect().execute(
             "SELECT COUNT(*), SUM(count_after), SUM(oz_count), SUM(text), SUM(oz_text), SUM(alloc),"
-            " SUM(oz_alloc), SUM(cache_hit), SUM(model_calls) FROM events WHERE oz_text IS NOT NULL"
+            " SUM(oz_alloc), SUM(cache_hit), SUM(model_calls), SUM(remote_calls) FROM events"
+            " WHERE oz_text IS NOT NULL"
         ).fetchone()
-        keys = ["tus", "count", "oz_count", "text", "oz_text", "alloc", "oz_alloc", "cache_hits", "model_calls"]
+        keys = ["tus", "count", "oz_count", "text", "oz_text", "alloc", "oz_alloc", "cache_hits", "model_calls",
+                "remote_calls"]
         return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
+
+    def cost_totals(self) -> dict[str, float | int | None]:
+        """What the optimized TUs cost: opt evaluations per TU (mean, max) and model seconds."""
+        n, mean, top, model_s = self._connect().execute(
+            "SELECT COUNT(opt_evals), AVG(opt_evals), MAX(opt_evals), SUM(model_s) FROM events"
+            " WHERE opt_evals IS NOT NULL"
+        ).fetchone()
+        return {"tus": int(n or 0), "opt_evals_mean": None if mean is None else round(float(mean), 2),
+                "opt_evals_max": None if top is None else int(top), "model_s": round(float(model_s or 0.0), 3)}
 
     def zero(self) -> None:
         with self._tx() as c:
@@ -211,8 +249,11 @@ class Database:
             return c.execute("DELETE FROM cache").rowcount
 
     def close(self) -> None:
-        if self._conn is not None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
             try:
-                self._conn.close()
-            finally:
-                self._conn = None
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()

@@ -4,6 +4,8 @@ backend and training: below all of them, so none imports another for a constant.
 from __future__ import annotations
 
 PROMPT_FORMAT = "cllm-v1"
+FTD_FORMAT = "llm-compiler-ftd"  # Meta LLM Compiler FTD's flag-tuning format (optimizer/ftd.py)
+PROMPT_FORMATS = (PROMPT_FORMAT, FTD_FORMAT)
 
 PROMPT_MARK = "<|prompt|>"
 ANSWER_MARK = "<|answer|>"

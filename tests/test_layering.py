@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("clang_llm.build",),  # TUBuilder, Finding, target options, atomic outputs
     ("clang_llm.model",),  # the model backend
     ("clang_llm.optimizer",),  # prompt, loop, factory
-    ("clang_llm.identity", "clang_llm.explain"),
+    ("clang_llm.identity", "clang_llm.explain", "clang_llm.serve"),  # serve: one model over HTTP
     ("clang_llm.driver",),  # the compile path
     ("clang_llm.train",),  # corpus, labels, training
     ("clang_llm.eval",),  # evaluation of methods on labelled modules

@@ -207,7 +207,9 @@ def _count(db: Database, outcome: Outcome) -> None:
             count_before=r["count_before"], count_after=r["chosen"]["count_after"],
             oz_count=r["oz"]["count_after"], text=r["chosen"]["sizes"]["text"],
             alloc=r["chosen"]["sizes"]["alloc"], oz_text=r["oz"]["sizes"]["text"],
-            oz_alloc=r["oz"]["sizes"]["alloc"], cache_hit=int(r["cache_hit"]), model_calls=r["model_calls"])
+            oz_alloc=r["oz"]["sizes"]["alloc"], cache_hit=int(r["cache_hit"]), model_calls=r["model_calls"],
+            remote_calls=r.get("remote_calls", 0), opt_evals=r.get("opt_evaluations"),
+            model_s=(r.get("timing") or {}).get("model_s"))
     db.safe("record", db.put_record, r["object"], r)
 
 

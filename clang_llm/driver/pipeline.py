@@ -23,12 +23,21 @@ from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import Invocation
+from clang_llm.model.card import ModelError
 from clang_llm.objsize import Sizes, object_sizes
 from clang_llm.optimizer.base import Decision, Optimizer, TUContext, select_best
 from clang_llm.passes import OZ, PassListError, Vocabulary, parse_pass_list
 from clang_llm.toolchain import Toolchain, ToolTimeout, run
 
 log = logging.getLogger("clang_llm")
+
+
+# Decisions made without the model's answers are not remembered: the next build asks again.
+_UNCACHED = frozenset({"optimizer-error", "model-error", "prompt-too-long"})
+
+
+def _cacheable(reason: str) -> bool:
+    return reason not in _UNCACHED and not reason.startswith("backend-")
 
 
 class Fallback(Exception):
@@ -126,7 +135,9 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             raise Fallback("ir-parse", str(e)) from e
         if builder.count_before < settings.min_instructions:
             return _too_small(inv, settings, builder, ir_digest, res, t0, t_emit)
+        t_load = time.monotonic()
         optimizer: Optimizer = optimizer_factory(settings)
+        load_s = time.monotonic() - t_load
         model_id = getattr(optimizer, "model_id", None) or "none"
         use_cache = settings.cache and model_id != "none"
         key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
@@ -138,8 +149,9 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
                 stored["timing"] = {"frontend_s": round(t_emit, 4), "total_s": round(time.monotonic() - t0, 4)}
                 stored.update({"object": str(Path(inv.output or "").resolve()), "cwd": os.getcwd(),
                                "source": str(Path(inv.source or "").resolve()), "model_id": model_id,
-                               "settings": {k: v for k, v in vars(settings).items() if k != "sources"},
+                               "settings": settings.public(),
                                "argv": inv.argv, "llm_flags": inv.llm_flags, "cache_hit": True, "model_calls": 0,
+                               "remote_calls": 0,
                                "seconds": round(time.monotonic() - t0, 3)})
                 kind = "optimized" if stored["chosen"]["pass_list"] != "Oz" else "oz"
                 return Outcome(kind=kind, reason="cache-hit:object", record=stored, stdout=res.stdout,
@@ -161,10 +173,13 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         if not cache_hit:
             try:
                 decision = optimizer.optimize(tu)
+            except ModelError as e:  # the model or its server failed: one line, no traceback
+                log.warning("%s: model failed, using -Oz: %s", inv.source, e)
+                decision = Decision(chosen=oz, reason=getattr(e, "reason", "model-error"))
             except Exception as e:  # a broken optimizer must not break the build
                 log.exception("optimizer raised")
                 decision = Decision(chosen=oz, reason="optimizer-error", rounds=[{"error": repr(e)[:500]}])
-            if use_cache and decision.reason != "optimizer-error":
+            if use_cache and _cacheable(decision.reason):
                 db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
                         {"reason": decision.reason}, settings.cache_max_entries)
         assert decision is not None
@@ -188,19 +203,22 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             raise Fallback("output-write", str(e)) from e
 
         kind = "optimized" if chosen is not oz and chosen.sizes.text <= oz.sizes.text else "oz"
-        if use_cache and decision.reason != "optimizer-error":
+        if use_cache and _cacheable(decision.reason):
             db.safe("object store", db.object_put, key, chosen.object_path.read_bytes(),
                     {"oz": oz.to_json(), "chosen": chosen.to_json(), "reason": decision.reason,
                      "ir_hash": ir_digest, "count_before": builder.count_before}, settings.cache_max_entries)
         record = {
             "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
             "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir_digest,
-            "settings": {k: v for k, v in vars(settings).items() if k != "sources"},
+            "settings": settings.public(),
             "count_before": builder.count_before, "oz": oz.to_json(), "chosen": chosen.to_json(),
             "reason": decision.reason, "rounds": decision.rounds, "model_id": model_id,
-            "model_calls": decision.model_calls, "cache_hit": cache_hit,
+            "model_calls": decision.model_calls, "remote_calls": decision.remote_calls,
+            "backend": settings.public()["backend"], "cache_hit": cache_hit,
             "seconds": round(time.monotonic() - t0, 3),
-            "timing": _timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0),
+            "timing": {"model_load_s": round(load_s, 4),
+                       **_timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0)},
+            "opt_evaluations": 1 + sum(int(r.get("opt_evaluations", 0)) for r in decision.rounds),
         }
         return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
                           stdout=res.stdout, stderr=res.stderr)
@@ -226,7 +244,7 @@ def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_diges
     record = {
         "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
         "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir_digest,
-        "settings": {k: v for k, v in vars(settings).items() if k != "sources"},
+        "settings": settings.public(),
         "count_before": builder.count_before, "oz": oz, "chosen": oz, "reason": "too-small", "rounds": [],
         "model_id": "none", "model_calls": 0, "cache_hit": False, "seconds": round(time.monotonic() - t0, 3),
         "timing": {"frontend_s": round(t_emit, 4), "total_s": round(time.monotonic() - t0, 4)},

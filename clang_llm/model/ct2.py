@@ -58,6 +58,9 @@ class Model:
         """Number of tokens ``text`` takes in a prompt (the measure of `build_prompt` budgets)."""
         return len(self._tokenizer.encode(text).ids)
 
+    def tokenize_ids(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text).ids)
+
     def _encode_prompt(self, prompt: str) -> list[str]:
         return [BOS, *self._tokenizer.encode(prompt).tokens]
 
@@ -91,6 +94,20 @@ class Model:
         sampling: greedy for k == 1, a k-wide beam search for k > 1. Raises `ModelError` when a
         prompt does not fit the context (build prompts with `build_prompt` to avoid it).
         """
+        return [text for text, _ in self.generate_detailed(prompts, k, seed, temperature, max_new_tokens,
+                                                           top_k=top_k)]
+
+    def generate_detailed(
+        self,
+        prompts: list[str] | str,
+        k: int = 1,
+        seed: int = 0,
+        temperature: float = 0.8,
+        max_new_tokens: int = 256,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+    ) -> list[tuple[str, bool]]:
+        """`generate`'s answers, each with whether it was cut at the token limit (no end token)."""
         import ctranslate2
 
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -124,7 +141,9 @@ class Model:
                 results = self._generator.generate_batch(encoded, **options)
             except (RuntimeError, ValueError) as exc:
                 raise ModelError(f"generation failed ({_first_line(exc)})") from None
-        return [self._tokenizer.decode(ids, skip_special_tokens=False) for r in results for ids in r.sequences_ids]
+        limit = options["max_length"]
+        return [(self._tokenizer.decode(ids, skip_special_tokens=False), len(ids) >= limit)
+                for r in results for ids in r.sequences_ids]
 
 
 def model_content_id(model_dir: str | Path) -> str:

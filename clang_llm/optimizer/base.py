@@ -39,6 +39,7 @@ class Decision:
     reason: str  # why this one: "beats-oz", "no-candidate-beat-oz", "model-unavailable", ...
     rounds: list[dict[str, Any]] = field(default_factory=list)  # transcript for `explain`
     model_calls: int = 0
+    remote_calls: int = 0  # requests sent to a model server (0 in-process)
     model_id: str | None = None
 
 

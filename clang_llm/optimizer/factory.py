@@ -21,6 +21,8 @@ def default_model_dir() -> Path:
 def make_optimizer(settings: Settings) -> Optimizer:
     if settings.off:
         return OzOnly("llm-off")
+    if settings.backend:
+        return _remote(settings)
     from clang_llm.model import ModelError, load_model
     from clang_llm.optimizer.loop import ModelLoop
 
@@ -31,3 +33,26 @@ def make_optimizer(settings: Settings) -> Optimizer:
         log.warning("no model, using -Oz: %s", e)
         return OzOnly("model-unavailable")
     return ModelLoop(model, settings)
+
+
+def _remote(settings: Settings) -> Optimizer:
+    """The loop over a model server; -Oz (counted by its reason) when the server cannot serve."""
+    from clang_llm.model.http import BackendConfig, BackendError, connect
+    from clang_llm.optimizer.formats import get_format
+    from clang_llm.optimizer.loop import ModelLoop
+
+    cfg = BackendConfig(url=settings.backend, timeout=settings.backend_timeout,
+                        concurrency=settings.backend_concurrency, key_env=settings.backend_key_env,
+                        model=settings.backend_model, prompt_format=settings.prompt_format,
+                        state_dir=settings.state_dir)
+    try:
+        model = connect(cfg)
+        fmt = get_format(model.card.prompt_format)
+    except BackendError as e:
+        log.warning("model server %s unusable, using -Oz: %s", settings.public()["backend"], e)
+        return OzOnly(e.reason)
+    except ValueError as e:
+        log.warning("model server %s: %s; using -Oz", settings.public()["backend"], e)
+        return OzOnly("backend-unknown-format")
+    model.answer_complete, model.stop = fmt.complete, fmt.stop
+    return ModelLoop(model, settings, fmt)

@@ -17,15 +17,14 @@ from typing import Any
 
 from clang_llm import ir
 from clang_llm.build.finding import Finding
-from clang_llm.model import Model
+from clang_llm.model import ModelError
 from clang_llm.optimizer.base import Decision, TUContext, select_best
+from clang_llm.optimizer.formats import CLLM, PromptFormat, PromptTooLong
 from clang_llm.optimizer.prompt import (
     Answer,
     build_feedback_prompt,
-    build_prompt,
     feedback_text,
     normalize_ir,
-    parse_answer,
 )
 
 log = logging.getLogger("clang_llm")
@@ -63,9 +62,10 @@ def prompt_budgets(context: int, max_new_tokens: int, first_cap: int = 0) -> tup
 class ModelLoop:
     """An Optimizer backed by a local model; `model_id` enters the decision cache key."""
 
-    def __init__(self, model: Model, settings: Any) -> None:
-        self.model = model
+    def __init__(self, model: Any, settings: Any, prompt_format: PromptFormat = CLLM) -> None:
+        self.model = model  # a local `Model` or an `HttpModel`: the same interface
         self.settings = settings
+        self.format = prompt_format
 
     @property
     def model_id(self) -> str:
@@ -118,7 +118,8 @@ class ModelLoop:
         """
         s = self.settings
         answers = self.model.generate(prompt, k=1, seed=seed, temperature=0.0, max_new_tokens=s.max_new_tokens)
-        seen = {str(p.pass_list) for p in map(parse_answer, answers) if p.pass_list is not None}
+        parse = self.format.parse_answer
+        seen = {str(p.pass_list) for p in map(parse, answers) if p.pass_list is not None}
         drawn, batch = 0, 0
         while k > 1 and len(seen) < k and drawn < MAX_DRAWS_PER_SAMPLE * k:
             want = k - max(1, len(seen))
@@ -126,7 +127,7 @@ class ModelLoop:
                                        max_new_tokens=s.max_new_tokens)
             drawn, batch = drawn + want, batch + 1
             for a in more:
-                key = parse_answer(a).pass_list
+                key = parse(a).pass_list
                 if key is None or str(key) not in seen:
                     answers.append(a)
                 if key is not None:
@@ -137,19 +138,31 @@ class ModelLoop:
         s = self.settings
         first_budget, budget = prompt_budgets(self.model.context_length, s.max_new_tokens,
                                               self.model.card.prompt_budget)
-        prompt = build_prompt(tu.ir_text, first_budget, self.model.count_tokens)
-        current = prompt
         rounds: list[dict[str, Any]] = []
         findings: list[Finding] = []
+        try:
+            # A format without feedback rounds never needs room for one in its first prompt.
+            prompt = self.format.build_prompt(tu.ir_text, first_budget if self.format.feedback else budget,
+                                              self.model.count_tokens)
+        except PromptTooLong as e:
+            return self._decision(tu, findings, [{"error": str(e)}], 0, "prompt-too-long")
+        except ModelError as e:
+            return self._decision(tu, findings, [{"error": str(e)[:300]}], 0, getattr(e, "reason", "model-error"))
+        current = prompt
         calls = 0
         for r in range(s.rounds):
             t_model = time.monotonic()
-            answers = self._answers(current, s.samples, s.seed + r)
+            try:
+                answers = self._answers(current, s.samples, s.seed + r)
+            except ModelError as e:  # a failing model or server ends the rounds; what was found stays
+                log.warning("model failed in round %d: %s", r + 1, e)
+                rounds.append({"round": r + 1, "error": str(e)[:300]})
+                return self._decision(tu, findings, rounds, calls, getattr(e, "reason", "model-error"))
             model_s = time.monotonic() - t_model
             calls += 1
             t_cand = time.monotonic()
             # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
-            parsed = [parse_answer(a) for a in answers]
+            parsed = [self.format.parse_answer(a) for a in answers]
             distinct = list({str(p.pass_list): p.pass_list for p in parsed if p.pass_list is not None}.values())
             with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
                 results = list(pool.map(tu.evaluate, distinct))
@@ -172,11 +185,21 @@ class ModelLoop:
                 break
             if r + 1 == s.rounds:
                 break
+            if not self.format.feedback:
+                continue  # the next round samples the same prompt again (its own seed)
             # Feedback on the round's most useful answer: the best valid one, else the first.
             idx = round_findings.index(best) if best in round_findings else 0
             previous, fb = self._feedback(prompt, answers[idx], round_findings[idx], tu, budget)
             rec["feedback"] = fb
             current = build_feedback_prompt(prompt, previous, fb, max_tokens=budget,
                                             count_tokens=self.model.count_tokens)
+        return self._decision(tu, findings, rounds, calls, None)
+
+    def _decision(self, tu: TUContext, findings: list[Finding], rounds: list[dict[str, Any]], calls: int,
+                  failure: str | None) -> Decision:
+        """The best finding; a failure's reason when it cut the rounds short and nothing beat -Oz."""
         chosen, reason = select_best(tu.oz, findings)
-        return Decision(chosen=chosen, reason=reason, rounds=rounds, model_calls=calls, model_id=self.model.id)
+        if failure is not None and reason != "beats-oz":
+            reason = failure
+        return Decision(chosen=chosen, reason=reason, rounds=rounds, model_calls=calls,
+                        remote_calls=int(getattr(self.model, "requests", 0)), model_id=self.model.id)
