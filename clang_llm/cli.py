@@ -158,6 +158,42 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback
     serve_forever(server, address, svc)
 
 
+daemon_app = typer.Typer(help="The warm compile daemon (started by the first compile; one per state dir).",
+                         no_args_is_help=True)
+app.add_typer(daemon_app, name="daemon")
+
+
+@daemon_app.command("status")
+def daemon_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Whether a daemon serves this state dir, its pid and since when."""
+    import os
+    import time
+
+    from clang_llm.driver.client import state_dir
+    from clang_llm.driver.daemon import status
+
+    info = status(state_dir(os.environ))
+    if as_json:
+        print(json.dumps(info))
+    elif info is None:
+        console.print("no daemon running (the next compile starts one)")
+    else:
+        console.print(f"daemon pid {info['pid']}, up {time.time() - info['started']:.0f} s, protocol "
+                      f"{info['protocol']}, code {info['code']}")
+    raise typer.Exit(0 if info else 1)
+
+
+@daemon_app.command("stop")
+def daemon_stop() -> None:
+    """Stop this state dir's daemon (compiles in flight finish)."""
+    import os
+
+    from clang_llm.driver.client import state_dir, stop_daemon
+
+    stopped = stop_daemon(state_dir(os.environ))
+    console.print("daemon stopped" if stopped else "no daemon running")
+
+
 def _mount() -> None:
     """Mount the data/model commands; their heavy imports happen only when they run."""
     import importlib

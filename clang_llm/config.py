@@ -50,6 +50,7 @@ class Settings:
     db_timeout: float = 5.0  # seconds to wait for a busy database before skipping the write
     cache_max_entries: int = 50_000
     disable: bool = False  # kill switch: exec the real compiler, untouched
+    daemon: bool = True  # through the warm daemon (read by the thin client: env or flag only)
     # A model server instead of the packaged model: http(s)://host:port or unix:/path/to/socket,
     # speaking the OpenAI completions API (vLLM, llama.cpp's server, `clang-llm-tool serve`).
     backend: str = ""

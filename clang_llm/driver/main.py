@@ -66,7 +66,7 @@ def _launcher_args(argv: list[str]) -> tuple[list[str], bool | None]:
     return argv[1:], cxx
 
 
-def run_driver(argv: list[str], cxx: bool) -> int:
+def run_driver(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
     args, launcher_cxx = _launcher_args(argv)
     if launcher_cxx is not None:
         cxx = launcher_cxx
@@ -96,6 +96,8 @@ def run_driver(argv: list[str], cxx: bool) -> int:
     if settings.disable:
         return _exec_real(compiler, plain)
     db = Database(settings.state_dir, timeout=settings.db_timeout)
+    if daemon_reason:  # the thin client could not use the daemon: this call runs in-process
+        db.safe("stats", db.add_event, "daemon", daemon_reason)
     try:
         units = [inv]
         if inv.passthrough:
@@ -213,10 +215,10 @@ def _count(db: Database, outcome: Outcome) -> None:
     db.safe("record", db.put_record, r["object"], r)
 
 
-def safe_main(argv: list[str], cxx: bool) -> int:
+def safe_main(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
     """The last safety net: an unexpected error anywhere above becomes a plain clang run."""
     try:
-        return run_driver(argv, cxx)
+        return run_driver(argv, cxx, daemon_reason)
     except KeyboardInterrupt:
         return 130
     except SystemExit as e:

@@ -76,6 +76,7 @@ def build_env(state_dir: Path, bin_dir: Path, **extra: str) -> dict[str, str]:
     env["CLANG_LLM_DIR"] = str(state_dir)
     env["XDG_CONFIG_HOME"] = str(state_dir / "xdg-config")  # no ~/.config/clang-llm/config.toml
     env["LC_ALL"] = "C"
+    env["CLANG_LLM_DAEMON_IDLE"] = "120"  # each build's daemon goes soon after the test
     env.update(extra)
     return env
 
@@ -270,6 +271,10 @@ def check_no_unexpected_fallbacks(state_dir: Path) -> None:
     odd = [(k, r, n) for k, r, n in event_counts(state_dir) if k in ("fallback", "error")
            and r not in EXPECTED_FALLBACKS]
     assert not odd, f"unexpected fallbacks/errors (see {state_dir}/clang-llm.log): {odd}"
+    # Calls that ran in-process because the daemon was not up yet are expected; any other
+    # daemon failure (crashed, timeout, protocol) in a healthy build is a bug.
+    bad_daemon = [(k, r, n) for k, r, n in event_counts(state_dir) if k == "daemon" and r != "not-running"]
+    assert not bad_daemon, f"daemon failures (see {state_dir}/clang-llm.log): {bad_daemon}"
 
 
 def check_all(objects: set[str], state_dir: Path, work: Path) -> dict[str, dict[str, Any]]:

@@ -35,7 +35,7 @@ def test_lz4_built_against_serve_matches_in_process(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    (lsrc, lstate, _, _), (rsrc, rstate, renv, rlog) = trees["local"], trees["remote"]
+    (lsrc, _, _, _), (rsrc, rstate, renv, rlog) = trees["local"], trees["remote"]
     local = {str(Path(o).relative_to(lsrc.resolve())) for o in objects_under(lsrc)}
     remote = {str(Path(o).relative_to(rsrc.resolve())) for o in objects_under(rsrc)}
     assert local == remote and len(local) >= 9

@@ -1,0 +1,227 @@
+"""The warm daemon behind the thin client, sccache's way: one per user and state dir.
+
+A single-threaded parent listens on ``<state>/daemon/socket`` (0600, in a 0700 directory that
+must be ours), with every compile-path module imported once. Each call gets a forked child: it
+takes the client's stdin/stdout/stderr (passed as file descriptors), working directory and
+environment, runs the same `safe_main` as an in-process call, and answers with the exit status.
+A fork per call keeps calls apart (cwd, environment, signals, crashes) at the price of one fork.
+
+One daemon per state dir (an exclusive lock); it replaces a stale socket; it exits after
+`CLANG_LLM_DAEMON_IDLE` seconds (default 600) with no call, on SIGTERM (`clang-llm-tool daemon
+stop`), or when its directory disappears. A client whose protocol or code differs gets a
+``protocol`` error and runs in-process; it then stops this daemon so the next call starts one
+that runs the current code.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from clang_llm.driver.client import PROTOCOL, code_id, daemon_dir
+
+DEFAULT_IDLE_S = 600.0
+MAX_CHILDREN = 64  # calls in flight; more wait in the listen backlog
+MAX_HEADER = 4 << 20
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise PermissionError(f"{path} must be a directory of ours with mode 0700")
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = conn.recv(min(65536, n - got))
+        if not chunk:
+            raise ConnectionError("client went away")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _reply(conn: socket.socket, msg: dict[str, Any]) -> None:
+    conn.sendall(json.dumps(msg).encode() + b"\n")
+
+
+def handle(conn: socket.socket, code: str) -> int:
+    """One call, in the forked child. Returns the status the child exits with."""
+    conn.settimeout(30)
+    size = int.from_bytes(_recv_exact(conn, 4), "big")
+    if size > MAX_HEADER:
+        return 2
+    header = json.loads(_recv_exact(conn, size))
+    argv = header.get("argv") if isinstance(header, dict) else None
+    cwd = header.get("cwd") if isinstance(header, dict) else None
+    env = header.get("env") if isinstance(header, dict) else None
+    if header.get("protocol") != PROTOCOL or header.get("code") != code or not (
+            isinstance(argv, list) and all(isinstance(a, str) for a in argv) and isinstance(cwd, str)
+            and isinstance(env, dict)):
+        _reply(conn, {"error": "protocol", "protocol": PROTOCOL, "code": code})
+        return 0
+    _reply(conn, {"ack": os.getpid()})
+    _, fds, _, _ = socket.recv_fds(conn, 1, 8)
+    try:
+        if len(fds) < 3:
+            return 2
+        conn.settimeout(None)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        from clang_llm.driver.main import safe_main
+
+        rc = safe_main(argv, bool(header.get("cxx")))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _reply(conn, {"rc": rc})
+        return 0
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _preload() -> None:
+    """Import what a compile imports, once, so that every forked child has it warm."""
+    import clang_llm.build.tubuilder  # noqa: F401
+    import clang_llm.driver.main  # noqa: F401
+    import clang_llm.driver.pipeline  # noqa: F401
+    import clang_llm.ir  # noqa: F401
+    import clang_llm.optimizer.factory  # noqa: F401
+    import clang_llm.optimizer.loop  # noqa: F401
+
+
+class Daemon:
+    def __init__(self, state: str, idle_s: float) -> None:
+        self.dir = Path(daemon_dir(state))
+        self.idle_s = idle_s
+        self.children: set[int] = set()
+        self.stopping = False
+        self.last = time.monotonic()
+        self.code = code_id()
+
+    def _listen(self) -> socket.socket:
+        path = self.dir / "socket"
+        tmp = self.dir / f".socket.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(tmp))
+        finally:
+            os.umask(old)
+        os.chmod(tmp, 0o600)
+        sock.listen(128)
+        os.replace(tmp, path)  # atomically: clients never see a socket that does not answer yet
+        return sock
+
+    def _reap(self) -> None:
+        for pid in list(self.children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.children.discard(pid)
+                self.last = time.monotonic()
+
+    def run(self) -> int:
+        _private_dir(self.dir)
+        lock = open(self.dir / "lock", "a")  # noqa: SIM115 (held for the daemon's life)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # another daemon serves this state dir
+        _preload()
+        sock = self._listen()
+        status = {"pid": os.getpid(), "pgid": os.getpgid(0), "started": time.time(), "protocol": PROTOCOL,
+                  "code": self.code, "python": sys.executable}
+        (self.dir / "status.json").write_text(json.dumps(status))
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        sel = selectors.DefaultSelector()
+        sel.register(sock, selectors.EVENT_READ)
+        try:
+            while not self.stopping:
+                self._reap()
+                if not self.children and time.monotonic() - self.last > self.idle_s:
+                    break
+                if not (self.dir / "socket").exists():
+                    break  # removed (or the state dir was): nobody can reach us any more
+                if len(self.children) >= MAX_CHILDREN or not sel.select(timeout=0.5):
+                    time.sleep(0.01) if len(self.children) >= MAX_CHILDREN else None
+                    continue
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    continue
+                self.last = time.monotonic()
+                pid = os.fork()
+                if pid == 0:
+                    sel.close()
+                    sock.close()
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    code = 1
+                    try:
+                        code = handle(conn, self.code)
+                    except BaseException:
+                        code = 1
+                    finally:
+                        os._exit(code)
+                conn.close()
+                self.children.add(pid)
+        finally:
+            sel.close()
+            sock.close()
+            try:
+                if json.loads((self.dir / "status.json").read_text()).get("pid") == os.getpid():
+                    (self.dir / "socket").unlink(missing_ok=True)
+                    (self.dir / "status.json").unlink(missing_ok=True)
+            except (OSError, ValueError):
+                pass
+        return 0
+
+
+def status(state: str) -> dict[str, Any] | None:
+    """The running daemon's status (pid, code, …), or None when none answers."""
+    d = Path(daemon_dir(state))
+    try:
+        info = json.loads((d / "status.json").read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(d / "socket"))
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return info
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m clang_llm.driver.daemon STATE_DIR", file=sys.stderr)
+        return 2
+    try:
+        idle = float(os.environ.get("CLANG_LLM_DAEMON_IDLE", DEFAULT_IDLE_S))
+    except ValueError:
+        idle = DEFAULT_IDLE_S
+    return Daemon(argv[0], idle).run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,187 @@
+"""The warm daemon and its thin client, for real: the first call starts it, later calls go
+through it, and every way it can fail (killed mid-compile, stale socket, another protocol,
+hung) ends with plain clang -Oz's object and a counted reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_clang
+
+from clang_llm.db import Database
+from clang_llm.driver.client import stop_daemon
+from clang_llm.driver.daemon import status
+
+CLIENT = [sys.executable, "-c", "from clang_llm.driver.client import main_c; main_c()"]
+
+
+@pytest.fixture
+def dstate(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "state"
+    yield d
+    info = status(str(d))
+    if info:
+        stop_daemon(str(d))
+        _wait(lambda: status(str(d)) is None, 10)
+
+
+def _env(state: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLANG_LLM_")}
+    env.update({"CLANG_LLM_DIR": str(state), "XDG_CONFIG_HOME": str(state.parent / "xdg"),
+                "CLANG_LLM_MODEL": str(state.parent / "no-model"), **extra})
+    return env
+
+
+def _wait(cond: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _compile(src: Path, state: Path, out: str = "out.o", **extra: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*CLIENT, "-c", src.name, "-o", out], cwd=src.parent, env=_env(state, **extra),
+                          capture_output=True, timeout=120)
+
+
+def _reference(src: Path) -> bytes:
+    assert run_clang(["-Oz", "-c", src.name, "-o", "ref.o"], src.parent).returncode == 0
+    return (src.parent / "ref.o").read_bytes()
+
+
+def _daemon_reasons(state: Path) -> dict[str, int]:
+    return {r: n for k, r, n in Database(state).event_counts() if k == "daemon"}
+
+
+def test_first_call_starts_the_daemon_later_calls_use_it(src: Path, dstate: Path) -> None:
+    ref = _reference(src)
+    first = _compile(src, dstate, "a.o")
+    assert first.returncode == 0 and first.stderr == b""
+    assert (src.parent / "a.o").read_bytes() == ref
+    assert _daemon_reasons(dstate) == {"not-running": 1}
+    assert _wait(lambda: status(str(dstate)) is not None, 20), "the daemon did not come up"
+    d = dstate / "daemon"
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700 and stat.S_IMODE((d / "socket").stat().st_mode) == 0o600
+    for name in ("b.o", "c.o"):
+        res = _compile(src, dstate, name)
+        assert res.returncode == 0 and res.stderr == b""
+        assert (src.parent / name).read_bytes() == ref
+    assert _daemon_reasons(dstate) == {"not-running": 1}  # no more fallbacks
+    assert Database(dstate).get_record(str((src.parent / "c.o").resolve())) is not None
+    # clang's own errors and exit status come through the daemon unchanged
+    bad = src.parent / "bad.c"
+    bad.write_text("int f( { return }\n")
+    want = run_clang(["-c", "bad.c", "-o", "bad.o"], src.parent)
+    got = subprocess.run([*CLIENT, "-c", "bad.c", "-o", "bad.o"], cwd=src.parent, env=_env(dstate),
+                         capture_output=True, timeout=60)
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
+    tool = subprocess.run([sys.executable, "-c", "from clang_llm.cli import app; app()", "daemon", "status",
+                           "--json"], env=_env(dstate), capture_output=True, text=True)
+    assert tool.returncode == 0 and json.loads(tool.stdout)["pid"] == status(str(dstate))["pid"]  # type: ignore[index]
+
+
+def test_killed_mid_compile_recompiles_in_process(src: Path, dstate: Path, tmp_path: Path) -> None:
+    ref = _reference(src)
+    assert _compile(src, dstate, "warm.o").returncode == 0
+    assert _wait(lambda: status(str(dstate)) is not None, 20)
+    slow = tmp_path / "slow-opt"
+    slow.write_text("#!/bin/sh\nsleep 2\nexec opt-22 \"$@\"\n")
+    slow.chmod(0o755)
+    proc = subprocess.Popen([*CLIENT, "-c", src.name, "-o", "out.o"], cwd=src.parent,
+                            env=_env(dstate, CLANG_LLM_OPT=str(slow)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    pgid = status(str(dstate))["pgid"]  # type: ignore[index]
+    assert _wait(lambda: b"slow-opt" in subprocess.run(["ps", "-g", str(pgid), "-o", "args="],
+                                                        capture_output=True).stdout, 20)
+    os.killpg(pgid, signal.SIGKILL)  # the daemon and the child compiling, mid-compile
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert (src.parent / "out.o").read_bytes() == ref
+    assert _daemon_reasons(dstate).get("crashed") == 1
+    assert not [p for p in src.parent.iterdir() if "tmp" in p.name]
+
+
+def test_stale_socket_is_replaced(src: Path, dstate: Path) -> None:
+    ref = _reference(src)
+    d = dstate / "daemon"
+    d.mkdir(parents=True, mode=0o700)
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(d / "socket"))
+    s.close()  # the file stays, nobody listens: what a daemon killed with -9 leaves
+    res = _compile(src, dstate)
+    assert res.returncode == 0 and (src.parent / "out.o").read_bytes() == ref
+    assert _daemon_reasons(dstate) == {"stale-socket": 1}
+    assert _wait(lambda: status(str(dstate)) is not None, 20), "no new daemon on the stale socket"
+
+
+def _fake_daemon(d: Path, answer: bytes | None) -> tuple[socket.socket, threading.Thread]:
+    d.mkdir(parents=True, mode=0o700, exist_ok=True)
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(d / "socket"))
+    srv.listen(8)
+    held: list[socket.socket] = []
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            held.append(conn)  # a hung daemon keeps the connection open and says nothing
+            conn.recv(65536)
+            if answer is not None:
+                conn.sendall(answer)
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return srv, t
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (b'{"error": "protocol", "protocol": 999, "code": "other"}\n', "protocol-mismatch"),
+    (None, "timeout"),
+    (b"garbage\n", "crashed"),
+])
+def test_wrong_protocol_and_hung_daemon(src: Path, dstate: Path, answer: bytes | None, reason: str) -> None:
+    ref = _reference(src)
+    srv, _ = _fake_daemon(dstate / "daemon", answer)
+    try:
+        t0 = time.monotonic()
+        res = _compile(src, dstate, CLANG_LLM_DAEMON_TIMEOUT="1")
+        assert time.monotonic() - t0 < 30
+    finally:
+        srv.close()
+    assert res.returncode == 0 and res.stderr == b""
+    assert (src.parent / "out.o").read_bytes() == ref
+    assert _daemon_reasons(dstate) == {reason: 1}
+
+
+def test_open_state_dir_gets_no_daemon(src: Path, dstate: Path) -> None:
+    d = dstate / "daemon"
+    d.mkdir(parents=True)
+    d.chmod(0o755)
+    ref = _reference(src)
+    assert _compile(src, dstate).returncode == 0
+    assert (src.parent / "out.o").read_bytes() == ref
+    time.sleep(1.5)
+    assert status(str(dstate)) is None and not (d / "socket").exists()
+
+
+def test_daemon_off_stays_in_process(src: Path, dstate: Path) -> None:
+    assert _compile(src, dstate, CLANG_LLM_DAEMON="0").returncode == 0
+    assert _daemon_reasons(dstate) == {}
+    time.sleep(0.5)
+    assert not (dstate / "daemon" / "socket").exists()
