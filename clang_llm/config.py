@@ -44,6 +44,7 @@ class Settings:
     # validation split no module under 80 instructions had a list beating -Oz.
     min_instructions: int = 30
     jobs: int = 2  # candidates validated in parallel
+    heavy_jobs: int = 0  # opt + codegen runs at once per machine without make's jobserver (0: cores)
     dir: str = field(default_factory=_default_state_dir)  # stats, records, cache, log
     record: str = ""  # CLANG_LLM_RECORD: save each TU's IR + command line here
     cache: bool = True

@@ -104,7 +104,7 @@ def test_killed_mid_compile_recompiles_in_process(src: Path, dstate: Path, tmp_p
                             env=_env(dstate, CLANG_LLM_OPT=str(slow)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     pgid = status(str(dstate))["pgid"]  # type: ignore[index]
-    assert _wait(lambda: b"slow-opt" in subprocess.run(["ps", "-g", str(pgid), "-o", "args="],
+    assert _wait(lambda: b"slow-opt" in subprocess.run(["ps", "-ww", "-g", str(pgid), "-o", "args="],
                                                         capture_output=True).stdout, 20)
     os.killpg(pgid, signal.SIGKILL)  # the daemon and the child compiling, mid-compile
     out, err = proc.communicate(timeout=120)

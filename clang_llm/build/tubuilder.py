@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clang_llm import ir
 from clang_llm.build.finding import Finding
+from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.targetopts import TargetOptions, derive
 from clang_llm.objsize import object_sizes
 from clang_llm.passes import PassList, render
@@ -75,9 +76,11 @@ class TUBuilder:
     """Runs opt and codegen for candidate pass lists of one TU; every result is a Finding."""
 
     def __init__(self, compiler: Path, opt: Path, codegen_flags: list[str], lang: str, in_bc: Path,
-                 workdir: Path, timeout: float, facts: FactStore | None = None) -> None:
+                 workdir: Path, timeout: float, facts: FactStore | None = None,
+                 slots: JobSlots | None = None) -> None:
         self.compiler, self.opt = compiler, opt
         self.facts = facts
+        self.slots = slots  # bounds concurrent evaluations (make's jobserver, or per machine)
         self.codegen_flags, self.lang = codegen_flags, lang
         self.in_bc, self.workdir, self.timeout = in_bc, workdir, timeout
         self._pipelines: dict[str, str] = {}
@@ -149,6 +152,12 @@ class TUBuilder:
 
     def evaluate(self, pass_list: PassList, verify_each: bool = True) -> Finding:
         """opt with the list (-verify-each, timeout), count instructions, codegen, measure sizes."""
+        if self.slots is None:
+            return self._evaluate(pass_list, verify_each)
+        with self.slots.slot():
+            return self._evaluate(pass_list, verify_each)
+
+    def _evaluate(self, pass_list: PassList, verify_each: bool) -> Finding:
         tag = f"c{next(self._ids)}"
         out_bc, out_o = self.workdir / f"{tag}.bc", self.workdir / f"{tag}.o"
         f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)

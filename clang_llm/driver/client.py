@@ -56,6 +56,26 @@ def wanted(argv: list[str], env: dict[str, str] | os._Environ[str]) -> bool:
     return not any(a.startswith("--llm-daemon=") and a.split("=", 1)[1].lower() in _OFF for a in argv)
 
 
+def _jobserver_fds(env: dict[str, str] | os._Environ[str]) -> list[int]:
+    """make's jobserver pipe, when make passed it to us (a `+` recipe under make 4.3)."""
+    flags = env.get("MAKEFLAGS", "")
+    for key in ("--jobserver-auth=", "--jobserver-fds="):
+        at = flags.rfind(key)
+        if at < 0:
+            continue
+        spec = flags[at + len(key):].split(" ", 1)[0]
+        if spec.startswith("fifo:"):
+            return []  # a path: the daemon opens it itself
+        try:
+            fds = [int(x) for x in spec.split(",", 1)]
+            for fd in fds:
+                os.fstat(fd)
+        except (ValueError, OSError):
+            return []
+        return fds if len(fds) == 2 else []
+    return []
+
+
 def _send_header(sock: socket.socket, header: dict[str, object]) -> None:
     data = json.dumps(header).encode()
     sock.sendall(len(data).to_bytes(4, "big") + data)
@@ -114,7 +134,7 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
             if "ack" not in ack:
                 return None, "protocol-mismatch"
             # Only an acknowledged daemon gets our stdio: one that hangs before that holds nothing.
-            socket.send_fds(sock, [b"F"], [0, 1, 2])
+            socket.send_fds(sock, [b"F"], [0, 1, 2, *_jobserver_fds(env)])
             sock.settimeout(None)  # acknowledged: the compile itself may take its time
             done = _read_line(sock, buf)
         except TimeoutError:

@@ -82,6 +82,8 @@ def handle(conn: socket.socket, code: str) -> int:
         os.environ.update({str(k): str(v) for k, v in env.items()})
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
+        if len(fds) >= 5:  # the client's jobserver pipe, under our own fd numbers
+            os.environ["CLANG_LLM_JOBSERVER_FDS"] = f"{fds[3]},{fds[4]}"
         from clang_llm.driver.main import safe_main
 
         rc = safe_main(argv, bool(header.get("cxx")))

@@ -18,6 +18,7 @@ from typing import Any
 
 from clang_llm import ir
 from clang_llm.build.finding import Finding
+from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.outputs import atomic_copy, atomic_write_text, private_tempdir
 from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.config import Settings
@@ -123,8 +124,9 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         codegen = inv.codegen_args()
         facts = FactStore(toolchain.identity, lambda k: db.safe("facts", db.fact_get, k),
                           lambda k, v: db.safe("facts", db.fact_put, k, v))
+        slots = JobSlots.from_env(os.environ, settings.state_dir / "cpu-slots", settings.heavy_jobs)
         builder = TUBuilder(compiler, toolchain.opt, codegen, inv.lang or "c", in_bc, work, settings.opt_timeout,
-                            facts)
+                            facts, slots)
         try:
             module = ir.parse(in_bc)
             ir_text = str(module)
@@ -230,7 +232,11 @@ def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_diges
     object as the opt + codegen baseline, one process fewer), no model."""
     obj = builder.workdir / "small.o"
     try:
-        done = run(builder.clang_oz_command(obj), timeout=settings.opt_timeout)
+        if builder.slots is None:
+            done = run(builder.clang_oz_command(obj), timeout=settings.opt_timeout)
+        else:
+            with builder.slots.slot():
+                done = run(builder.clang_oz_command(obj), timeout=settings.opt_timeout)
     except ToolTimeout as e:
         raise Fallback("oz-timeout", str(e)) from e
     if done.returncode != 0:

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from clang_llm.build.jobslots import SlotTimeout, machine_slot
 from clang_llm.config import public_url
 from clang_llm.model.card import ModelCard, ModelError
-from clang_llm.model.slots import SlotTimeout, machine_slot
 from clang_llm.prompt_format import PROMPT_FORMAT
 
 MAX_RESPONSE_BYTES = 16 << 20
