@@ -185,3 +185,26 @@ def test_daemon_off_stays_in_process(src: Path, dstate: Path) -> None:
     assert _daemon_reasons(dstate) == {}
     time.sleep(0.5)
     assert not (dstate / "daemon" / "socket").exists()
+
+
+def test_daemon_holds_no_pipe_of_the_first_caller(src: Path, dstate: Path) -> None:
+    """configure keeps its stdout on fd 6 too: the daemon started by a probe must not hold it,
+    or whoever reads configure's output waits for the daemon's idle exit."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen([*CLIENT, "-c", src.name, "-o", "out.o"], cwd=src.parent, env=_env(dstate),
+                                pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(w)
+        assert proc.wait(timeout=60) == 0
+        assert _wait(lambda: status(str(dstate)) is not None, 20)
+        os.set_blocking(r, False)
+        assert _wait(lambda: _eof(r), 10), "someone (the daemon) still holds the caller's pipe"
+    finally:
+        os.close(r)
+
+
+def _eof(fd: int) -> bool:
+    try:
+        return os.read(fd, 1) == b""
+    except BlockingIOError:
+        return False

@@ -167,6 +167,9 @@ def spawn_daemon(state: str) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        # Nothing else of the caller's: an inherited pipe (configure keeps its stdout on fd 6)
+        # held open by a long-lived daemon would keep whoever reads that pipe waiting.
+        os.closerange(3, 1 << 16)
         env = {k: v for k, v in os.environ.items() if k != "CLANG_LLM_ACTIVE"}
         os.execve(sys.executable, [sys.executable, "-m", "clang_llm.driver.daemon", state], env)
     finally:
