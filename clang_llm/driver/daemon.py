@@ -105,6 +105,14 @@ def _preload() -> None:
     import clang_llm.optimizer.factory  # noqa: F401
     import clang_llm.optimizer.loop  # noqa: F401
 
+    try:  # the model-server client: its import (~0.15 s) would otherwise be paid per call
+        import httpx  # noqa: F401
+        import tokenizers  # noqa: F401
+
+        import clang_llm.model.http  # noqa: F401
+    except ImportError:
+        pass
+
 
 class Daemon:
     def __init__(self, state: str, idle_s: float) -> None:
