@@ -287,9 +287,9 @@ def _server_model(cfg: BackendConfig, data: dict[str, Any]) -> ServerModel:
                        tokenizer_path=tokenizer)
 
 
-def connect(cfg: BackendConfig, answer_complete: Callable[[str], bool] | None = None,
-            stop: tuple[str, ...] = ()) -> HttpModel:
-    """Ask the server which model it serves; `BackendError` if it cannot say."""
+def connect(cfg: BackendConfig) -> HttpModel:
+    """Ask the server which model it serves; `BackendError` if it cannot say. The caller sets
+    `answer_complete` and `stop` once the model's prompt format is known."""
     client = _client(cfg)
     try:
         r = client.get("/v1/models")
@@ -298,9 +298,8 @@ def connect(cfg: BackendConfig, answer_complete: Callable[[str], bool] | None = 
         raise _transport_error(e) from None
     try:
         server = _server_model(cfg, _json(r))
-        model = HttpModel(cfg, client, server, answer_complete)
+        model = HttpModel(cfg, client, server)
     except BaseException:
         client.close()
         raise
-    model.stop = stop
     return model

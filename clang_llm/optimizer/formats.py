@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clang_llm.optimizer.prompt import Answer, build_prompt, parse_answer
-from clang_llm.prompt_format import FTD_FORMAT, PROMPT_FORMAT, PROMPT_FORMATS
+from clang_llm.prompt_format import END_MARK, FTD_FORMAT, PROMPT_FORMAT, PROMPT_FORMATS
 
 CountTokens = Callable[[str], int]
 
@@ -40,7 +40,7 @@ class PromptFormat:
 def _cllm_complete(text: str) -> bool:
     """Our answers put the pass list on the first line: complete once that line has ended."""
     head, sep, _ = text.lstrip().partition("\n")
-    return bool(sep) or "<|end|>" in head
+    return bool(sep) or END_MARK in head
 
 
 CLLM = PromptFormat(name=PROMPT_FORMAT, feedback=True, stop=(), build=build_prompt, parse=parse_answer,
