@@ -88,7 +88,7 @@ def _tu_split(state: Path) -> dict[str, float]:
 
     db = Database(state)
     try:
-        recs = db.all_records()
+        recs = [r.to_json() for r in db.all_records()]
     finally:
         db.close()
     keys = ("frontend_s", "oz_baseline_s", "model_s", "candidates_s", "total_s")

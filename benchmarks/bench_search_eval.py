@@ -22,12 +22,13 @@ import tempfile
 from pathlib import Path
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ, PassList
 from clang_llm.progress import make_progress
+from clang_llm.records import Finding
 from clang_llm.toolchain import Toolchain
-from clang_llm.train.autotune import AutotuneConfig, ModuleTask, load_tasks, search_module
+from clang_llm.train.autotune import ModuleTask, load_tasks, search_module
+from clang_llm.train.configs import AutotuneConfig
 from clang_llm.train.fasteval import IncrementalEvaluator
 
 Key = tuple[int, int, int] | None

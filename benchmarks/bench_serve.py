@@ -55,7 +55,7 @@ def _model_seconds(state: Path) -> list[float]:
 
     db = Database(state)
     try:
-        recs = db.all_records()
+        recs = [r.to_json() for r in db.all_records()]
     finally:
         db.close()
     return [float(r["timing"].get("model_load_s", 0)) + float(r["timing"].get("model_s", 0))

@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from clang_llm.prompt_format import FEEDBACK_FORMS, PROMPT_FORMATS
 
@@ -95,12 +95,14 @@ def public_url(url: str) -> str:
 
 
 SETTING_NAMES = [f.name for f in fields(Settings) if f.name != "sources"]
-_TYPES = {f.name: f.type for f in fields(Settings)}
+# The real types (not the annotation strings that `from __future__ import annotations` leaves).
+_TYPES: dict[str, type] = {n: t for n, t in get_type_hints(Settings).items() if n in SETTING_NAMES}
+SettingValue = bool | int | float | str
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _coerce(name: str, value: object) -> SettingValue:
     typ = _TYPES[name]
-    if typ == "bool":
+    if typ is bool:
         if isinstance(value, bool):
             return value
         s = str(value).strip().lower()
@@ -109,13 +111,13 @@ def _coerce(name: str, value: Any) -> Any:
         if s in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"not a boolean: {value!r}")
-    if typ == "int":
-        v = int(value)
+    if typ is int:
+        v = int(value)  # type: ignore[call-overload]  # TOML int, env string or flag string
         if name in ("rounds", "samples", "jobs", "backend_concurrency") and not 1 <= v <= 64:
             raise ValueError(f"{name} must be 1..64")
         return v
-    if typ == "float":
-        v = float(value)
+    if typ is float:
+        v = float(value)  # type: ignore[arg-type]
         if v < 0:
             raise ValueError(f"{name} must be >= 0")
         return v
@@ -127,10 +129,6 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "backend" and s and not s.startswith(("http://", "https://", "unix:/")):
         raise ValueError("backend must be an http://, https:// or unix:/ URL")
     return s
-
-
-class ConfigProblems(list[str]):
-    """Problems found while loading (bad values, unreadable files); logged, never fatal."""
 
 
 def _apply(settings: Settings, values: dict[str, Any], source: str, problems: list[str]) -> None:

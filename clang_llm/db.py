@@ -12,10 +12,15 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from clang_llm.records import Event, TURecord
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 log = logging.getLogger("clang_llm")
 DB_NAME = "clang-llm.sqlite"
@@ -115,8 +120,8 @@ class Database:
             conn.execute("ROLLBACK")
             raise
 
-    def safe(self, what: str, fn: Any, *args: Any, default: Any = None, **kwargs: Any) -> Any:
-        """Run a database operation; on any sqlite failure log it and return `default`."""
+    def safe(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+        """Run a database operation; on any sqlite failure log it and return None."""
         try:
             return fn(*args, **kwargs)
         except (sqlite3.Error, OSError) as e:
@@ -124,15 +129,16 @@ class Database:
             if isinstance(e, sqlite3.DatabaseError) and "malformed" in str(e):
                 self.close()
                 self._recover(e)
-            return default
+            return None
 
     # -- stats -----------------------------------------------------------------
-    def add_event(self, kind: str, reason: str, **m: Any) -> None:
-        cols = ["ts", "kind", "reason", *m.keys()]
+    def add_event(self, event: Event) -> None:
+        m = event.columns()
+        cols = ["ts", *m.keys()]
         with self._tx() as c:
             c.execute(
                 f"INSERT INTO events({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-                [time.time(), kind, reason, *m.values()],
+                [time.time(), *m.values()],
             )
 
     def event_counts(self) -> list[tuple[str, str, int]]:
@@ -165,19 +171,20 @@ class Database:
             c.execute("DELETE FROM events")
 
     # -- records ---------------------------------------------------------------
-    def put_record(self, obj: str, data: dict[str, Any]) -> None:
+    def put_record(self, record: TURecord) -> None:
         with self._tx() as c:
             c.execute(
                 "INSERT OR REPLACE INTO records(object, ts, data) VALUES (?, ?, ?)",
-                (obj, time.time(), json.dumps(data, default=str)),
+                (record.object, time.time(), json.dumps(record.to_json(), default=str)),
             )
 
-    def get_record(self, obj: str) -> dict[str, Any] | None:
+    def get_record(self, obj: str) -> TURecord | None:
         row = self._connect().execute("SELECT data FROM records WHERE object = ?", (obj,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return TURecord.from_json(json.loads(row[0])) if row else None
 
-    def all_records(self) -> list[dict[str, Any]]:
-        return [json.loads(d) for (d,) in self._connect().execute("SELECT data FROM records ORDER BY ts")]
+    def all_records(self) -> list[TURecord]:
+        return [TURecord.from_json(json.loads(d))
+                for (d,) in self._connect().execute("SELECT data FROM records ORDER BY ts")]
 
     # -- decision cache ----------------------------------------------------------
     def cache_get(self, key: str) -> tuple[str, dict[str, Any]] | None:

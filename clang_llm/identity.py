@@ -29,7 +29,8 @@ def model_identity(settings: Settings) -> str:
     """The model's content id, or why there is none (then every TU gets -Oz)."""
     if settings.off:
         return "off"
-    from clang_llm.model.ct2 import ModelError, model_content_id
+    from clang_llm.errors import ModelError
+    from clang_llm.model.ct2 import model_content_id
     from clang_llm.optimizer.factory import default_model_dir
 
     model_dir = Path(settings.model) if settings.model else default_model_dir()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from clang_llm import LLVM_MAJOR
+from clang_llm.errors import PassListError
 
 LEVELS = ("base", "module", "cgscc", "function", "loop", "loop-mssa")
 _VOCAB_FILE = f"passes-llvm{LLVM_MAJOR}.txt"
@@ -53,8 +54,6 @@ class Vocabulary:
         return token in self.levels
 
 
-class PassListError(ValueError):
-    """A pass list that cannot be run: unknown token, empty, misplaced base pipeline."""
 
 
 _SPLIT = re.compile(r"[\s,]+")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -25,11 +25,12 @@ PLAIN_EVERY_S = 60.0
 class _Progress(Progress):
     """A rich Progress that, when not live, logs a throttled plain line on every update."""
 
-    def __init__(self, *columns: Any, label: str, plain: bool, **kwargs: Any) -> None:
-        super().__init__(*columns, **kwargs)
+    def __init__(self, *columns: str | ProgressColumn, label: str, plain: bool, console: Console,
+                 disable: bool) -> None:
+        super().__init__(*columns, console=console, disable=disable)
         self._label, self._plain, self._last = label, plain, time.monotonic()
 
-    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+    def update(self, task_id: TaskID, **kwargs: float | str | bool | None) -> None:
         super().update(task_id, **kwargs)
         self._log(task_id)
 
@@ -42,18 +43,17 @@ class _Progress(Progress):
         if not self._plain or (not force and now - self._last < PLAIN_EVERY_S):
             return
         self._last = now
-        with self._lock:
-            task = self._tasks.get(task_id)
-            if task is None:
-                return
-            total = f"/{task.total:.0f}" if task.total is not None else ""
-            eta = task.time_remaining
-            info = task.fields.get("info", "")
+        task = next((t for t in self.tasks if t.id == task_id), None)  # `tasks` copies under rich's lock
+        if task is None:
+            return
+        total = f"/{task.total:.0f}" if task.total is not None else ""
+        eta = task.time_remaining
+        info = task.fields.get("info", "")
         when = f", ETA {eta / 60:.0f} min" if eta is not None else ""
         print(f"{self._label}: {task.completed:.0f}{total}{when} {info}".rstrip(), file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        for task_id in list(self._tasks):
+        for task_id in self.task_ids:
             self._log(task_id, force=True)
         super().stop()
 

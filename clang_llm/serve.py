@@ -35,7 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from clang_llm.model import Model, ModelError, load_model
+from clang_llm.errors import BadRequest, ModelError
+from clang_llm.model import Model, load_model
 
 log = logging.getLogger("clang_llm.serve")
 MAX_BODY = 8 << 20
@@ -46,8 +47,6 @@ TOKENIZER_PATH = "/clang-llm/v1/tokenizer.json"
 STATS_PATH = "/clang-llm/v1/stats"
 
 
-class BadRequest(ValueError):
-    """A request the server refuses (HTTP 400), with the message sent back."""
 
 
 @dataclass
@@ -250,7 +249,7 @@ class Handler(BaseHTTPRequestHandler):
     def address_string(self) -> str:  # Unix sockets have no peer address
         return self.client_address[0] if isinstance(self.client_address, tuple) else "unix"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
         log.info("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, payload: dict[str, Any] | bytes) -> None:

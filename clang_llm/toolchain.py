@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clang_llm import LLVM_MAJOR
+from clang_llm.errors import ToolMissing, ToolTimeout
 
 INSTALL_HINT = f"install it with: apt-get install clang-{LLVM_MAJOR} llvm-{LLVM_MAJOR}"
 
@@ -27,8 +28,6 @@ _TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-class ToolMissing(RuntimeError):
-    """A required LLVM tool is not installed; the message says how to install it."""
 
 
 def is_our_wrapper(path: Path) -> bool:
@@ -90,8 +89,6 @@ def _discover_cached(_env: tuple[str, ...], _path: str) -> Toolchain:
     return Toolchain(clang=find_tool("clang"), clangxx=find_tool("clang++"), opt=find_tool("opt"))
 
 
-class ToolTimeout(RuntimeError):
-    pass
 
 
 def run(

@@ -26,7 +26,7 @@ if [ -f data/corpus-record.tar.xz ] && [ ! -e "$CORPUS/record/.restored" ]; then
   touch "$CORPUS/record/.restored"
 fi
 retry=(); [ -n "${RETRY:-}" ] && retry=(--retry-failed)
-.venv/bin/python -m clang_llm.train.build_packages --fetch "${retry[@]}" --src "$CORPUS/src" \
+.venv/bin/clang-llm-tool corpus packages --fetch "${retry[@]}" --src "$CORPUS/src" \
   --record "$CORPUS/record" --logs "$CORPUS/logs"
-.venv/bin/python -m clang_llm.train.csmith --out "$CORPUS/record/csmith" -n 2500
-.venv/bin/python -m clang_llm.train.corpus --out "$CORPUS/out" "$CORPUS"/record/*/
+.venv/bin/clang-llm-tool corpus csmith --out "$CORPUS/record/csmith" -n 2500
+.venv/bin/clang-llm-tool corpus index --out "$CORPUS/out" --record "$CORPUS/record"

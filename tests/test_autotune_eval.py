@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from measure import instructions, text_and_alloc
 
+from clang_llm.errors import MethodError
 from clang_llm.eval import evaluate, markdown_table, parse_method, write_outputs
-from clang_llm.eval.methods import MethodError
 from clang_llm.eval.report import package_table
 from clang_llm.passes import PassList, Vocabulary
-from clang_llm.train.autotune import AutotuneConfig, autotune, load_tasks, read_labels, read_records
+from clang_llm.train.autotune import autotune, load_tasks, read_labels, read_records
+from clang_llm.train.configs import AutotuneConfig
 from clang_llm.train.dataset import dataset_info
 from clang_llm.train.screen import bisect_failure
 
@@ -268,7 +269,8 @@ def test_bisect_failure_finds_culprits() -> None:
 
 @pytest.mark.skipif(shutil.which("csmith") is None, reason="needs csmith")
 def test_screen_smoke(labels: Path, tmp_path: Path) -> None:
-    from clang_llm.train.screen import ScreenConfig, run_screen
+    from clang_llm.train.configs import ScreenConfig
+    from clang_llm.train.screen import run_screen
 
     out = tmp_path / "screen-report.json"
     rep = run_screen(labels, ["Oz gvn-sink"], ScreenConfig(programs=1, pipelines=1, jobs=1), out, progress=False)
@@ -311,7 +313,8 @@ def test_screen_catches_a_real_miscompile_and_bisects_to_its_pass(tmp_path: Path
     it (through the same opt) is `ok`."""
     import sys
 
-    from clang_llm.train.screen import ScreenConfig, run_screen
+    from clang_llm.train.configs import ScreenConfig
+    from clang_llm.train.screen import run_screen
 
     log = tmp_path / "miscompiled.log"
     fake = tmp_path / "opt-miscompiles"
@@ -430,7 +433,7 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
     tu = TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, oz=oz, evaluate=b.evaluate,
                    settings=settings)
     d = ModelLoop(model, settings).optimize(tu)
-    cands = [c["finding"] for r in d.rounds for c in r["candidates"]]
+    cands = [c.finding.to_json() for r in d.rounds for c in r.candidates]
 
     def key(o: dict[str, Any]) -> tuple[int, int, int]:
         return o["text"], o["alloc"], o["count"] or 0
@@ -446,7 +449,7 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
     bleus = [c["bleu"] for c in cands if c["bleu"] is not None]
     return {
         "oz": base, "chosen": min(picks, key=key, default=base), "model_calls": d.model_calls,
-        "evals": 1 + sum(r["opt_evaluations"] for r in d.rounds),  # -Oz + every opt run the loop asked for
+        "evals": 1 + sum(r.opt_evaluations for r in d.rounds),  # -Oz + every opt run the loop asked for
         "model": {"candidates": len(cands), "valid": sum(1 for c in cands if c["valid"]),
                   "pred_n": len(preds), "pred_exact": sum(1 for p, a in preds if p == a),
                   "pred_abs_err": float(sum(abs(p - a) for p, a in preds)),

@@ -75,7 +75,7 @@ def test_server_faults_ship_plain_oz_with_a_counted_reason(state: Path, src: Pat
         assert server.auth_headers and all(h == f"Bearer {SECRET}" for h in server.auth_headers)
     _no_secret_anywhere(state, res.stdout, res.stderr)
     rec = Database(state).get_record(str((src.parent / "out.o").resolve()))
-    assert rec is not None and rec["reason"] == reason.split(":")[1] and rec["chosen"]["pass_list"] == "Oz"
+    assert rec is not None and rec.reason == reason.split(":")[1] and rec.chosen.pass_list == "Oz"
 
 
 def test_a_good_server_answer_is_validated_like_the_local_model(state: Path, src: Path) -> None:
@@ -87,19 +87,19 @@ def test_a_good_server_answer_is_validated_like_the_local_model(state: Path, src
     assert res.returncode == 0, res.stderr
     rec = Database(state).get_record(str((src.parent / "out.o").resolve()))
     assert rec is not None
-    assert rec["remote_calls"] >= 1 and rec["backend"] == server.url
-    assert rec["chosen"]["pass_list"] in ("Oz", "Oz gvn-sink")
-    listed = [c["pass_list"] for r in rec["rounds"] for c in r["candidates"]]
+    assert rec.remote_calls >= 1 and rec.backend == server.url
+    assert rec.chosen.pass_list in ("Oz", "Oz gvn-sink")
+    listed = [c.pass_list for r in rec.rounds for c in r.candidates]
     assert listed and set(listed) == {"Oz gvn-sink"}  # the server's answer, opt-checked here
     out = (src.parent / "out.o").read_bytes()
-    assert rec["chosen"]["pass_list"] != "Oz" or out == ref
-    assert rec["chosen"]["sizes"]["text"] <= rec["oz"]["sizes"]["text"]
+    assert rec.chosen.pass_list != "Oz" or out == ref
+    assert rec.chosen.sizes.text <= rec.oz.sizes.text
     assert any(h.startswith("Basic ") for h in server.auth_headers)  # user-info became basic auth
     _no_secret_anywhere(state, res.stdout, res.stderr)
     stats = subprocess.run([*wrapper_cmd()[:2], "from clang_llm.cli import app; app()", "stats", "--json"],
                            env=_env(state, url), capture_output=True, check=True)
     data = json.loads(stats.stdout)
-    assert data["sizes"]["remote_calls"] == rec["remote_calls"]
+    assert data["sizes"]["remote_calls"] == rec.remote_calls
 
 
 def test_requests_per_machine_are_bounded(state: Path, src: Path) -> None:

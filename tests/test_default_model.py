@@ -35,8 +35,8 @@ def test_plain_cc_uses_the_default_model(state: Path, tmp_path: Path) -> None:
                         "prog.c", "-o", "w.o"], cwd=tmp_path, env=env, capture_output=True)
     assert r.returncode == 0 and r.stderr == b""
     rec = Database(state).get_record(str(tmp_path / "w.o"))
-    assert rec is not None and rec["model_id"] == load_model(default_model_dir()).id
-    assert rec["model_calls"] == 1 and rec["rounds"][0]["candidates"]
+    assert rec is not None and rec.model_id == load_model(default_model_dir()).id
+    assert rec.model_calls == 1 and rec.rounds[0].candidates
     assert run_clang(["-O2", "-Oz", "-c", "prog.c", "-o", "r.o"], tmp_path).returncode == 0
     ours, oz = object_sizes(tmp_path / "w.o"), object_sizes(tmp_path / "r.o")
     assert ours.text <= oz.text and ours.alloc <= oz.alloc

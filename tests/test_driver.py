@@ -27,8 +27,8 @@ def test_oz_control_case_is_byte_identical(state: Path, src: Path, flags: list[s
     assert r.returncode == 0
     assert (cwd / "w.o").read_bytes() == (cwd / "r.o").read_bytes()
     rec = Database(state).get_record(str(cwd / "w.o"))
-    assert rec is not None and rec["chosen"]["pass_list"] == "Oz"
-    assert rec["chosen"]["sizes"] == rec["oz"]["sizes"]
+    assert rec is not None and rec.chosen.pass_list == "Oz"
+    assert rec.chosen.sizes == rec.oz.sizes
 
 
 def test_cxx_control_case(state: Path, tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_launcher_form_and_response_file(state: Path, src: Path) -> None:
     run_clang(["-Oz", "-c", "prog.c", "-o", "r.o"], cwd)
     assert (cwd / "w.o").read_bytes() == (cwd / "r.o").read_bytes()
     rec = Database(state).get_record(str(cwd / "w.o"))
-    assert rec is not None and rec["settings"]["rounds"] == 2
+    assert rec is not None and rec.settings["rounds"] == 2
 
 
 def test_o0_policy(state: Path, src: Path, tmp_path: Path) -> None:
@@ -144,8 +144,8 @@ def test_multi_source_compile_is_split_per_tu(state: Path, src: Path) -> None:
     ours = {n: (cwd / n).read_bytes() for n in ("prog.o", "second.o", "prog.d", "second.d")}
     assert run_clang(["-MD", "-O3", "-Oz", "-c", "prog.c", "second.c"], cwd).returncode == 0
     assert ours == {n: (cwd / n).read_bytes() for n in ours}
-    recs = {Path(r["object"]).name: r for r in Database(state).all_records()}
-    assert set(recs) == {"prog.o", "second.o"} and recs["second.o"]["settings"]["rounds"] == 2
+    recs = {Path(r.object).name: r for r in Database(state).all_records()}
+    assert set(recs) == {"prog.o", "second.o"} and recs["second.o"].settings["rounds"] == 2
 
 
 def test_per_file_settings_match_normalized_paths(state: Path, tmp_path: Path) -> None:
@@ -155,7 +155,7 @@ def test_per_file_settings_match_normalized_paths(state: Path, tmp_path: Path) -
     (tmp_path / ".clang-llm.toml").write_text(f'[files."{tmp_path / "lib" / "a.c"}"]\nrounds = 3\n')
     assert run_wrapper(["-c", "../lib/a.c", "-o", "a.o"], tmp_path / "prog").returncode == 0
     rec = Database(state).get_record(str(tmp_path / "prog" / "a.o"))
-    assert rec is not None and rec["settings"]["rounds"] == 3
+    assert rec is not None and rec.settings["rounds"] == 3
 
 
 def test_llm_off_is_clangs_oz_in_one_run(state: Path, src: Path) -> None:
@@ -185,8 +185,8 @@ def test_tiny_tu_skips_the_model(state: Path, tmp_path: Path) -> None:
     assert run_clang(["-Oz", "-c", "probe.c", "-o", "ref.o"], tmp_path).returncode == 0
     assert (tmp_path / "p.o").read_bytes() == (tmp_path / "ref.o").read_bytes()
     (rec,) = Database(state).all_records()
-    assert rec["reason"] == "too-small" and rec["model_calls"] == 0
+    assert rec.reason == "too-small" and rec.model_calls == 0
     env["CLANG_LLM_MIN_INSTRUCTIONS"] = "0"
     assert run_wrapper(["-c", "probe.c", "-o", "q.o"], tmp_path, env=env).returncode == 0
-    by_obj = {r["object"]: r for r in Database(state).all_records()}
-    assert by_obj[str(tmp_path / "q.o")]["model_calls"] >= 1
+    by_obj = {r.object: r for r in Database(state).all_records()}
+    assert by_obj[str(tmp_path / "q.o")].model_calls >= 1

@@ -12,7 +12,8 @@ from clang_llm import ir
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ, parse_pass_list
 from clang_llm.toolchain import Toolchain
-from clang_llm.train.autotune import AutotuneConfig, ModuleTask, autotune_module
+from clang_llm.train.autotune import ModuleTask, autotune_module
+from clang_llm.train.configs import AutotuneConfig
 from clang_llm.train.fasteval import IncrementalEvaluator
 
 SOURCE = r"""

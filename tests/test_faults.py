@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from conftest import run_clang, run_wrapper, wrapper_cmd
 
-from clang_llm.build.finding import Finding
 from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import classify
@@ -23,6 +22,7 @@ from clang_llm.driver.pipeline import compile_tu
 from clang_llm.objsize import Sizes
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.passes import parse_pass_list
+from clang_llm.records import Event, Finding
 from clang_llm.toolchain import Toolchain
 
 
@@ -152,7 +152,7 @@ def test_corrupt_database_is_recovered(state: Path, src: Path) -> None:
 
 
 def test_locked_database_does_not_block_the_build(state: Path, src: Path) -> None:
-    Database(state).add_event("test", "init")
+    Database(state).add_event(Event("test", "init"))
     holder = sqlite3.connect(state / "clang-llm.sqlite", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
@@ -210,7 +210,7 @@ def test_bad_config_values_are_ignored(state: Path, src: Path) -> None:
     assert any("environment: samples" in p for p in problems), problems
     assert any("command line: rounds" in p for p in problems), problems
     (record,) = Database(state).all_records()
-    assert record["settings"]["rounds"] == 1 and record["settings"]["samples"] == 1  # the defaults
+    assert record.settings["rounds"] == 1 and record.settings["samples"] == 1  # the defaults
 
 
 def test_killed_while_writing_the_output_keeps_the_old_object(tmp_path: Path) -> None:
@@ -287,7 +287,7 @@ def test_chosen_list_ships_only_after_a_verified_run(state: Path, src: Path, tmp
     monkeypatch.chdir(src.parent)
     reason, obj, rec = _outcome(src, state, lambda s: _ChoosesMem2reg())
     assert reason == "beats-oz" and obj != _reference(src)  # the real opt: the list ships
-    assert rec["chosen"]["pass_list"] == "mem2reg"  # type: ignore[index]
+    assert rec.chosen.pass_list == "mem2reg"  # type: ignore[index]
     strict = _script(tmp_path / "strict-opt", 'case "$*" in *-verify-each*mem2reg*) echo "verifier: broken" >&2; '
                      'exit 1;; esac; exec opt-22 "$@"')
     monkeypatch.setenv("CLANG_LLM_OPT", str(strict))

@@ -10,7 +10,8 @@ import pytest
 from conftest import SAMPLE_C
 
 from clang_llm import ir
-from clang_llm.optimizer.formats import PromptTooLong, get_format
+from clang_llm.errors import PromptTooLong
+from clang_llm.optimizer.formats import get_format
 from clang_llm.optimizer.ftd import find_pipeline, parse_ftd_answer, render_prompt
 from clang_llm.passes import Vocabulary
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "clang_llm"
 LAYERS: list[tuple[str, ...]] = [
     ("clang_llm", "clang_llm.passes", "clang_llm.toolchain", "clang_llm.ir", "clang_llm.objsize",
      "clang_llm.config", "clang_llm.logs", "clang_llm.progress", "clang_llm.db", "clang_llm.data",
-     "clang_llm.models", "clang_llm.prompt_format"),
+     "clang_llm.models", "clang_llm.prompt_format", "clang_llm.errors"),
     ("clang_llm.build",),  # TUBuilder, Finding, target options, atomic outputs
     ("clang_llm.model",),  # the model backend
     ("clang_llm.optimizer",),  # prompt, loop, factory
@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("clang_llm.train",),  # corpus, labels, training
     ("clang_llm.eval",),  # evaluation of methods on labelled modules
     ("clang_llm.demo",),
-    ("clang_llm.cli", "clang_llm.cli_data", "clang_llm.cli_model"),
+    ("clang_llm.cli",),  # clang-llm-tool: one typer application
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 

@@ -111,19 +111,19 @@ def _run(model_dir: Path, name: str, work: Path, form: str, opt: str = "opt-22",
 def test_round_two_prompt_carries_round_one_findings(loop_model: Path, tmp_path: Path, form: str) -> None:
     d, spy = _run(loop_model, "sum", tmp_path / "w", form)
     assert d.model_calls == 2 and len(spy.prompts) == 2 and len(d.rounds) == 2
-    first = d.rounds[0]["candidates"][0]["finding"]
-    assert first["pass_list"] == "Oz gvn-sink" and first["valid"]
-    assert first["predicted_after"] == 7 and first["count_after"] != 7
+    first = d.rounds[0].candidates[0].finding
+    assert first.pass_list == "Oz gvn-sink" and first.valid
+    assert first.predicted_after == 7 and first.count_after != 7
     second = spy.prompts[1]
     assert second.startswith(spy.prompts[0].rsplit("<|answer|>", 1)[0])  # the original prompt, extended
     assert "passes: Oz gvn-sink" in second  # with the previous answer
-    assert f"feedback: predicted count_after 7, real {first['count_after']}" in second
-    assert f"feedback: predicted count_before 9999, real {first['count_before']}" in second
+    assert f"feedback: predicted count_after 7, real {first.count_after}" in second
+    assert f"feedback: predicted count_before 9999, real {first.count_before}" in second
     if form == "fast":
         assert "generated ir" not in second and "bleu" not in second
     else:
-        assert first["generated_ir_parses"] is True and 0 <= first["bleu"] <= 1
-        assert "feedback: generated ir parses" in second and f"feedback: bleu {first['bleu']:.3f}" in second
+        assert first.generated_ir_parses is True and 0 <= first.bleu <= 1
+        assert "feedback: generated ir parses" in second and f"feedback: bleu {first.bleu:.3f}" in second
     assert ("feedback: compiled ir:" in second) == (form == "long")
     if form == "long":
         shown = second.split("feedback: compiled ir:", 1)[1].split("<|answer|>")[0].splitlines()
@@ -132,8 +132,8 @@ def test_round_two_prompt_carries_round_one_findings(loop_model: Path, tmp_path:
 
 def test_ir_parse_error_reaches_the_feedback(loop_model: Path, tmp_path: Path) -> None:
     d, spy = _run(loop_model, "pick", tmp_path / "w", "short")
-    first = d.rounds[0]["candidates"][0]["finding"]
-    assert first["generated_ir_parses"] is False and first["generated_ir_error"]
+    first = d.rounds[0].candidates[0].finding
+    assert first.generated_ir_parses is False and first.generated_ir_error
     assert "feedback: generated ir does not parse:" in spy.prompts[1]
 
 
@@ -143,8 +143,8 @@ def test_opt_error_text_reaches_the_feedback(loop_model: Path, tmp_path: Path) -
                     'esac\nexec opt-22 "$@"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     d, spy = _run(loop_model, "sum", tmp_path / "w", "short", opt=str(fake))
-    first = d.rounds[0]["candidates"][0]["finding"]
-    assert first["valid"] is False and first["error_kind"] == "opt-error"
+    first = d.rounds[0].candidates[0].finding
+    assert first.valid is False and first.error_kind == "opt-error"
     assert "feedback: pass list invalid (opt-error)" in spy.prompts[1]
     assert "injected failure in gvn-sink" in spy.prompts[1]
     assert d.chosen.pass_list == "Oz"  # nothing valid beat it
@@ -153,17 +153,17 @@ def test_opt_error_text_reaches_the_feedback(loop_model: Path, tmp_path: Path) -
 def test_sampling_is_seeded(loop_model: Path, tmp_path: Path) -> None:
     a, _ = _run(loop_model, "sum", tmp_path / "a", "fast", rounds=1, samples=4)
     b, _ = _run(loop_model, "sum", tmp_path / "b", "fast", rounds=1, samples=4)
-    assert a.model_calls == 1 and a.rounds[0]["candidates"]
-    assert [c["answer"] for c in a.rounds[0]["candidates"]] == [c["answer"] for c in b.rounds[0]["candidates"]]
+    assert a.model_calls == 1 and a.rounds[0].candidates
+    assert [c.answer for c in a.rounds[0].candidates] == [c.answer for c in b.rounds[0].candidates]
 
 
 def test_k_samples_start_with_the_greedy_answer_and_are_distinct(loop_model: Path, tmp_path: Path) -> None:
     one, _ = _run(loop_model, "sum", tmp_path / "one", "fast", rounds=1, samples=1)
     four, spy = _run(loop_model, "sum", tmp_path / "four", "fast", rounds=1, samples=4)
-    cands = four.rounds[0]["candidates"]
-    assert cands[0]["answer"] == one.rounds[0]["candidates"][0]["answer"]
+    cands = four.rounds[0].candidates
+    assert cands[0].answer == one.rounds[0].candidates[0].answer
     assert spy.calls[0]["k"] == 1 and spy.calls[0]["temperature"] == 0.0
-    lists = [c["pass_list"] for c in cands if c["finding"]["error_kind"] != "parse"]
+    lists = [c.pass_list for c in cands if c.finding.error_kind != "parse"]
     assert len(lists) == len(set(lists)) <= 4  # a repeated list is dropped, not evaluated again
     sampled = sum(int(c["k"]) for c in spy.calls[1:])
     assert all(c["temperature"] > 0 for c in spy.calls[1:])
@@ -187,7 +187,7 @@ def test_two_builds_give_identical_objects(loop_model: Path, tmp_path: Path, sta
         objs.append((tmp_path / f"o{i}.o").read_bytes())
     assert objs[0] == objs[1]
     rec = Database(state).get_record(str(tmp_path / "o0.o"))
-    assert rec is not None and rec["model_calls"] == 2 and rec["model_id"] != "none"
+    assert rec is not None and rec.model_calls == 2 and rec.model_id != "none"
 
 
 MAKEFILE = """\
@@ -217,7 +217,7 @@ def test_makefile_per_file_rounds_and_cache(loop_model: Path, tmp_path: Path, st
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "CLANG_LLM_MIN_INSTRUCTIONS": "0"}
     assert subprocess.run(["make", "-s", "-j2"], cwd=proj, env=env).returncode == 0
     db = Database(state)
-    rounds = {Path(r["object"]).name: len(r["rounds"]) for r in db.all_records()}
+    rounds = {Path(r.object).name: len(r.rounds) for r in db.all_records()}
     assert rounds["pick.o"] == 3 and rounds["sum.o"] == 1 and rounds["main.o"] == 1
     explain = subprocess.run([str(bindir / "clang-llm-tool"), "explain", str(proj / "pick.o")], env=env,
                              capture_output=True, text=True)

@@ -12,7 +12,8 @@ import pytest
 from model_fixture import CONTEXT, TinyModel, tiny_model  # noqa: F401  (session fixture)
 
 from clang_llm import LLVM_MAJOR
-from clang_llm.model import CARD_FILE, MODEL_FILES, ModelError, load_model, read_card
+from clang_llm.errors import ModelError
+from clang_llm.model import CARD_FILE, MODEL_FILES, load_model, read_card
 from clang_llm.optimizer.prompt import PROMPT_FORMAT, Answer, parse_answer
 from clang_llm.passes import Vocabulary, parse_pass_list, split_tokens
 

@@ -12,7 +12,6 @@ from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
 from clang_llm.objsize import Sizes
 from clang_llm.optimizer.prompt import (
     ANSWER_MARK,
@@ -29,6 +28,7 @@ from clang_llm.optimizer.prompt import (
     render_answer,
 )
 from clang_llm.passes import Vocabulary
+from clang_llm.records import Finding
 
 needs_clang = pytest.mark.skipif(shutil.which("clang-22") is None, reason="clang-22 not installed")
 

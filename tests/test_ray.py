@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clang_llm.train.autotune import AutotuneConfig, autotune, load_tasks, read_labels
+from clang_llm.train.autotune import autotune, load_tasks, read_labels
+from clang_llm.train.configs import AutotuneConfig
 
 pytest.importorskip("ray")
 

@@ -3,9 +3,9 @@ or in allocated bytes, ties broken deterministically)."""
 
 from __future__ import annotations
 
-from clang_llm.build.finding import Finding
 from clang_llm.objsize import Sizes
 from clang_llm.optimizer.base import select_best
+from clang_llm.records import Finding
 
 
 def _f(name: str, text: int, alloc: int, count: int = 10, valid: bool = True) -> Finding:

@@ -75,10 +75,10 @@ def test_remote_objects_identical_to_in_process(served: Served, src: Path, tmp_p
     assert (source.parent / "local.o").read_bytes() == (source.parent / "remote.o").read_bytes()
     lrec = Database(tmp_path / "s-local").all_records()[0]
     rrec = Database(tmp_path / "s-remote").all_records()[0]
-    answers = [[c["answer"] for c in r["candidates"]] for r in lrec["rounds"]]
-    assert answers == [[c["answer"] for c in r["candidates"]] for r in rrec["rounds"]]
-    assert rrec["remote_calls"] >= 2 and lrec["remote_calls"] == 0  # greedy, then samples
-    assert rrec["model_id"].startswith("http-") and rrec["model_id"] != lrec["model_id"]
+    answers = [[c.answer for c in r.candidates] for r in lrec.rounds]
+    assert answers == [[c.answer for c in r.candidates] for r in rrec.rounds]
+    assert rrec.remote_calls >= 2 and lrec.remote_calls == 0  # greedy, then samples
+    assert rrec.model_id.startswith("http-") and rrec.model_id != lrec.model_id
 
 
 def test_models_tokenize_and_bad_requests(served: Served) -> None:
@@ -138,7 +138,7 @@ def test_unix_socket_is_private(tmp_path: Path, src: Path) -> None:
                           env=_env(tmp_path / "state"))
         assert res.returncode == 0, res.stderr
         rec = Database(tmp_path / "state").all_records()[0]
-        assert rec["remote_calls"] >= 1, rec["reason"]
+        assert rec.remote_calls >= 1, rec.reason
         assert served.proc.poll() is None
 
 
@@ -162,7 +162,7 @@ def test_api_key_is_required_and_never_logged(tmp_path: Path, src: Path) -> None
         res = run_wrapper(["-c", src.name, "-o", "out.o", f"--llm-backend={served.address}"], src.parent,
                           env=_env(tmp_path / "state", CLANG_LLM_API_KEY=key))
         assert res.returncode == 0
-        assert Database(tmp_path / "state").all_records()[0]["remote_calls"] >= 1
+        assert Database(tmp_path / "state").all_records()[0].remote_calls >= 1
         served.proc.terminate()
         _, err = served.proc.communicate(timeout=20)
         assert "401" in err and "/v1/completions" in err and key not in err

@@ -97,7 +97,7 @@ def test_wrapper_applies_the_same_precedence(state: Path, layered: tuple[Path, P
         args = [f"--llm-{k}={v}" for k, v in flags.items()]
         w = run_wrapper([*args, "-c", "prog.c", "-o", f"w{i}.o"], cwd, env={**os.environ, **env})
         assert w.returncode == 0, w.stderr
-        assert record(state, cwd / f"w{i}.o")["settings"]["rounds"] == rounds
+        assert record(state, cwd / f"w{i}.o").settings["rounds"] == rounds
 
 
 # --------------------------------------------------------------------------- clang-llm-tool
@@ -125,7 +125,7 @@ def test_stats_counts_the_compiles_that_ran(state: Path, src: Path) -> None:
     assert (s["tus"], s["text"], s["oz_text"], s["alloc"], s["oz_alloc"]) == (2, text, text, alloc, alloc)
     assert (s["cache_hits"], s["model_calls"]) == (0, 0) and data["cache"] == {"entries": 0, "hits": 0}
     recs = [record(state, cwd / o) for o in ("a.o", "b.o")]
-    assert s["count"] == s["oz_count"] == sum(rec["chosen"]["count_after"] for rec in recs)
+    assert s["count"] == s["oz_count"] == sum(rec.chosen.count_after for rec in recs)
 
     r = tool("stats", cwd=cwd)
     assert r.returncode == 0, r.stderr
@@ -172,7 +172,7 @@ def test_cache_clear_drops_every_decision(state: Path, src: Path) -> None:
     model = f"--llm-model={default_model_dir()}"  # the packaged model: decisions get cached
     for obj in ("a.o", "b.o"):
         assert run_wrapper([model, "-c", "prog.c", "-o", obj], cwd).returncode == 0
-    assert [record(state, cwd / o)["cache_hit"] for o in ("a.o", "b.o")] == [False, True]
+    assert [record(state, cwd / o).cache_hit for o in ("a.o", "b.o")] == [False, True]
 
     shown = tool("cache", cwd=cwd)
     assert shown.returncode == 0 and "1 cached decisions, 1 hits" in shown.stdout, shown.stdout + shown.stderr
@@ -181,7 +181,7 @@ def test_cache_clear_drops_every_decision(state: Path, src: Path) -> None:
     assert Database(state).cache_stats() == {"entries": 0, "hits": 0}
     assert "0 cached decisions" in tool("cache", cwd=cwd).stdout
     assert run_wrapper([model, "-c", "prog.c", "-o", "c.o"], cwd).returncode == 0
-    assert record(state, cwd / "c.o")["cache_hit"] is False  # decided afresh, not replayed
+    assert record(state, cwd / "c.o").cache_hit is False  # decided afresh, not replayed
 
 
 # --------------------------------------------------------------------------- opt-llm
@@ -223,7 +223,7 @@ def test_install_symlinks_masquerade(state: Path, src: Path, tmp_path: Path) -> 
     cwd = src.parent
     w = subprocess.run([str(links / "cc"), "-c", "prog.c", "-o", "cc.o"], cwd=cwd, capture_output=True, env=env)
     assert w.returncode == 0, w.stderr
-    assert record(state, cwd / "cc.o")["chosen"]["pass_list"] == "Oz"  # through clang-llm (no model here)
+    assert record(state, cwd / "cc.o").chosen.pass_list == "Oz"  # through clang-llm (no model here)
     assert run_clang(["-Oz", "-c", "prog.c", "-o", "ref.o"], cwd).returncode == 0
     assert (cwd / "cc.o").read_bytes() == (cwd / "ref.o").read_bytes()
 
@@ -231,7 +231,7 @@ def test_install_symlinks_masquerade(state: Path, src: Path, tmp_path: Path) -> 
     (cwd / "n.cpp").write_text("int main() { int *p = new int(3); int r = *p - 3; delete p; return r; }\n")
     w = subprocess.run([str(links / "c++"), "-c", "n.cpp", "-o", "n.o"], cwd=cwd, capture_output=True, env=env)
     assert w.returncode == 0, w.stderr
-    assert record(state, cwd / "n.o")["source"] == str(cwd / "n.cpp")
+    assert record(state, cwd / "n.o").source == str(cwd / "n.cpp")
     w = subprocess.run([str(links / "c++"), "n.o", "-o", "n"], cwd=cwd, capture_output=True, env=env)
     assert w.returncode == 0, w.stderr
     assert subprocess.run([str(cwd / "n")]).returncode == 0

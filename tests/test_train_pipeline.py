@@ -30,7 +30,8 @@ def _wrapper() -> list[str]:
 @pytest.mark.slow
 def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     pytest.importorskip("torch")
-    from clang_llm.train.autotune import AutotuneConfig, autotune, load_tasks, read_labels
+    from clang_llm.train.autotune import autotune, load_tasks, read_labels
+    from clang_llm.train.configs import AutotuneConfig
     from clang_llm.train.corpus import META_FILE, build_corpus
     from clang_llm.train.make_model import ModelRecipe, make_model
 
@@ -68,14 +69,14 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
                        cwd=proj, env=env, capture_output=True)
     assert r.returncode == 0 and r.stderr == b""
     record = Database(state).get_record(str(proj / "new.o"))
-    assert record is not None and record["model_calls"] == 1 and record["model_id"] not in ("none", None)
+    assert record is not None and record.model_calls == 1 and record.model_id not in ("none", None)
     # --llm-samples=2: at most 2 distinct valid lists reach opt; a tiny model's unparsable or repeated
     # answers are kept in the record but fill no slot, and drawing stops after 4k samples (+ greedy).
-    first = record["rounds"][0]
-    lists = {c["pass_list"] for c in first["candidates"] if c["finding"]["error_kind"] not in ("parse", "unknown-pass")}
-    assert 1 <= len(first["candidates"]) <= 1 + 4 * 2
-    assert first["opt_evaluations"] == len(lists) <= 2
-    assert record["chosen"]["sizes"]["text"] <= record["oz"]["sizes"]["text"]
+    first = record.rounds[0]
+    lists = {c.pass_list for c in first.candidates if c.finding.error_kind not in ("parse", "unknown-pass")}
+    assert 1 <= len(first.candidates) <= 1 + 4 * 2
+    assert first.opt_evaluations == len(lists) <= 2
+    assert record.chosen.sizes.text <= record.oz.sizes.text
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clang_llm.passes import PassList, PassListError, Vocabulary, parse_pass_list, render
+from clang_llm.errors import PassListError
+from clang_llm.passes import PassList, Vocabulary, parse_pass_list, render
 
 FORBIDDEN = ("attributor", "attributor-light", "attributor-cgscc", "attributor-light-cgscc", "lower-invoke",
              "lower-atomic", "structurizecfg", "unify-loop-exits", "fix-irreducible", "internalize", "strip",

@@ -25,9 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-
-class SlotTimeout(TimeoutError):
-    """No slot came free within the wait allowed."""
+from clang_llm.errors import SlotTimeout
 
 
 @contextmanager

@@ -12,12 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
 from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.targetopts import TargetOptions, derive
+from clang_llm.errors import ToolTimeout
 from clang_llm.objsize import object_sizes
 from clang_llm.passes import PassList, render
-from clang_llm.toolchain import ToolTimeout, run
+from clang_llm.records import Finding
+from clang_llm.toolchain import run
 
 BASE_LEVELS = {"Oz": "-Oz", "Os": "-Os", "O1": "-O1", "O2": "-O2"}
 

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 from clang_llm.config import Settings, load_settings
 from clang_llm.db import Database
 from clang_llm.driver.args import Invocation, classify, split_llm_flags, split_sources
+from clang_llm.errors import ToolMissing
 from clang_llm.logs import setup_logging
-from clang_llm.toolchain import Toolchain, ToolMissing, find_tool, is_our_wrapper
+from clang_llm.records import Event, Finding, TURecord
+from clang_llm.toolchain import Toolchain, find_tool, is_our_wrapper
 
 if TYPE_CHECKING:
     from clang_llm.driver.pipeline import Outcome
@@ -97,16 +99,16 @@ def run_driver(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
         return _exec_real(compiler, plain)
     db = Database(settings.state_dir, timeout=settings.db_timeout)
     if daemon_reason:  # the thin client could not use the daemon: this call runs in-process
-        db.safe("stats", db.add_event, "daemon", daemon_reason)
+        db.safe("stats", db.add_event, Event("daemon", daemon_reason))
     try:
         units = [inv]
         if inv.passthrough:
             units = split_sources(inv, default_lang="c++" if cxx else "c") or []
             if not units:
-                db.safe("stats", db.add_event, "passthrough", inv.reason)
+                db.safe("stats", db.add_event, Event("passthrough", inv.reason))
                 return _exec_real(compiler, plain)
         if inv.opt_level == "-O0" and not settings.optimize_o0:
-            db.safe("stats", db.add_event, "passthrough", "O0-untouched")
+            db.safe("stats", db.add_event, Event("passthrough", "O0-untouched"))
             return _exec_real(compiler, plain)
         jobs = [(u, settings if u is inv else _settings_for(u)) for u in units]
         if all(s.off and not s.record for _, s in jobs):
@@ -138,7 +140,8 @@ def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path
               db: Database) -> int:
     """Compile each TU through the pipeline; if any of them cannot be, plain clang -Oz builds the
     whole command (clang's own diagnostics and exit code)."""
-    from clang_llm.driver.pipeline import Fallback, compile_tu
+    from clang_llm.driver.pipeline import compile_tu
+    from clang_llm.errors import Fallback
     from clang_llm.optimizer.factory import make_optimizer
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -164,7 +167,7 @@ def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path
         for s, h in old.items():
             signal.signal(s, h)
     if reason is not None:
-        db.safe("stats", db.add_event, "fallback", reason)
+        db.safe("stats", db.add_event, Event("fallback", reason))
         return _exec_real(compiler, [*plain, "-Oz"])
     for outcome in outcomes:
         sys.stdout.buffer.write(outcome.stdout)
@@ -183,7 +186,7 @@ def _compile_direct(units: list[Invocation], compiler: Path, plain: list[str], d
 
     rc = _exec_real(compiler, [*plain, "-Oz"])
     if rc != 0:
-        db.safe("stats", db.add_event, "fallback", "frontend-error")
+        db.safe("stats", db.add_event, Event("fallback", "frontend-error"))
         return rc
     for inv in units:
         try:
@@ -191,28 +194,18 @@ def _compile_direct(units: list[Invocation], compiler: Path, plain: list[str], d
         except (OSError, ValueError) as e:
             log.warning("%s: cannot measure %s: %s", inv.source, inv.output, e)
             continue
-        oz = {"pass_list": "Oz", "valid": True, "sizes": {"text": sizes.text, "alloc": sizes.alloc},
-              "count_after": None}
-        record = {"object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
-                  "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "oz": oz, "chosen": oz,
-                  "reason": "llm-off", "rounds": [], "model_id": "none", "model_calls": 0, "cache_hit": False,
-                  "count_before": None, "settings": {"off": True}}
-        db.safe("stats", db.add_event, "oz", "llm-off", text=sizes.text, alloc=sizes.alloc, oz_text=sizes.text,
-                oz_alloc=sizes.alloc, cache_hit=0, model_calls=0)
-        db.safe("record", db.put_record, record["object"], record)
+        oz = Finding(pass_list="Oz", valid=True, sizes=sizes)
+        record = TURecord(object=str(Path(inv.output or "").resolve()), source=str(Path(inv.source or "").resolve()),
+                          cwd=os.getcwd(), argv=tuple(inv.argv), llm_flags=tuple(inv.llm_flags), oz=oz, chosen=oz,
+                          reason="llm-off", settings={"off": True})
+        db.safe("stats", db.add_event, record.event("oz", "llm-off"))
+        db.safe("record", db.put_record, record)
     return 0
 
 
 def _count(db: Database, outcome: Outcome) -> None:
-    r = outcome.record
-    db.safe("stats", db.add_event, outcome.kind, outcome.reason,
-            count_before=r["count_before"], count_after=r["chosen"]["count_after"],
-            oz_count=r["oz"]["count_after"], text=r["chosen"]["sizes"]["text"],
-            alloc=r["chosen"]["sizes"]["alloc"], oz_text=r["oz"]["sizes"]["text"],
-            oz_alloc=r["oz"]["sizes"]["alloc"], cache_hit=int(r["cache_hit"]), model_calls=r["model_calls"],
-            remote_calls=r.get("remote_calls", 0), opt_evals=r.get("opt_evaluations"),
-            model_s=(r.get("timing") or {}).get("model_s"))
-    db.safe("record", db.put_record, r["object"], r)
+    db.safe("stats", db.add_event, outcome.record.event(outcome.kind, outcome.reason))
+    db.safe("record", db.put_record, outcome.record)
 
 
 def safe_main(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:

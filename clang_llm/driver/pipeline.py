@@ -10,25 +10,27 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
 from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.outputs import atomic_copy, atomic_write_text, private_tempdir
 from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.driver.args import Invocation
-from clang_llm.model.card import ModelError
-from clang_llm.objsize import Sizes, object_sizes
+from clang_llm.errors import Fallback, ModelError, PassListError, ToolTimeout
+from clang_llm.objsize import object_sizes
 from clang_llm.optimizer.base import Decision, Optimizer, TUContext, select_best
-from clang_llm.passes import OZ, PassListError, Vocabulary, parse_pass_list
-from clang_llm.toolchain import Toolchain, ToolTimeout, run
+from clang_llm.passes import OZ, Vocabulary, parse_pass_list
+from clang_llm.records import Finding, Round, Timing, TURecord
+from clang_llm.toolchain import Toolchain, run
 
 log = logging.getLogger("clang_llm")
 
@@ -41,19 +43,16 @@ def _cacheable(reason: str) -> bool:
     return reason not in _UNCACHED and not reason.startswith("backend-")
 
 
-class Fallback(Exception):
-    """Give up on this TU: plain clang -Oz builds it. `reason` is counted in the stats."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+
+OptimizerFactory = Callable[[Settings], Optimizer]
 
 
 @dataclass
 class Outcome:
     kind: str  # optimized | oz
     reason: str
-    record: dict[str, Any] = field(default_factory=dict)
+    record: TURecord
     stdout: bytes = b""  # clang's own diagnostics from the IR step, shown once the TU is done
     stderr: bytes = b""
 
@@ -97,7 +96,7 @@ def record_tu(record_dir: Path, inv: Invocation, emit_cmd: list[str], in_bc: Pat
 
 
 def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: bool, db: Database,
-               optimizer_factory: Any) -> Outcome:
+               optimizer_factory: OptimizerFactory) -> Outcome:
     """Compile one TU to `inv.output`. Raises Fallback for anything that goes wrong, the user's own
     compile errors included (plain clang then reports them, exit code and all)."""
     t0 = time.monotonic()
@@ -148,16 +147,13 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             # stored one (ccache's way) instead of re-running the -Oz baseline and the list.
             stored = _stored_object(db, key, Path(inv.output or "a.o"))
             if stored is not None:
-                stored["timing"] = {"frontend_s": round(t_emit, 4), "total_s": round(time.monotonic() - t0, 4)}
-                stored.update({"object": str(Path(inv.output or "").resolve()), "cwd": os.getcwd(),
-                               "source": str(Path(inv.source or "").resolve()), "model_id": model_id,
-                               "settings": settings.public(),
-                               "argv": inv.argv, "llm_flags": inv.llm_flags, "cache_hit": True, "model_calls": 0,
-                               "remote_calls": 0,
-                               "seconds": round(time.monotonic() - t0, 3)})
-                kind = "optimized" if stored["chosen"]["pass_list"] != "Oz" else "oz"
-                return Outcome(kind=kind, reason="cache-hit:object", record=stored, stdout=res.stdout,
-                               stderr=res.stderr)
+                rec = _record(inv, settings, oz=stored.oz, chosen=stored.chosen, reason=stored.reason,
+                              ir_hash=stored.ir_hash, count_before=stored.count_before,
+                              rounds=(Round(cache="object"),), model_id=model_id, cache_hit=True,
+                              seconds=round(time.monotonic() - t0, 3),
+                              timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)))
+                return Outcome(kind="optimized" if rec.optimized else "oz", reason="cache-hit:object", record=rec,
+                               stdout=res.stdout, stderr=res.stderr)
         oz = builder.evaluate(OZ, verify_each=False)
         if not oz.valid or oz.sizes is None:
             raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
@@ -177,10 +173,10 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
                 decision = optimizer.optimize(tu)
             except ModelError as e:  # the model or its server failed: one line, no traceback
                 log.warning("%s: model failed, using -Oz: %s", inv.source, e)
-                decision = Decision(chosen=oz, reason=getattr(e, "reason", "model-error"))
+                decision = Decision(chosen=oz, reason=e.reason)
             except Exception as e:  # a broken optimizer must not break the build
                 log.exception("optimizer raised")
-                decision = Decision(chosen=oz, reason="optimizer-error", rounds=[{"error": repr(e)[:500]}])
+                decision = Decision(chosen=oz, reason="optimizer-error", rounds=[Round(error=repr(e)[:500])])
             if use_cache and _cacheable(decision.reason):
                 db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
                         {"reason": decision.reason}, settings.cache_max_entries)
@@ -207,27 +203,29 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         kind = "optimized" if chosen is not oz and chosen.sizes.text <= oz.sizes.text else "oz"
         if use_cache and _cacheable(decision.reason):
             db.safe("object store", db.object_put, key, chosen.object_path.read_bytes(),
-                    {"oz": oz.to_json(), "chosen": chosen.to_json(), "reason": decision.reason,
-                     "ir_hash": ir_digest, "count_before": builder.count_before}, settings.cache_max_entries)
-        record = {
-            "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
-            "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir_digest,
-            "settings": settings.public(),
-            "count_before": builder.count_before, "oz": oz.to_json(), "chosen": chosen.to_json(),
-            "reason": decision.reason, "rounds": decision.rounds, "model_id": model_id,
-            "model_calls": decision.model_calls, "remote_calls": decision.remote_calls,
-            "backend": settings.public()["backend"], "cache_hit": cache_hit,
-            "seconds": round(time.monotonic() - t0, 3),
-            "timing": {"model_load_s": round(load_s, 4),
-                       **_timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0)},
-            "opt_evaluations": 1 + sum(int(r.get("opt_evaluations", 0)) for r in decision.rounds),
-        }
+                    StoredObject(oz=oz, chosen=chosen, reason=decision.reason, ir_hash=ir_digest,
+                                 count_before=builder.count_before).to_json(), settings.cache_max_entries)
+        record = _record(inv, settings, oz=oz, chosen=chosen, reason=decision.reason, ir_hash=ir_digest,
+                         count_before=builder.count_before, rounds=tuple(decision.rounds), model_id=model_id,
+                         model_calls=decision.model_calls, remote_calls=decision.remote_calls,
+                         backend=settings.public()["backend"], cache_hit=cache_hit,
+                         seconds=round(time.monotonic() - t0, 3),
+                         timing=replace(_timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0),
+                                        model_load_s=round(load_s, 4)),
+                         opt_evaluations=1 + sum(r.opt_evaluations for r in decision.rounds))
         return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
-                          stdout=res.stdout, stderr=res.stderr)
+                       stdout=res.stdout, stderr=res.stderr)
+
+
+def _record(inv: Invocation, settings: Settings, **fields: object) -> TURecord:
+    """The TU's record: where it was compiled and with what, and what the decision gave."""
+    return TURecord(object=str(Path(inv.output or "").resolve()), source=str(Path(inv.source or "").resolve()),
+                    cwd=os.getcwd(), argv=tuple(inv.argv), llm_flags=tuple(inv.llm_flags),
+                    settings=settings.public(), **fields)
 
 
 def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_digest: str,
-               res: Any, t0: float, t_emit: float) -> Outcome:
+               res: subprocess.CompletedProcess[bytes], t0: float, t_emit: float) -> Outcome:
     """A TU too small for any list to beat -Oz: clang's -Oz from the IR in one run (the same
     object as the opt + codegen baseline, one process fewer), no model."""
     obj = builder.workdir / "small.o"
@@ -246,21 +244,31 @@ def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_diges
         atomic_copy(obj, Path(inv.output or "a.o"))
     except OSError as e:
         raise Fallback("output-write", str(e)) from e
-    oz = Finding(pass_list=str(OZ), valid=True, count_before=builder.count_before, sizes=sizes).to_json()
-    record = {
-        "object": str(Path(inv.output or "").resolve()), "source": str(Path(inv.source or "").resolve()),
-        "cwd": os.getcwd(), "argv": inv.argv, "llm_flags": inv.llm_flags, "ir_hash": ir_digest,
-        "settings": settings.public(),
-        "count_before": builder.count_before, "oz": oz, "chosen": oz, "reason": "too-small", "rounds": [],
-        "model_id": "none", "model_calls": 0, "cache_hit": False, "seconds": round(time.monotonic() - t0, 3),
-        "timing": {"frontend_s": round(t_emit, 4), "total_s": round(time.monotonic() - t0, 4)},
-    }
+    oz = Finding(pass_list=str(OZ), valid=True, count_before=builder.count_before, sizes=sizes)
+    record = _record(inv, settings, oz=oz, chosen=oz, reason="too-small", ir_hash=ir_digest,
+                     count_before=builder.count_before, seconds=round(time.monotonic() - t0, 3),
+                     timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)))
     return Outcome(kind="oz", reason="too-small", record=record, stdout=res.stdout, stderr=res.stderr)
 
 
-def _stored_object(db: Database, key: str, dest: Path) -> dict[str, Any] | None:
-    """Write the stored object of `key` to `dest`; its record fields, or None (no entry, or one
-    that is not the object it claims to be: then the TU is built as if never seen)."""
+@dataclass(frozen=True)
+class StoredObject:
+    """What the object cache keeps beside an object's bytes."""
+
+    oz: Finding
+    chosen: Finding
+    reason: str
+    ir_hash: str | None
+    count_before: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"oz": self.oz.to_json(), "chosen": self.chosen.to_json(), "reason": self.reason,
+                "ir_hash": self.ir_hash, "count_before": self.count_before}
+
+
+def _stored_object(db: Database, key: str, dest: Path) -> StoredObject | None:
+    """Write the stored object of `key` to `dest`; what was stored with it, or None (no entry, or
+    one that is not the object it claims to be: then the TU is built as if never seen)."""
     got = db.safe("object lookup", db.object_get, key)
     if got is None:
         return None
@@ -270,15 +278,18 @@ def _stored_object(db: Database, key: str, dest: Path) -> dict[str, Any] | None:
             probe = Path(tmp) / "stored.o"
             probe.write_bytes(data)
             sizes = object_sizes(probe)
-            want = meta["chosen"]["sizes"]
-            if (sizes.text, sizes.alloc) != (want["text"], want["alloc"]) or not sizes.not_larger_than(
-                    Sizes(**{k: meta["oz"]["sizes"][k] for k in ("text", "alloc")})):
+            stored = StoredObject(oz=Finding.from_json(meta["oz"]), chosen=Finding.from_json(meta["chosen"]),
+                                  reason=str(meta.get("reason", "")), ir_hash=meta.get("ir_hash"),
+                                  count_before=meta.get("count_before"))
+            want, oz_sizes = stored.chosen.sizes, stored.oz.sizes
+            if want is None or oz_sizes is None or (sizes.text, sizes.alloc) != (want.text, want.alloc) \
+                    or not sizes.not_larger_than(oz_sizes):
                 return None
             atomic_copy(probe, dest)
     except (OSError, KeyError, TypeError, ValueError) as e:
         log.warning("stored object of %s unusable: %s", dest, e)
         return None
-    return {"reason": meta.get("reason", ""), "rounds": [{"cache": "object"}], **meta}
+    return stored
 
 
 def _verified(builder: TUBuilder, chosen: Finding) -> Finding | None:
@@ -301,32 +312,26 @@ def _verified(builder: TUBuilder, chosen: Finding) -> Finding | None:
     return again
 
 
-def _timing(emit_s: float, oz_s: float, decide_s: float, rounds: list[dict[str, Any]],
-            total_s: float) -> dict[str, float]:
+def _timing(emit_s: float, oz_s: float, decide_s: float, rounds: list[Round], total_s: float) -> Timing:
     """Where one TU's time went: the front end, the -Oz baseline, the model, the candidates'
     opt + codegen (the rest: IR parsing, the cache, the copy, bookkeeping)."""
-    model_s = sum(float(r.get("model_s", 0.0)) for r in rounds)
-    cand_s = sum(float(r.get("candidates_s", 0.0)) for r in rounds)
+    model_s = sum(r.model_s for r in rounds)
+    cand_s = sum(r.candidates_s for r in rounds)
     if not model_s and not cand_s:
         cand_s = decide_s  # a cache replay or -Oz only: the decision is opt + codegen, no model
-    return {"frontend_s": round(emit_s, 4), "oz_baseline_s": round(oz_s, 4), "model_s": round(model_s, 4),
-            "candidates_s": round(cand_s, 4), "total_s": round(total_s, 4)}
+    return Timing(frontend_s=round(emit_s, 4), oz_baseline_s=round(oz_s, 4), model_s=round(model_s, 4),
+                  candidates_s=round(cand_s, 4), total_s=round(total_s, 4))
 
 
 def _replay(cached: tuple[str, dict[str, Any]], tu: TUContext) -> Decision | None:
     """Rebuild the cached decision with no model call; None if the stored list no longer works."""
     text, _ = cached
     if text.strip() == "Oz":
-        return Decision(chosen=tu.oz, reason="cached-oz", rounds=[{"cache": "hit", "pass_list": "Oz"}])
+        return Decision(chosen=tu.oz, reason="cached-oz", rounds=[Round(cache="hit", pass_list="Oz")])
     try:
         pl = parse_pass_list(text)
     except PassListError:
         return None
     f = tu.evaluate(pl)
     chosen, reason = select_best(tu.oz, [f])
-    return Decision(chosen=chosen, reason=f"cached-{reason}", rounds=[{"cache": "hit", "pass_list": text,
-                                                                       "finding": f.to_json()}])
-
-
-def finding_summary(f: Finding) -> str:
-    return f"{f.pass_list}: valid={f.valid} count={f.count_after} sizes={f.sizes}"
+    return Decision(chosen=chosen, reason=f"cached-{reason}", rounds=[Round(cache="hit", pass_list=text, finding=f)])

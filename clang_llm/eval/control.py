@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from clang_llm.build.tubuilder import TUBuilder
+from clang_llm.errors import ToolTimeout
 from clang_llm.passes import OZ
 from clang_llm.progress import make_progress
-from clang_llm.toolchain import Toolchain, ToolTimeout, run
+from clang_llm.toolchain import Toolchain, run
 from clang_llm.train.autotune import ModuleTask
 
 

@@ -25,21 +25,25 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clang_llm.build.finding import Finding
 from clang_llm.build.tubuilder import TUBuilder
-from clang_llm.optimizer.base import TUContext, select_best
-from clang_llm.passes import PassList, PassListError, parse_pass_list
-from clang_llm.train.autotune import DEFAULT_BROADCAST, AutotuneConfig, improved, search_module, top_lists
+from clang_llm.errors import MethodError, PassListError
+from clang_llm.optimizer.base import Decision, TUContext, select_best
+from clang_llm.passes import PassList, parse_pass_list
+from clang_llm.records import Finding
+from clang_llm.train.autotune import improved, search_module, top_lists
+from clang_llm.train.configs import DEFAULT_BROADCAST, AutotuneConfig
+
+if TYPE_CHECKING:
+    from clang_llm.model import Model
+    from clang_llm.optimizer.loop import ModelLoop
 
 KINDS = ("oz", "autotune", "coreset", "model", "feedback")
 MODEL_KINDS = ("model", "feedback")
 _NAME = re.compile(r"^(oz|autotune@\d+|coreset@\d+|model@\d+|feedback-(fast|short|long)@\d+)(\+backup)?$")
 
 
-class MethodError(ValueError):
-    """A method name that does not parse."""
 
 
 @dataclass(frozen=True)
@@ -190,17 +194,17 @@ def _outcome(f: Finding) -> dict[str, Any]:
     return {"pass_list": f.pass_list, "text": f.sizes.text, "alloc": f.sizes.alloc, "count": f.count_after}
 
 
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[str, Model] = {}
 
 
-def model_loop_class() -> Any:
-    """The lead's ModelLoop, imported lazily; raises ImportError when it is not there (yet)."""
+def model_loop_class() -> type[ModelLoop]:
+    """ModelLoop, imported lazily (a broken model package makes the model methods unavailable)."""
     from clang_llm.optimizer.loop import ModelLoop
 
     return ModelLoop
 
 
-def load_model_cached(model_dir: str, threads: int = 1) -> Any:
+def load_model_cached(model_dir: str, threads: int = 1) -> Model:
     """One model per worker process and directory, shared by every model method."""
     from clang_llm.model import load_model
     from clang_llm.optimizer.factory import default_model_dir
@@ -211,33 +215,20 @@ def load_model_cached(model_dir: str, threads: int = 1) -> Any:
     return _MODELS[key]
 
 
-def _candidate_dicts(decision: Any, recorded: list[Finding]) -> list[dict[str, Any]]:
-    """Every candidate the loop produced, parse failures included when its transcript has them."""
-    found: list[dict[str, Any]] = []
-
-    def walk(x: Any) -> None:
-        if isinstance(x, dict):
-            if "pass_list" in x and "valid" in x:
-                found.append(x)
-                return
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-
-    walk(getattr(decision, "rounds", []))
-    return found if len(found) >= len(recorded) else [f.to_json() for f in recorded]
+def _candidates(decision: Decision, recorded: list[Finding]) -> list[Finding]:
+    """Every candidate the loop produced, parse failures included (they are in its rounds)."""
+    found = [f for r in decision.rounds for f in r.findings()]
+    return found if len(found) >= len(recorded) else recorded
 
 
-def _model_stats(cands: list[dict[str, Any]]) -> dict[str, Any]:
+def _model_stats(cands: list[Finding]) -> dict[str, Any]:
     n = len(cands)
-    pred = [(c["predicted_after"], c["count_after"]) for c in cands
-            if c.get("predicted_after") is not None and c.get("count_after") is not None]
-    gen = [c["generated_ir_parses"] for c in cands if c.get("generated_ir_parses") is not None]
-    bleu = [c["bleu"] for c in cands if c.get("bleu") is not None]
+    pred = [(c.predicted_after, c.count_after) for c in cands
+            if c.predicted_after is not None and c.count_after is not None]
+    gen = [c.generated_ir_parses for c in cands if c.generated_ir_parses is not None]
+    bleu = [c.bleu for c in cands if c.bleu is not None]
     return {
-        "candidates": n, "valid": sum(1 for c in cands if c.get("valid")),
+        "candidates": n, "valid": sum(1 for c in cands if c.valid),
         "pred_n": len(pred), "pred_exact": sum(1 for p, r in pred if p == r),
         "pred_abs_err": float(sum(abs(p - r) for p, r in pred)),
         "ir_n": len(gen), "ir_parsed": sum(1 for g in gen if g),
@@ -317,7 +308,7 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         return {"status": "error", "reason": f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
                 "evals": 1 + len(recorded), "wall_s": time.monotonic() - t0 + oz.seconds}
     chosen = _pick(oz, recorded, spec.backup)
-    cands = _candidate_dicts(decision, recorded)
+    cands = _candidates(decision, recorded)
     return {"status": "ok", "chosen": _outcome(chosen), "evals": 1 + len(recorded),
             "wall_s": time.monotonic() - t0 + oz.seconds, "model": _model_stats(cands),
-            "decision_reason": getattr(decision, "reason", ""), "model_calls": getattr(decision, "model_calls", 0)}
+            "decision_reason": decision.reason, "model_calls": decision.model_calls}

@@ -11,10 +11,13 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clang_llm.eval.methods import parse_method
 from clang_llm.train.dataset import improvement_stats
+
+if TYPE_CHECKING:
+    from clang_llm.eval.run import EvalResults
 
 
 def _gm(ratios: list[float]) -> float | None:
@@ -197,7 +200,7 @@ def _stable(methods: list[str], records: list[dict[str, Any]]) -> list[dict[str,
     return sorted(records, key=lambda r: (rank.get(r["method"], len(rank)), r["method"], r["module"]))
 
 
-def write_outputs(results: Any, out_dir: Path, plots: bool = True) -> dict[str, Path]:
+def write_outputs(results: EvalResults, out_dir: Path, plots: bool = True) -> dict[str, Path]:
     """results.json, table.md and the plots under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.eval.methods import (
     MethodSetup,
@@ -33,6 +32,7 @@ from clang_llm.eval.methods import (
     run_method,
 )
 from clang_llm.passes import OZ, PassList
+from clang_llm.records import Finding
 from clang_llm.toolchain import Toolchain
 from clang_llm.train.autotune import ModuleTask, append_records, read_labels, read_records, repair, shared_winners
 
@@ -59,8 +59,9 @@ class ReplayingBuilder(TUBuilder):
     method's wall time, so the table's time per module is what the method alone would take.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, compiler: Path, opt: Path, codegen_flags: list[str], lang: str, in_bc: Path, workdir: Path,
+                 timeout: float) -> None:
+        super().__init__(compiler, opt, codegen_flags, lang, in_bc, workdir, timeout)
         self._done: dict[tuple[str, bool], Finding] = {}
         self.replayed_seconds = 0.0
 

@@ -4,7 +4,8 @@ Importing this package is cheap and never imports torch or transformers (those a
 training, in `clang_llm.train`).
 """
 
-from clang_llm.model.card import CARD_FILE, ModelCard, ModelError, read_card, write_card
+from clang_llm.errors import ModelError
+from clang_llm.model.card import CARD_FILE, ModelCard, read_card, write_card
 from clang_llm.model.ct2 import MODEL_FILES, Model, load_model, model_content_id
 
 __all__ = [

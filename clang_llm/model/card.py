@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clang_llm.errors import ModelError
+
 CARD_FILE = "model-card.json"
 CARD_VERSION = 1
 
 
-class ModelError(Exception):
-    """A model directory that cannot be used; the message is one line, fit for a log or a CLI."""
 
 
 @dataclass

@@ -18,12 +18,17 @@ import os
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clang_llm import LLVM_MAJOR
-from clang_llm.model.card import CARD_FILE, ModelCard, ModelError, read_card
+from clang_llm.errors import ModelError
+from clang_llm.model.card import CARD_FILE, ModelCard, read_card
 from clang_llm.passes import Vocabulary
 from clang_llm.prompt_format import ANSWER_MARK, END_MARK, PROMPT_FORMAT
+
+if TYPE_CHECKING:
+    import ctranslate2
+    from tokenizers import Tokenizer
 
 BOS = "<s>"
 EOS = "</s>"
@@ -35,14 +40,16 @@ _LOCK = threading.Lock()
 class Model:
     """A loaded model: tokenizer, card and a CTranslate2 generator factory."""
 
-    def __init__(self, path: Path, card: ModelCard, tokenizer: Any, intra_threads: int, device: str) -> None:
+    requests = 0  # requests sent to a model server: none in-process (HttpModel counts its own)
+
+    def __init__(self, path: Path, card: ModelCard, tokenizer: Tokenizer, intra_threads: int, device: str) -> None:
         self.path = path
         self.card = card
         self.intra_threads = intra_threads
         self.device = device
         self.warnings: list[str] = []
         self._tokenizer = tokenizer
-        self._generator: Any = self._new_generator()  # also proves that model.bin loads
+        self._generator: ctranslate2.Generator = self._new_generator()  # also proves that model.bin loads
         self._drawn = False  # whether its worker has drawn random numbers (then it is stale)
 
     @property
@@ -64,7 +71,7 @@ class Model:
     def _encode_prompt(self, prompt: str) -> list[str]:
         return [BOS, *self._tokenizer.encode(prompt).tokens]
 
-    def _new_generator(self) -> Any:
+    def _new_generator(self) -> ctranslate2.Generator:
         import ctranslate2
 
         try:
@@ -183,7 +190,7 @@ def load_model(model_dir: str | Path, *, intra_threads: int | None = None, devic
     return model
 
 
-def _load_tokenizer(path: Path) -> Any:
+def _load_tokenizer(path: Path) -> Tokenizer:
     from tokenizers import Tokenizer
 
     try:

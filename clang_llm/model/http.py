@@ -26,24 +26,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from clang_llm.build.jobslots import SlotTimeout, machine_slot
+from clang_llm.build.jobslots import machine_slot
 from clang_llm.config import public_url
-from clang_llm.model.card import ModelCard, ModelError
+from clang_llm.errors import BackendError, ModelError, SlotTimeout
+from clang_llm.model.card import ModelCard
 from clang_llm.prompt_format import PROMPT_FORMAT
+
+if TYPE_CHECKING:
+    import httpx
+    from tokenizers import Tokenizer
 
 MAX_RESPONSE_BYTES = 16 << 20
 DEFAULT_CONTEXT = 2048
 
 
-class BackendError(ModelError):
-    """The server could not give a usable answer; `reason` is the counted fallback reason."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(f"backend {kind}: {detail}" if detail else f"backend {kind}")
-        self.reason = f"backend-{kind}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class ServerModel:
 class HttpModel:
     """`Model`'s interface (id, card, context_length, count_tokens, generate) over HTTP."""
 
-    def __init__(self, cfg: BackendConfig, client: Any, server: ServerModel,
+    def __init__(self, cfg: BackendConfig, client: httpx.Client, server: ServerModel,
                  answer_complete: Callable[[str], bool] | None = None) -> None:
         self.cfg = cfg
         self.card = server.card
@@ -98,7 +97,7 @@ class HttpModel:
         return "http-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # -- tokens ----------------------------------------------------------------
-    def _load_tokenizer(self) -> Any:
+    def _load_tokenizer(self) -> Tokenizer:
         from tokenizers import Tokenizer
 
         safe = "".join(c for c in self.server.fingerprint if c.isalnum())[:64] or "unknown"
@@ -191,7 +190,7 @@ class HttpModel:
         if name != self.server.name or (self.server.fingerprint and fp and fp != self.server.fingerprint):
             raise BackendError("model-changed", f"answer from {str(name)[:80]!r}, connected to {self.server.name!r}")
 
-    def _get(self, path: str) -> Any:
+    def _get(self, path: str) -> httpx.Response:
         import httpx
 
         try:
@@ -214,12 +213,12 @@ def _transport_error(e: Exception) -> BackendError:
     return BackendError("transport", type(e).__name__)
 
 
-def _status(r: Any) -> None:
+def _status(r: httpx.Response) -> None:
     if r.status_code != 200:
         raise BackendError(f"http-{r.status_code}", r.reason_phrase or "")
 
 
-def _json(r: Any) -> dict[str, Any]:
+def _json(r: httpx.Response) -> dict[str, Any]:
     _status(r)
     if len(r.content) > MAX_RESPONSE_BYTES:
         raise BackendError("bad-json", "response too large")
@@ -232,7 +231,7 @@ def _json(r: Any) -> dict[str, Any]:
     return data
 
 
-def _client(cfg: BackendConfig) -> Any:
+def _client(cfg: BackendConfig) -> httpx.Client:
     import httpx
 
     headers = {"User-Agent": "clang-llm"}

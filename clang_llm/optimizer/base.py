@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from clang_llm.build.finding import Finding
+from clang_llm.config import Settings
 from clang_llm.passes import PassList
+from clang_llm.records import Finding, Round
 
 Evaluate = Callable[[PassList], Finding]
 
@@ -27,7 +28,7 @@ class TUContext:
     count_before: int
     oz: Finding  # the -Oz baseline (always valid; what clang -Oz -c ships)
     evaluate: Evaluate
-    settings: Any  # clang_llm.config.Settings
+    settings: Settings
     source: str = ""
 
 
@@ -37,10 +38,9 @@ class Decision:
 
     chosen: Finding
     reason: str  # why this one: "beats-oz", "no-candidate-beat-oz", "model-unavailable", ...
-    rounds: list[dict[str, Any]] = field(default_factory=list)  # transcript for `explain`
+    rounds: list[Round] = field(default_factory=list)  # transcript for `explain`
     model_calls: int = 0
     remote_calls: int = 0  # requests sent to a model server (0 in-process)
-    model_id: str | None = None
 
 
 class Optimizer(Protocol):

@@ -23,7 +23,8 @@ def make_optimizer(settings: Settings) -> Optimizer:
         return OzOnly("llm-off")
     if settings.backend:
         return _remote(settings)
-    from clang_llm.model import ModelError, load_model
+    from clang_llm.errors import ModelError
+    from clang_llm.model import load_model
     from clang_llm.optimizer.loop import ModelLoop
 
     model_dir = Path(settings.model) if settings.model else default_model_dir()
@@ -37,7 +38,8 @@ def make_optimizer(settings: Settings) -> Optimizer:
 
 def _remote(settings: Settings) -> Optimizer:
     """The loop over a model server; -Oz (counted by its reason) when the server cannot serve."""
-    from clang_llm.model.http import BackendConfig, BackendError, connect
+    from clang_llm.errors import BackendError
+    from clang_llm.model.http import BackendConfig, connect
     from clang_llm.optimizer.formats import get_format
     from clang_llm.optimizer.loop import ModelLoop
 

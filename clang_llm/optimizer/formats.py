@@ -17,8 +17,6 @@ from clang_llm.prompt_format import END_MARK, FTD_FORMAT, PROMPT_FORMAT, PROMPT_
 CountTokens = Callable[[str], int]
 
 
-class PromptTooLong(ValueError):
-    """The TU's prompt cannot fit the model's context in this format (one that never cuts IR)."""
 
 
 @dataclass(frozen=True)

@@ -13,19 +13,25 @@ import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
-from clang_llm.model import ModelError
+from clang_llm.errors import ModelError, PromptTooLong
 from clang_llm.optimizer.base import Decision, TUContext, select_best
-from clang_llm.optimizer.formats import CLLM, PromptFormat, PromptTooLong
+from clang_llm.optimizer.formats import CLLM, PromptFormat
 from clang_llm.optimizer.prompt import (
     Answer,
     build_feedback_prompt,
     feedback_text,
     normalize_ir,
 )
+from clang_llm.records import Candidate, Finding, Round
+
+if TYPE_CHECKING:
+    from clang_llm.config import Settings
+    from clang_llm.model import Model
+    from clang_llm.model.http import HttpModel
 
 log = logging.getLogger("clang_llm")
 
@@ -62,7 +68,7 @@ def prompt_budgets(context: int, max_new_tokens: int, first_cap: int = 0) -> tup
 class ModelLoop:
     """An Optimizer backed by a local model; `model_id` enters the decision cache key."""
 
-    def __init__(self, model: Any, settings: Any, prompt_format: PromptFormat = CLLM) -> None:
+    def __init__(self, model: Model | HttpModel, settings: Settings, prompt_format: PromptFormat = CLLM) -> None:
         self.model = model  # a local `Model` or an `HttpModel`: the same interface
         self.settings = settings
         self.format = prompt_format
@@ -79,8 +85,8 @@ class ModelLoop:
                         error="; ".join(ans.problems)[:1500], count_before=tu.count_before)
         else:
             base = pass_findings[str(ans.pass_list)]
-            f = Finding(**{**base.__dict__})  # a copy: predictions differ between identical lists
-        f.predicted_before, f.predicted_after = ans.count_before, ans.count_after
+            f = base
+        f = f.with_predictions(ans.count_before, ans.count_after)  # a copy: identical lists share one run
         if ans.ir is not None:
             err = ir.verify_text(ans.ir)
             f.generated_ir_parses, f.generated_ir_error = err is None, err
@@ -138,16 +144,16 @@ class ModelLoop:
         s = self.settings
         first_budget, budget = prompt_budgets(self.model.context_length, s.max_new_tokens,
                                               self.model.card.prompt_budget)
-        rounds: list[dict[str, Any]] = []
+        rounds: list[Round] = []
         findings: list[Finding] = []
         try:
             # A format without feedback rounds never needs room for one in its first prompt.
             prompt = self.format.build_prompt(tu.ir_text, first_budget if self.format.feedback else budget,
                                               self.model.count_tokens)
         except PromptTooLong as e:
-            return self._decision(tu, findings, [{"error": str(e)}], 0, "prompt-too-long")
+            return self._decision(tu, findings, [Round(error=str(e))], 0, "prompt-too-long")
         except ModelError as e:
-            return self._decision(tu, findings, [{"error": str(e)[:300]}], 0, getattr(e, "reason", "model-error"))
+            return self._decision(tu, findings, [Round(error=str(e)[:300])], 0, e.reason)
         current = prompt
         calls = 0
         for r in range(s.rounds):
@@ -156,8 +162,8 @@ class ModelLoop:
                 answers = self._answers(current, s.samples, s.seed + r)
             except ModelError as e:  # a failing model or server ends the rounds; what was found stays
                 log.warning("model failed in round %d: %s", r + 1, e)
-                rounds.append({"round": r + 1, "error": str(e)[:300]})
-                return self._decision(tu, findings, rounds, calls, getattr(e, "reason", "model-error"))
+                rounds.append(Round(round=r + 1, error=str(e)[:300]))
+                return self._decision(tu, findings, rounds, calls, e.reason)
             model_s = time.monotonic() - t_model
             calls += 1
             t_cand = time.monotonic()
@@ -172,16 +178,15 @@ class ModelLoop:
             round_findings = [f for f, _ in checked]
             findings.extend(round_findings)
             best, why = select_best(tu.oz, round_findings)
-            rec: dict[str, Any] = {
-                "round": r + 1, "prompt_tokens": self.model.count_tokens(current),
-                "candidates": [{"answer": a[:4000], "pass_list": f.pass_list, "problems": ans.problems,
-                                "finding": f.to_json()} for a, (f, ans) in zip(answers, checked, strict=True)],
-                "opt_evaluations": len(distinct),
-                "model_s": round(model_s, 4), "candidates_s": round(candidates_s, 4),
-            }
+            rec = Round(
+                round=r + 1, prompt_tokens=self.model.count_tokens(current),
+                candidates=tuple(Candidate(answer=a[:4000], finding=f, pass_list=f.pass_list,
+                                           problems=tuple(ans.problems))
+                                 for a, (f, ans) in zip(answers, checked, strict=True)),
+                opt_evaluations=len(distinct), model_s=round(model_s, 4), candidates_s=round(candidates_s, 4))
             rounds.append(rec)
             if why == "beats-oz" and best.predicted_after == best.count_after:
-                rec["stop"] = "beats -Oz with a correct prediction"
+                rounds[-1] = replace(rec, stop="beats -Oz with a correct prediction")
                 break
             if r + 1 == s.rounds:
                 break
@@ -190,16 +195,16 @@ class ModelLoop:
             # Feedback on the round's most useful answer: the best valid one, else the first.
             idx = round_findings.index(best) if best in round_findings else 0
             previous, fb = self._feedback(prompt, answers[idx], round_findings[idx], tu, budget)
-            rec["feedback"] = fb
+            rounds[-1] = replace(rec, feedback=fb)
             current = build_feedback_prompt(prompt, previous, fb, max_tokens=budget,
                                             count_tokens=self.model.count_tokens)
         return self._decision(tu, findings, rounds, calls, None)
 
-    def _decision(self, tu: TUContext, findings: list[Finding], rounds: list[dict[str, Any]], calls: int,
+    def _decision(self, tu: TUContext, findings: list[Finding], rounds: list[Round], calls: int,
                   failure: str | None) -> Decision:
         """The best finding; a failure's reason when it cut the rounds short and nothing beat -Oz."""
         chosen, reason = select_best(tu.oz, findings)
         if failure is not None and reason != "beats-oz":
             reason = failure
         return Decision(chosen=chosen, reason=reason, rounds=rounds, model_calls=calls,
-                        remote_calls=int(getattr(self.model, "requests", 0)), model_id=self.model.id)
+                        remote_calls=self.model.requests)

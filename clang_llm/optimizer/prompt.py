@@ -46,8 +46,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from clang_llm.build.finding import Finding
-from clang_llm.passes import PassList, PassListError, Vocabulary, parse_pass_list, split_tokens
+from clang_llm.errors import PassListError
+from clang_llm.passes import PassList, Vocabulary, parse_pass_list, split_tokens
 from clang_llm.prompt_format import (  # noqa: F401  (re-exported: the prompt's own vocabulary)
     ANSWER_MARK,
     END_MARK,
@@ -57,6 +57,7 @@ from clang_llm.prompt_format import (  # noqa: F401  (re-exported: the prompt's 
     PROMPT_FORMAT,
     PROMPT_MARK,
 )
+from clang_llm.records import Finding
 
 HEADER = f"{PROMPT_MARK} {PROMPT_FORMAT} size\n"
 GLOBAL_LINE_CHARS = 160

@@ -20,13 +20,11 @@ cleanly), so a run can be stopped and restarted: modules already recorded are sk
 
 Usage::
 
-    python -m clang_llm.train.autotune --index /work/corpus/out/index.jsonl.gz \\
-        --out /work/corpus/labels/labels.jsonl.gz --budget 8 --jobs 2
+    clang-llm-tool autotune --index build/corpus/out/index.jsonl.gz --out labels.jsonl.gz --budget 200 --fast
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -37,7 +35,6 @@ import math
 import os
 import random
 import resource
-import sys
 import tempfile
 import time
 import zlib
@@ -51,11 +48,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clang_llm import LLVM_MAJOR, ir
-from clang_llm.build.finding import Finding
 from clang_llm.build.tubuilder import TUBuilder
-from clang_llm.passes import OZ, PassList, PassListError, Vocabulary, parse_pass_list
+from clang_llm.errors import PassListError
+from clang_llm.passes import OZ, PassList, Vocabulary, parse_pass_list
 from clang_llm.progress import make_progress
+from clang_llm.records import Finding
 from clang_llm.toolchain import Toolchain
+from clang_llm.train.configs import AutotuneConfig
 from clang_llm.train.fasteval import IncrementalEvaluator
 
 log = logging.getLogger("clang_llm.autotune")
@@ -66,22 +65,6 @@ SPLIT_ORDER = ("test", "validation", "train")
 # failed on the module (retried once the bug is fixed, never silently kept as its label).
 RETRY_REASONS = frozenset({"missing-bc", "internal"})
 
-# Lists that won on real TUs (REFERENCE.md section 2) and on a pilot run over corpus modules
-# (budget 24, 16 modules); tried first everywhere, interleaved with the shared winners.
-DEFAULT_BROADCAST: tuple[str, ...] = (
-    "Oz loop-reduce simplifycfg<hoist-common-insts;sink-common-insts>",
-    "O1",
-    "Oz sink",
-    "Oz loop-reduce early-cse",
-    "Oz iroutliner separate-const-offset-from-gep",
-    "Oz mergefunc",
-    "Oz gvn-sink",
-    "Oz loop-reduce gvn-sink simplifycfg<hoist-common-insts;sink-common-insts>",
-    "Oz gvn-hoist",
-    "Oz simplifycfg<hoist-common-insts;sink-common-insts>",
-    "Os",
-    "O1 gvn-hoist",
-)
 # Passes tried first by the greedy phase (known winners); the rest of the vocabulary follows.
 GREEDY_FIRST: tuple[str, ...] = (
     "loop-reduce",
@@ -112,28 +95,6 @@ class ModuleTask:
     split: str = ""
     package: str = ""
     instructions: int | None = None  # from the index, if known (saves parsing huge modules)
-
-
-@dataclass
-class AutotuneConfig:
-    """Search settings; `budget` counts opt evaluations per module (the -Oz baseline excluded)."""
-
-    budget: int = 8
-    timeout: float = 20.0  # seconds per opt / codegen run
-    module_timeout: float = 240.0  # stop searching a module after this many wall seconds
-    max_instructions: int = 40_000  # bigger modules are recorded as skipped ("too-large")
-    large_instructions: int = 4_000  # above this, the budget shrinks in proportion (min. min_budget)
-    min_budget: int = 3
-    seed: int = 0
-    top_k: int = 8
-    verify_each: bool = True
-    # Search with IncrementalEvaluator (suffixes on cached prefix outputs, no -verify-each, one
-    # codegen per distinct module); the kept lists are then re-run whole with -verify-each.
-    fast: bool = False
-    share_winners: bool = True  # broadcast the lists that won on modules labelled before
-    broadcast_share: float = 0.5
-    default_broadcast: tuple[str, ...] = DEFAULT_BROADCAST  # the fixed lists of the broadcast phase
-    greedy_share: float = 0.35
 
 
 def key_of(f: Finding) -> Key:
@@ -524,7 +485,7 @@ def order_tasks(tasks: list[ModuleTask], seed: int = 0) -> list[ModuleTask]:
     return sorted(tasks, key=lambda t: _order_key(seed, t))
 
 
-def _first(d: dict[str, Any], *keys: str) -> Any:
+def _first(d: dict[str, Any], *keys: str) -> object:
     for k in keys:
         if d.get(k) is not None:
             return d[k]
@@ -789,37 +750,3 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
         geomean_text_ratio=_geomean_ratio(new), wall_s=round(time.monotonic() - t0, 2),
         cpu_s=round(sum(r.get("cpu_s", 0.0) for r in new), 2),
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", type=Path, help="corpus index.jsonl.gz (modules/<id>.bc beside it)")
-    src.add_argument("--recordings", type=Path, help="folder of X.bc + X.json recordings")
-    ap.add_argument("--modules-dir", type=Path)
-    ap.add_argument("--out", type=Path, required=True, help="labels file (.jsonl or .jsonl.gz), appended")
-    ap.add_argument("--split", action="append", help="only these splits (repeatable)")
-    ap.add_argument("--limit", type=int)
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--budget", type=int, default=AutotuneConfig.budget)
-    ap.add_argument("--timeout", type=float, default=AutotuneConfig.timeout)
-    ap.add_argument("--module-timeout", type=float, default=AutotuneConfig.module_timeout)
-    ap.add_argument("--max-instructions", type=int, default=AutotuneConfig.max_instructions)
-    ap.add_argument("--large-instructions", type=int, default=AutotuneConfig.large_instructions)
-    ap.add_argument("--min-budget", type=int, default=AutotuneConfig.min_budget)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-verify-each", action="store_true")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = AutotuneConfig(budget=a.budget, timeout=a.timeout, module_timeout=a.module_timeout,
-                         max_instructions=a.max_instructions, seed=a.seed,
-                         large_instructions=a.large_instructions, min_budget=a.min_budget,
-                         verify_each=not a.no_verify_each)
-    tasks = load_tasks(a.index, a.recordings, a.modules_dir, a.split, a.limit, a.seed)
-    summary = autotune(tasks, a.out, cfg, jobs=a.jobs)
-    print(json.dumps(summary.to_json()), file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

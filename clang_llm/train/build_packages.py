@@ -16,12 +16,11 @@ was recorded before the failure (``make -k`` keeps going past broken TUs).
 
 Usage::
 
-    python -m clang_llm.train.build_packages --src /work/corpus/src --record /work/corpus/record
+    clang-llm-tool corpus packages --src build/corpus/src --record build/corpus/record
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -388,32 +387,3 @@ def build_all(
             console.print(f"{name} {r.version}: {status}[/], {r.recorded} TUs recorded, {r.seconds:.0f}s")
             progress.advance(task)
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: build the corpus packages, resumably."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", type=Path, default=Path("/work/corpus/src"), help="apt-get source folder")
-    ap.add_argument("--record", type=Path, default=Path("/work/corpus/record"), help="record root")
-    ap.add_argument("--logs", type=Path, default=None, help="folder for per-package build logs")
-    ap.add_argument("--recipes", type=Path, default=None, help="recipe TOML (default: shipped one)")
-    ap.add_argument("--retry-failed", action="store_true", help="rebuild packages whose build failed")
-    ap.add_argument("--fetch", action="store_true", help="`apt-get source` packages not yet under --src")
-    ap.add_argument("packages", nargs="*", help="only these packages (default: all recipes)")
-    args = ap.parse_args(argv)
-    results = build_all(
-        args.src,
-        args.record,
-        args.packages or None,
-        recipes_file=args.recipes,
-        log_dir=args.logs,
-        retry_failed=args.retry_failed,
-        fetch=args.fetch,
-    )
-    ok = sum(r.ok for r in results)
-    Console(stderr=True).print(f"{ok}/{len(results)} built, {sum(r.recorded for r in results)} TUs recorded in total")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

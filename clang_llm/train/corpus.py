@@ -18,12 +18,11 @@ Output: ``out_dir/modules/<id>.bc`` (the recorded bitcode, unchanged) and
 
 Usage::
 
-    python -m clang_llm.train.corpus --out /work/corpus/out /work/corpus/record/*
+    clang-llm-tool corpus index --out build/corpus/out --record build/corpus/record
 """
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import gzip
 import hashlib
@@ -31,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -363,24 +361,3 @@ def read_index(out_dir: Path) -> list[dict]:
 def corpus_info(out_dir: Path) -> dict:
     """Counts of modules and packages per split, and the package names, from the index."""
     return _summarize(read_index(out_dir))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line for `build_corpus`."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("/work/corpus/out"))
-    ap.add_argument("--max-instructions", type=int, default=DEFAULT_MAX_INSTRUCTIONS)
-    ap.add_argument("-j", "--jobs", type=int, default=None)
-    ap.add_argument(
-        "record_dirs", nargs="*", type=Path, help="record folders (default: every folder under /work/corpus/record)"
-    )
-    args = ap.parse_args(argv)
-    dirs = args.record_dirs or sorted(p for p in Path("/work/corpus/record").iterdir() if p.is_dir())
-    summary = build_corpus(dirs, args.out, max_instructions=args.max_instructions, jobs=args.jobs)
-    json.dump({k: v for k, v in summary.items() if k != "modules_per_package"}, sys.stdout, indent=1)
-    print()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

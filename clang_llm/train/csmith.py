@@ -12,12 +12,11 @@ longer than ``compile_timeout_s`` to emit are skipped (some csmith outputs are h
 
 Usage::
 
-    python -m clang_llm.train.csmith --out /work/corpus/record/csmith -n 2500
+    clang-llm-tool corpus csmith --out build/corpus/record/csmith -n 2500
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import hashlib
 import json
@@ -25,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,23 +187,3 @@ def generate(
     summary = {"first_seed": first_seed, "n": n, "recorded": ok, "skipped": skipped}
     (out_dir / DONE_FILE).write_text(json.dumps(summary, indent=1))
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line for `generate`."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("/work/corpus/record/csmith"))
-    ap.add_argument("-n", type=int, default=2500, help="number of seeds")
-    ap.add_argument("--first-seed", type=int, default=1)
-    ap.add_argument("-j", "--jobs", type=int, default=2)
-    ap.add_argument("--compile-timeout", type=float, default=5.0)
-    args = ap.parse_args(argv)
-    summary = generate(
-        args.out, args.n, first_seed=args.first_seed, jobs=args.jobs, compile_timeout_s=args.compile_timeout
-    )
-    print(json.dumps(summary), file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

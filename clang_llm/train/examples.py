@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
 from clang_llm.objsize import Sizes
 from clang_llm.optimizer.loop import prompt_budgets
 from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, render_answer
 from clang_llm.progress import make_progress
+from clang_llm.records import Finding
 
 CountTokens = Callable[[str], int]
 

@@ -25,17 +25,17 @@ from typing import Any
 import llvmlite.binding as llvm
 
 from clang_llm import ir
-from clang_llm.build.finding import Finding
 from clang_llm.build.targetopts import TargetOptions
 from clang_llm.build.tubuilder import TUBuilder, _trim, measuring, opt_failed
 from clang_llm.objsize import Sizes, object_sizes
 from clang_llm.passes import PassList, Vocabulary, render
+from clang_llm.records import Finding
 from clang_llm.toolchain import run
 
 _RELOC = {"static": "static", "pic": "pic", "dynamic-no-pic": "dynamicnopic"}
 
 
-def target_machine(triple: str, target: TargetOptions) -> Any | None:
+def target_machine(triple: str, target: TargetOptions) -> llvm.TargetMachine | None:
     """llvmlite's TargetMachine for clang's target options; None if they hold one it lacks."""
     opts = dict(f.lstrip("-").split("=", 1) for f in target.opt_flags if "=" in f)
     if set(opts) - {"relocation-model", "code-model", "mcpu", "mattr"} or any("=" not in f for f in target.opt_flags):
@@ -87,7 +87,7 @@ class IncrementalEvaluator:
             self._keep(pass_list.tokens, kept)
             self._calibrate(module, finding.sizes)
 
-    def _calibrate(self, module: Any, clang_sizes: Sizes) -> None:
+    def _calibrate(self, module: llvm.ModuleRef, clang_sizes: Sizes) -> None:
         """Use in-process codegen only if it gives this module's -Oz object clang's sizes. Inline
         asm keeps clang's codegen: an LLVM fatal error in it would end this process, not a child."""
         if "asm " in str(module):
@@ -99,7 +99,7 @@ class IncrementalEvaluator:
         except (RuntimeError, OSError, ValueError):
             self._tm = None
 
-    def _emit_sizes(self, tm: Any, module: Any) -> Sizes:
+    def _emit_sizes(self, tm: llvm.TargetMachine, module: llvm.ModuleRef) -> Sizes:
         obj = self.builder.workdir / f"inproc{next(self._ids)}.o"
         obj.write_bytes(tm.emit_object(module))
         try:

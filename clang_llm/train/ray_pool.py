@@ -10,14 +10,18 @@ need this package and LLVM 22 installed where they run; on one machine that is t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clang_llm.train.autotune import ModuleTask
+    from clang_llm.train.configs import AutotuneConfig
 
 MISSING_EXTRA = "Ray is not installed: pip install 'clang-llm[distributed]'"
 
 
-def run_on_ray(pending: list[Any], cfg: Any, address: str, broadcast: Callable[[], list[str]],
+def run_on_ray(pending: list[ModuleTask], cfg: AutotuneConfig, address: str, broadcast: Callable[[], list[str]],
                handle: Callable[[dict[str, Any]], None], worker: Callable[..., dict[str, Any]],
-               crash_record: Callable[[Any, Any, str], dict[str, Any]]) -> None:
+               crash_record: Callable[[ModuleTask, AutotuneConfig, str], dict[str, Any]]) -> None:
     """Run `worker(task, cfg, broadcast())` for every task on the cluster at `address`
     ("local" starts a private one on this machine), at most two tasks per cluster CPU in flight."""
     if not pending:

@@ -12,15 +12,13 @@ The vocabulary file is the lead's: this module reports implicated passes, it edi
 
 Usage::
 
-    python -m clang_llm.train.screen --labels /work/corpus/labels/labels.jsonl.gz --out screen-report.json
+    clang-llm-tool screen --labels labels.jsonl.gz --out screen-report.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,24 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm.build.tubuilder import TUBuilder
-from clang_llm.passes import OZ, PassList, PassListError, Vocabulary, parse_pass_list
-from clang_llm.toolchain import Toolchain, ToolTimeout, run
+from clang_llm.errors import PassListError, ToolTimeout
+from clang_llm.passes import OZ, PassList, Vocabulary, parse_pass_list
+from clang_llm.toolchain import Toolchain, run
 from clang_llm.train.autotune import improved, read_labels
-
-FIRST_SEED = 900_001  # far from the corpus' csmith seeds (1 ..), so screening programs are unseen
-
-
-@dataclass
-class ScreenConfig:
-    """How much to screen: programs, pipelines, timeouts and parallelism."""
-
-    programs: int = 24
-    first_seed: int = FIRST_SEED
-    pipelines: int = 20
-    opt_timeout: float = 30.0
-    run_timeout: float = 5.0  # for the -O0 reference; optimized builds get 3x (+1 s)
-    jobs: int = 2
-    verify_each: bool = True
+from clang_llm.train.configs import ScreenConfig
 
 
 @dataclass
@@ -247,23 +232,6 @@ def screen(pipelines: list[str], cfg: ScreenConfig, progress: bool = True) -> Sc
     return rep
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labels", type=Path, help="labels file; its winning lists are screened")
-    ap.add_argument("--pipeline", action="append", default=[], help="extra pass list to screen (repeatable)")
-    ap.add_argument("--out", type=Path, default=Path("screen-report.json"))
-    ap.add_argument("--programs", type=int, default=ScreenConfig.programs)
-    ap.add_argument("--pipelines", type=int, default=ScreenConfig.pipelines)
-    ap.add_argument("--first-seed", type=int, default=FIRST_SEED)
-    ap.add_argument("--jobs", type=int, default=2)
-    a = ap.parse_args(argv)
-    cfg = ScreenConfig(programs=a.programs, pipelines=a.pipelines, first_seed=a.first_seed, jobs=a.jobs)
-    rep = run_screen(a.labels, a.pipeline, cfg, a.out)
-    print(json.dumps({"checks": rep.checks, "outcomes": rep.outcomes, "failures": len(rep.failures),
-                      "implicated": rep.implicated_passes}))
-    return 0
-
-
 def run_screen(labels: Path | None, extra: list[str], cfg: ScreenConfig, out: Path,
                progress: bool = True) -> ScreenReport:
     """Pipelines from the labels (+ extra), screened; the report is written to `out` as JSON."""
@@ -274,6 +242,3 @@ def run_screen(labels: Path | None, extra: list[str], cfg: ScreenConfig, out: Pa
     out.write_text(json.dumps(asdict(rep), indent=1))
     return rep
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -31,6 +31,10 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from clang_llm.build.outputs import replace_dir
 from clang_llm.optimizer.prompt import END_MARK
 from clang_llm.train.tokenizer import BOS, PAD, UNK
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from tokenizers import Tokenizer
 
 CHECKPOINT = "checkpoint"
 STATE_FILE = "trainer_state.pt"
@@ -72,7 +76,7 @@ class _Example:
     n_prompt: int  # tokens (BOS included) that carry no loss
 
 
-def load_examples(examples_path: Path, tokenizer: Any, seq_len: int) -> tuple[list[_Example], int]:
+def load_examples(examples_path: Path, tokenizer: Tokenizer, seq_len: int) -> tuple[list[_Example], int]:
     """Tokenize examples; cut long prompts from the left, skip answers that cannot fit."""
     bos = tokenizer.token_to_id(BOS)
     prompts, answers = [], []
@@ -393,14 +397,14 @@ class _NoProgress:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
+    def add_task(self, *args: object, **kwargs: object) -> int:
         return 0
 
-    def update(self, *args: Any, **kwargs: Any) -> None:
+    def update(self, *args: object, **kwargs: object) -> None:
         return None
 
 
-def _progress(enabled: bool, steps: int, start: int) -> Any:
+def _progress(enabled: bool, steps: int, start: int) -> Progress | _NoProgress:
     if not enabled:
         return _NoProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

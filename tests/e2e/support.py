@@ -110,7 +110,7 @@ def records(state_dir: Path) -> dict[str, dict[str, Any]]:
 
     db = Database(state_dir)
     try:
-        return {r["object"]: r for r in db.all_records()}
+        return {r.object: r.to_json() for r in db.all_records()}
     finally:
         db.close()
 

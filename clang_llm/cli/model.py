@@ -1,4 +1,4 @@
-"""`clang-llm-tool train` / `export`: the model half of the data pipeline (needs the `train` extra)."""
+"""Model commands: train and export (they need the `train` extra)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from clang_llm.cli.common import require
 
 
 def train_cmd(
@@ -28,6 +30,7 @@ def train_cmd(
     force: Annotated[bool, typer.Option(help="Replace an existing model directory")] = False,
 ) -> None:
     """Tokenizer → examples (direct + feedback) → training (CPU or CUDA, resumable) → int8 export."""
+    require("torch", "transformers")
     from clang_llm.train.make_model import ModelRecipe, make_model
 
     if (examples is None) != (tokenizer is None) or (examples is None and (labels is None or corpus is None)):
@@ -47,6 +50,7 @@ def export_cmd(
     prompt_budget: Annotated[int, typer.Option(help="Round-1 prompt tokens the model was trained with")] = 640,
 ) -> None:
     """Checkpoint → CTranslate2 int8 model directory with model-card.json and tokenizer.json."""
+    require("torch", "transformers")
     from clang_llm.train.export import export
 
     path = export(checkpoint, out, name=name, force=force, prompt_budget=prompt_budget)

@@ -1,4 +1,4 @@
-"""`clang-llm-tool`: config, stats, explain, cache — and the data/model commands mounted below."""
+"""Commands for using the wrapper: config, stats, explain, cache, demo, serve, daemon."""
 
 from __future__ import annotations
 
@@ -7,22 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from clang_llm.cli.common import console
 from clang_llm.config import SETTING_NAMES, load_settings
 from clang_llm.db import Database
-
-app = typer.Typer(help="Manage clang-llm: settings, stats, per-object explanations, cache, data and models.",
-                  no_args_is_help=True, add_completion=False)
-console = Console()
 
 
 def _db() -> Database:
     return Database(load_settings().state_dir)
 
 
-@app.command()
 def config(source: Annotated[Path | None, typer.Option(help="Show the settings for this source file")] = None,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show every setting, its value and where it came from (flag > env > project > user > default)."""
@@ -44,7 +39,6 @@ def _pct(a: int, b: int) -> str:
     return f"{100.0 * a / b:.1f}%" if b else "-"
 
 
-@app.command()
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
           zero: Annotated[bool, typer.Option("--zero", "-z", help="Reset the counters")] = False) -> None:
     """Counters: optimized / -Oz / fell back / passed through (by reason), sizes against -Oz."""
@@ -94,7 +88,6 @@ def _delta(a: int, b: int) -> str:
     return f"{100.0 * (a - b) / b:+.2f}%" if b else "-"
 
 
-@app.command()
 def explain(obj: Path, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the decision record of one object file: candidates, findings, feedback, the choice and why."""
     rec = _db().get_record(str(obj.resolve()))
@@ -102,14 +95,13 @@ def explain(obj: Path, as_json: Annotated[bool, typer.Option("--json")] = False)
         console.print(f"no record for {obj} (passed through, fell back to clang, or built elsewhere)")
         raise typer.Exit(1)
     if as_json:
-        print(json.dumps(rec, indent=1))
+        print(json.dumps(rec.to_json(), indent=1))
         return
     from clang_llm.explain import render_transcript
 
     console.print(render_transcript(rec), markup=False, highlight=False)
 
 
-@app.command()
 def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached decision")] = False) -> None:
     """Show (or clear) the decision cache."""
     db = _db()
@@ -120,7 +112,6 @@ def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached
     console.print(f"{s['entries']} cached decisions, {s['hits']} hits, in {db.path}")
 
 
-@app.command()
 def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C project (default: the example)")] = None,
          flags: Annotated[str, typer.Option(help="clang-llm flags for the build")] = "--llm-samples=8") -> None:
     """Build the bundled example with CC=clang-llm and with clang-22 -Oz; print the size table.
@@ -132,7 +123,6 @@ def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C pro
     raise typer.Exit(run_demo(project or EXAMPLE, extra_flags=flags))
 
 
-@app.command()
 def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback only unless --allow-remote)")]
           = "127.0.0.1",
           port: Annotated[int, typer.Option(help="TCP port (0: any free port; the address is printed)")] = 8311,
@@ -144,7 +134,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback
           threads: Annotated[int | None, typer.Option(help="CTranslate2 threads")] = None,
           allow_remote: Annotated[bool, typer.Option(help="Allow a non-loopback --host")] = False) -> None:
     """Serve a model over the OpenAI completions API, for `--llm-backend` (builds share one loaded model)."""
-    from clang_llm.model import ModelError
+    from clang_llm.errors import ModelError
     from clang_llm.optimizer.factory import default_model_dir
     from clang_llm.serve import make_server, serve_forever
 
@@ -160,7 +150,6 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on (loopback
 
 daemon_app = typer.Typer(help="The warm compile daemon (started by the first compile; one per state dir).",
                          no_args_is_help=True)
-app.add_typer(daemon_app, name="daemon")
 
 
 @daemon_app.command("status")
@@ -192,25 +181,3 @@ def daemon_stop() -> None:
 
     stopped = stop_daemon(state_dir(os.environ))
     console.print("daemon stopped" if stopped else "no daemon running")
-
-
-def _mount() -> None:
-    """Mount the data/model commands; their heavy imports happen only when they run."""
-    import importlib
-
-    for module in ("clang_llm.cli_data", "clang_llm.cli_model"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        for name in ("corpus_cmd", "autotune_cmd", "screen_cmd", "eval_cmd", "control_cmd", "train_cmd",
-                     "export_cmd"):
-            fn = getattr(mod, name, None)
-            if fn is not None:
-                app.command(name.removesuffix("_cmd"))(fn)
-        sub = getattr(mod, "dataset_app", None)
-        if sub is not None:
-            app.add_typer(sub, name="dataset")
-
-
-_mount()

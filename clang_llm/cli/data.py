@@ -1,70 +1,64 @@
-"""Data commands of ``clang-llm-tool``: autotune, dataset info, screen, eval.
+"""Data commands: autotune, dataset (info, verify, curve), screen, eval, control.
 
-The lead mounts these into ``clang_llm/cli.py``::
-
-    app.command("autotune")(autotune_cmd)
-    app.add_typer(dataset_app, name="dataset")
-    app.command("screen")(screen_cmd)
-    app.command("eval")(eval_cmd)
-
-They also run on their own: ``python -m clang_llm.cli_data autotune --index ... --out ...``.
+Thin commands over library functions; every default comes from the library's own config record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-DEFAULT_INDEX = Path("/work/corpus/out/index.jsonl.gz")
-DEFAULT_LABELS = Path("/work/corpus/labels/labels.jsonl.gz")
+from clang_llm.cli.common import IndexOpt, JsonOpt, RecordingsOpt, SplitOpt, need_source, require
+from clang_llm.train.configs import AutotuneConfig, ScreenConfig
 
-IndexOpt = Annotated[Path | None, typer.Option(help="Corpus index (index.jsonl.gz); bitcode in modules/<id>.bc "
-                                                    "beside it.")]
-RecordingsOpt = Annotated[Path | None, typer.Option(help="Instead of an index: a folder of X.bc + X.json "
-                                                         "recordings (CLANG_LLM_RECORD format).")]
-SplitOpt = Annotated[list[str] | None, typer.Option("--split", help="Only modules of this split (repeatable).")]
+if TYPE_CHECKING:
+    from clang_llm.train.autotune import ModuleTask
+
+_A = AutotuneConfig()
+_S = ScreenConfig()
+LabelsOpt = Annotated[Path, typer.Option(help="Labels file written by `autotune`.")]
 
 
-def _tasks(index: Path | None, recordings: Path | None, splits: list[str] | None, limit: int | None, seed: int):
+def _tasks(index: Path | None, recordings: Path | None, splits: list[str] | None, limit: int | None,
+           seed: int) -> list[ModuleTask]:
     from clang_llm.train.autotune import load_tasks
 
-    if index is None and recordings is None:
-        index = DEFAULT_INDEX
+    need_source(index, recordings)
     return load_tasks(index, recordings, None, splits or None, limit, seed)
 
 
 def autotune_cmd(
-    out: Annotated[Path, typer.Option(help="Labels file (.jsonl.gz or .jsonl); appended, done modules skipped.")]
-    = DEFAULT_LABELS,
+    out: Annotated[Path, typer.Option(help="Labels file (.jsonl.gz or .jsonl); appended, done modules skipped.")],
     index: IndexOpt = None,
     recordings: RecordingsOpt = None,
     split: SplitOpt = None,
     limit: Annotated[int | None, typer.Option(help="Label at most this many modules (after ordering).")] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = os.cpu_count() or 1,
-    budget: Annotated[int, typer.Option(help="opt evaluations per module, the -Oz baseline excluded.")] = 8,
-    timeout: Annotated[float, typer.Option(help="Seconds per opt / codegen run.")] = 20.0,
+    budget: Annotated[int, typer.Option(help="opt evaluations per module, the -Oz baseline excluded.")] = _A.budget,
+    timeout: Annotated[float, typer.Option(help="Seconds per opt / codegen run.")] = _A.timeout,
     module_timeout: Annotated[float, typer.Option(help="Stop searching a module after this many seconds.")]
-    = 240.0,
+    = _A.module_timeout,
     max_instructions: Annotated[int, typer.Option(help="Modules with more IR instructions are recorded as "
-                                                       "skipped (too-large).")] = 40_000,
+                                                       "skipped (too-large).")] = _A.max_instructions,
     large_instructions: Annotated[int, typer.Option(help="Above this many IR instructions the budget shrinks "
-                                                         "in proportion (down to --min-budget).")] = 4_000,
-    min_budget: Annotated[int, typer.Option(help="Smallest budget of a large module.")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the module order and the random phase.")] = 0,
-    verify_each: Annotated[bool, typer.Option(help="Run opt with -verify-each.")] = True,
+                                                         "in proportion (down to --min-budget).")]
+    = _A.large_instructions,
+    min_budget: Annotated[int, typer.Option(help="Smallest budget of a large module.")] = _A.min_budget,
+    seed: Annotated[int, typer.Option(help="Seed of the module order and the random phase.")] = _A.seed,
+    verify_each: Annotated[bool, typer.Option(help="Run opt with -verify-each.")] = _A.verify_each,
     fast: Annotated[bool, typer.Option(help="Incremental evaluation (suffixes on cached prefix outputs, no "
                                             "-verify-each, one codegen per distinct module); kept lists are "
-                                            "re-run whole with -verify-each.")] = False,
-    top_k: Annotated[int, typer.Option(help="Distinct best lists kept per module.")] = 8,
+                                            "re-run whole with -verify-each.")] = _A.fast,
+    top_k: Annotated[int, typer.Option(help="Distinct best lists kept per module.")] = _A.top_k,
     share_winners: Annotated[bool, typer.Option(help="Try the lists that won most on modules labelled before "
-                                                     "first (off: each label independent of the order).")] = True,
+                                                     "first (off: each label independent of the order).")]
+    = _A.share_winners,
     ray: Annotated[str | None, typer.Option(help="Run on this Ray cluster (an address, 'auto', or 'local' for a "
-                                                 "private one); needs pip install 'clang-llm[distributed]'.")]
+                                                 "private one); needs pip install 'clang-llm\\[distributed]'.")]
     = None,
 ) -> None:
     """Autotune modules for object size (labels for training and evaluation).
@@ -73,8 +67,10 @@ def autotune_cmd(
     minimization), scored on .text, then alloc bytes, then instruction count. Modules run test split
     first, then validation, then train, each in a fixed shuffled order, so a partial run is a fair
     sample. Resumable: rerun the same command."""
-    from clang_llm.train.autotune import AutotuneConfig, autotune
+    from clang_llm.train.autotune import autotune
 
+    if ray is not None:
+        require("ray")
     cfg = AutotuneConfig(budget=budget, timeout=timeout, module_timeout=module_timeout,
                          max_instructions=max_instructions, large_instructions=large_instructions,
                          min_budget=min_budget, seed=seed,
@@ -90,10 +86,10 @@ dataset_app = typer.Typer(help="The corpus and its autotuned labels.", no_args_i
 
 @dataset_app.command("verify")
 def dataset_verify(
-    labels: Annotated[Path, typer.Option(help="Labels file written by `autotune`.")] = DEFAULT_LABELS,
-    index: Annotated[Path, typer.Option(help="Corpus index (modules/<id>.bc beside it).")] = DEFAULT_INDEX,
+    labels: LabelsOpt,
+    index: Annotated[Path, typer.Option(help="Corpus index (modules/<id>.bc beside it).")],
     split: str = "test", sample: int = 50, seed: int = 0,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Rebuild -Oz and each labelled best list on a seeded sample and compare with the recorded counts."""
     from clang_llm.train.dataset import verify_labels
@@ -112,8 +108,8 @@ def dataset_verify(
 
 @dataset_app.command("info")
 def dataset_info_cmd(
-    labels: Annotated[Path, typer.Option(help="Labels file written by `autotune`.")] = DEFAULT_LABELS,
-    index: Annotated[Path, typer.Option(help="Corpus index.")] = DEFAULT_INDEX,
+    labels: LabelsOpt,
+    index: Annotated[Path, typer.Option(help="Corpus index.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the full JSON instead of a summary.")] = False,
 ) -> None:
     """Corpus counts and the autotuner's improvement over -Oz.
@@ -128,23 +124,26 @@ def dataset_info_cmd(
 
 def screen_cmd(
     labels: Annotated[Path | None, typer.Option(help="Labels file; its most frequent winning lists are "
-                                                     "screened.")] = DEFAULT_LABELS,
+                                                     "screened.")] = None,
     pipeline: Annotated[list[str] | None, typer.Option(help="Extra pass list to screen (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Report file (JSON).")] = Path("screen-report.json"),
-    programs: Annotated[int, typer.Option(help="csmith programs to generate.")] = 24,
-    pipelines: Annotated[int, typer.Option(help="How many winning lists to take from the labels.")] = 20,
-    first_seed: Annotated[int, typer.Option(help="First csmith seed (far from the corpus' seeds).")] = 900_001,
-    jobs: Annotated[int, typer.Option(help="Parallel builds.")] = 2,
+    programs: Annotated[int, typer.Option(help="csmith programs to generate.")] = _S.programs,
+    pipelines: Annotated[int, typer.Option(help="How many winning lists to take from the labels.")] = _S.pipelines,
+    first_seed: Annotated[int, typer.Option(help="First csmith seed (far from the corpus' seeds).")]
+    = _S.first_seed,
+    jobs: Annotated[int, typer.Option(help="Parallel builds.")] = _S.jobs,
 ) -> None:
     """Screen winning pipelines for miscompiles on csmith programs.
 
     Builds csmith programs with each pipeline and compares their output with the -O0 build; bisect
     failing lists to the implicated passes."""
-    from clang_llm.train.screen import ScreenConfig, run_screen
+    from clang_llm.train.configs import ScreenConfig
+    from clang_llm.train.screen import run_screen
 
     cfg = ScreenConfig(programs=programs, pipelines=pipelines, first_seed=first_seed, jobs=jobs)
-    labels_path = labels if labels is not None and labels.exists() else None
-    rep = run_screen(labels_path, pipeline or [], cfg, out)
+    if labels is not None and not labels.exists():
+        raise typer.BadParameter(f"{labels} does not exist", param_hint="--labels")
+    rep = run_screen(labels, pipeline or [], cfg, out)
     typer.echo(json.dumps({"report": str(out), "programs_used": sum(p["used"] for p in rep.programs),
                            "checks": rep.checks, "outcomes": rep.outcomes, "failures": len(rep.failures),
                            "implicated_passes": rep.implicated_passes}))
@@ -156,10 +155,12 @@ def eval_cmd(
                                               "repeatable or comma-separated.")] = ["oz"],  # noqa: B006
     index: IndexOpt = None,
     recordings: RecordingsOpt = None,
-    split: SplitOpt = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="Only modules of this split (repeatable; "
+                                                    "default: test with --index, all with --recordings).")]
+    = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate at most this many modules.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Labels: coreset/broadcast lists (train split) and the "
-                                                     "autotuner's gain.")] = DEFAULT_LABELS,
+                                                     "autotuner's gain.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Per (method, module) results cache (JSONL[.gz]); "
                                                     "resumable.")] = None,
     out_dir: Annotated[Path, typer.Option(help="Folder for table.md, results.json and the plots.")]
@@ -185,31 +186,27 @@ def eval_cmd(
     from clang_llm.eval import evaluate, write_outputs
 
     methods = [m for arg in method for m in arg.split(",") if m.strip()]
+    if labels is not None and not labels.exists():
+        raise typer.BadParameter(f"{labels} does not exist", param_hint="--labels")
+    if plots:
+        require("matplotlib")
     all_tasks = _tasks(index, recordings, None, None, seed)
     split_of = {t.id: t.split for t in all_tasks}  # the index, not the labels, says which split a module is in
-    wanted = set(split or ["test"])
+    # Recordings carry no split: all of them unless a split is asked for.
+    wanted = set(split) if split else ({"test"} if index is not None else {t.split for t in all_tasks})
     tasks = [t for t in all_tasks if t.split in wanted]
     tasks = tasks[:limit] if limit else tasks
     from clang_llm.config import Settings
 
     settings = {"seed": seed, "temperature": Settings().temperature if temperature is None else temperature,
                 **({"model": model} if model else {})}
-    res = evaluate(methods, tasks, labels_path=labels if labels and labels.exists() else None,
+    res = evaluate(methods, tasks, labels_path=labels,
                    cache_path=cache or out_dir / "cache.jsonl.gz", jobs=jobs, timeout=timeout, backup=backup,
                    seed=seed, model_settings=settings, split_of=split_of, coreset_split=coreset_split)
     paths = write_outputs(res, out_dir, plots=plots)
     typer.echo((out_dir / "table.md").read_text())
     typer.echo(json.dumps({k: str(v) for k, v in paths.items()}))
 
-
-app = typer.Typer(help="clang-llm data commands (autotune, dataset, screen, eval).", no_args_is_help=True)
-app.command("autotune")(autotune_cmd)
-app.add_typer(dataset_app, name="dataset")
-app.command("screen")(screen_cmd)
-app.command("eval")(eval_cmd)
-
-if __name__ == "__main__":
-    sys.exit(app())
 
 
 def control_cmd(
@@ -224,10 +221,10 @@ def control_cmd(
     from clang_llm.eval.control import summary, sweep
 
     results = sweep(_tasks(index, None, split, limit, 0), jobs=jobs, out=out)
-    print(summary(results))
+    typer.echo(summary(results))
     for r in results:
         if r.status != "identical":
-            print(f"{r.status}: {r.id} ({r.package}, {r.lang}) {r.detail}")
+            typer.echo(f"{r.status}: {r.id} ({r.package}, {r.lang}) {r.detail}")
     raise typer.Exit(0 if all(r.status == "identical" for r in results) else 1)
 
 
@@ -254,7 +251,7 @@ def dataset_curve_cmd(
             series[f"{s} (packages)"] = curve(pkg)
             text.append(markdown(series[f"{s} (packages)"], f"{s} split, package modules (csmith excluded)"))
     report = "\n".join(text)
-    print(report)
+    typer.echo(report)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "budget-curve.md").write_text(report)
