@@ -21,6 +21,12 @@ its values where it is raised.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (a log line or a CLI message, not a dump)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class ClangLLMError(Exception):
     """The root: anything clang-llm raises deliberately."""
 

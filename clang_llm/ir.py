@@ -12,15 +12,6 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 
-_initialized = False
-
-
-def _init() -> None:
-    global _initialized
-    if not _initialized:
-        # llvmlite >= 0.44 initializes core on import; the asm printers are not needed here.
-        _initialized = True
-
 
 def parse(path_or_text: Path | str) -> llvm.ModuleRef:
     """Parse bitcode (a .bc Path) or textual IR (a str); raise RuntimeError on invalid input.
@@ -29,7 +20,6 @@ def parse(path_or_text: Path | str) -> llvm.ModuleRef:
     renamed (`%struct.S` becomes `%struct.S.0`, `.1`, ...), so a module's text (a prompt, a cache
     key) would depend on what this process parsed earlier. The module keeps its context alive.
     """
-    _init()
     ctx = llvm.create_context()
     if isinstance(path_or_text, Path):
         data = path_or_text.read_bytes()

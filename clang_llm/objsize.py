@@ -22,8 +22,8 @@ class Sizes:
 
 def object_sizes(path: Path) -> Sizes:
     """.text = every executable allocated section (covers -ffunction-sections' .text.*);
-    alloc = every SHF_ALLOC section except .bss-like NOBITS (they take no file bytes... but they
-    do take memory, so they count too)."""
+    alloc = every SHF_ALLOC section, NOBITS ones (.bss) included: they take no file bytes but do
+    take memory at run time."""
     text = alloc = 0
     with open(path, "rb") as f:
         elf = ELFFile(f)

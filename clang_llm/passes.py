@@ -28,7 +28,7 @@ class Vocabulary:
     @classmethod
     @functools.cache
     def default(cls) -> Vocabulary:
-        text = resources.files("clang_llm.data").joinpath(_VOCAB_FILE).read_text()
+        text = resources.files("clang_llm.resources").joinpath(_VOCAB_FILE).read_text()
         return cls.from_text(text)
 
     @classmethod

@@ -13,3 +13,5 @@ END_MARK = "<|end|>"
 FEEDBACK_MARK = "<|feedback|>"
 MARKERS = (PROMPT_MARK, ANSWER_MARK, END_MARK, FEEDBACK_MARK)
 FEEDBACK_FORMS = ("fast", "short", "long")
+# The tokenizer's own special tokens (ids 0..3, before MARKERS): sequence start and end, padding.
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"

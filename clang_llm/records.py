@@ -13,11 +13,22 @@ records (`eval`) are read through `LabelRecord` and `EvalRecord`.
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
+import logging
+import lzma
+import os
+import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from clang_llm.atomic import atomic_write_bytes
 from clang_llm.objsize import Sizes
+
+log = logging.getLogger("clang_llm")
 
 SCHEMA_VERSION = 2  # of TURecord; 1 had untyped rounds
 JsonDict = dict[str, Any]
@@ -221,3 +232,267 @@ class Event:
 
     def columns(self) -> dict[str, int | float | str | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# -- labels (`autotune`) and evaluation results (`eval`) -----------------------------------------
+
+def _drop_none(d: JsonDict) -> JsonDict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ObjectSize:
+    """What an object measured: `.text` and allocated bytes, and the IR instructions after opt."""
+
+    text: int
+    alloc: int
+    count: int | None = None
+
+    def to_json(self) -> JsonDict:
+        return {"text": self.text, "alloc": self.alloc, "count": self.count}
+
+    @classmethod
+    def from_json(cls, d: JsonDict) -> ObjectSize:
+        return cls(text=d["text"], alloc=d["alloc"], count=d.get("count"))
+
+
+@dataclass(frozen=True)
+class ListResult:
+    """One pass list and the object it built (`phase`: the search phase that found it)."""
+
+    pass_list: str
+    text: int
+    alloc: int
+    count: int | None = None
+    phase: str | None = None
+
+    @property
+    def size(self) -> ObjectSize:
+        return ObjectSize(self.text, self.alloc, self.count)
+
+    def to_json(self) -> JsonDict:
+        d: JsonDict = {"pass_list": self.pass_list, "text": self.text, "alloc": self.alloc, "count": self.count}
+        if self.phase is not None:
+            d["phase"] = self.phase
+        return d
+
+    @classmethod
+    def from_json(cls, d: JsonDict) -> ListResult:
+        return cls(pass_list=d["pass_list"], text=d["text"], alloc=d["alloc"], count=d.get("count"),
+                   phase=d.get("phase"))
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """A new best of a search, with the evaluations spent when it was found."""
+
+    evals: int
+    pass_list: str
+    text: int
+    alloc: int
+    count: int | None = None
+
+    def to_json(self) -> JsonDict:
+        return {"evals": self.evals, "pass_list": self.pass_list, "text": self.text, "alloc": self.alloc,
+                "count": self.count}
+
+    @classmethod
+    def from_json(cls, d: JsonDict) -> TrajectoryPoint:
+        return cls(evals=d["evals"], pass_list=d["pass_list"], text=d["text"], alloc=d["alloc"],
+                   count=d.get("count"))
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """The autotuner's label of one module: -Oz, the best list, the top lists, the search's path."""
+
+    id: str
+    package: str = ""
+    split: str = ""
+    status: str = "ok"  # ok | skipped | error
+    reason: str = ""
+    budget: int = 0
+    llvm: int = 0
+    vocab: str = ""
+    count_before: int | None = None
+    oz: ObjectSize | None = None
+    best: ListResult | None = None
+    top: tuple[ListResult, ...] = ()  # distinct lists, best first (written whenever `best` is)
+    evals: int | None = None
+    trajectory: tuple[TrajectoryPoint, ...] | None = None  # None: a v1 label (no search path kept)
+    invalid: int | None = None
+    verify_mismatch: int | None = None
+    errors: dict[str, int] | None = None  # error kinds met during the search, counted
+    error: str | None = None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    schema_version: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.best is not None and self.oz is not None
+
+    @property
+    def improved(self) -> bool:
+        """The best list gives a strictly smaller `.text` than -Oz."""
+        return self.ok and self.best.text < self.oz.text  # type: ignore[union-attr]
+
+    def to_json(self) -> JsonDict:
+        d: JsonDict = {"schema_version": self.schema_version, "id": self.id, "package": self.package,
+                       "split": self.split, "status": self.status, "reason": self.reason, "budget": self.budget,
+                       "llvm": self.llvm, "vocab": self.vocab, "count_before": self.count_before,
+                       "oz": self.oz.to_json() if self.oz else None, "verify_mismatch": self.verify_mismatch,
+                       "best": self.best.to_json() if self.best else None,
+                       "top": [t.to_json() for t in self.top] if self.best is not None else None,
+                       "evals": self.evals,
+                       "trajectory": None if self.trajectory is None else [p.to_json() for p in self.trajectory],
+                       "invalid": self.invalid, "errors": self.errors, "error": self.error,
+                       "wall_s": self.wall_s, "cpu_s": self.cpu_s}
+        return _drop_none(d)
+
+    @classmethod
+    def from_json(cls, d: JsonDict) -> LabelRecord:
+        traj = d.get("trajectory")
+        return cls(id=d["id"], package=d.get("package", ""), split=d.get("split", ""), status=d.get("status", "ok"),
+                   reason=d.get("reason", ""), budget=d.get("budget", 0), llvm=d.get("llvm", 0),
+                   vocab=d.get("vocab", ""), count_before=d.get("count_before"),
+                   oz=ObjectSize.from_json(d["oz"]) if d.get("oz") else None,
+                   best=ListResult.from_json(d["best"]) if d.get("best") else None,
+                   top=tuple(ListResult.from_json(t) for t in d.get("top") or ()), evals=d.get("evals"),
+                   trajectory=None if traj is None else tuple(TrajectoryPoint.from_json(p) for p in traj),
+                   invalid=d.get("invalid"), verify_mismatch=d.get("verify_mismatch"), errors=d.get("errors"),
+                   error=d.get("error"), wall_s=d.get("wall_s", 0.0), cpu_s=d.get("cpu_s", 0.0),
+                   schema_version=d.get("schema_version", 1))
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """What a model method's candidates were like on one module (summed over modules in reports)."""
+
+    candidates: int = 0
+    valid: int = 0
+    pred_n: int = 0  # candidates with a predicted and a real instruction count
+    pred_exact: int = 0
+    pred_abs_err: float = 0.0
+    ir_n: int = 0  # candidates that generated IR
+    ir_parsed: int = 0
+    bleu_n: int = 0
+    bleu_sum: float = 0.0
+
+    def __add__(self, other: ModelStats) -> ModelStats:
+        return ModelStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def to_json(self) -> JsonDict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: JsonDict) -> ModelStats:
+        return cls(**{f.name: d.get(f.name, 0) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One method on one module: what it chose, against -Oz, and what it cost."""
+
+    module: str
+    method: str
+    status: str  # ok | error | unavailable
+    split: str | None = None
+    package: str | None = None
+    count_before: int | None = None
+    oz: ObjectSize | None = None
+    fp: str | None = None  # fingerprint of the method's setup (the cache key's third part)
+    chosen: ListResult | None = None
+    evals: int | None = None  # opt evaluations, the -Oz baseline included
+    wall_s: float | None = None
+    cache_schema: int | None = None
+    model: ModelStats | None = None
+    decision_reason: str | None = None
+    model_calls: int | None = None
+    reason: str | None = None  # why not ok
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.chosen is not None and self.oz is not None
+
+    def to_json(self) -> JsonDict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d.update(oz=self.oz.to_json() if self.oz else None, chosen=self.chosen.to_json() if self.chosen else None,
+                 model=self.model.to_json() if self.model else None)
+        return _drop_none(d)
+
+    @classmethod
+    def from_json(cls, d: JsonDict) -> EvalRecord:
+        known = {f.name for f in fields(cls)} - {"oz", "chosen", "model"}
+        return cls(**{k: v for k, v in d.items() if k in known},
+                   oz=ObjectSize.from_json(d["oz"]) if d.get("oz") else None,
+                   chosen=ListResult.from_json(d["chosen"]) if d.get("chosen") else None,
+                   model=ModelStats.from_json(d["model"]) if d.get("model") else None)
+
+
+# -- results files: JSONL or JSONL.gz, appended one record at a time --------------------------------
+
+def open_text(path: Path) -> io.TextIOBase:
+    """A UTF-8 text file for reading, decompressed when it ends in .gz or .xz."""
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    if path.suffix == ".xz":
+        return io.TextIOWrapper(lzma.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """Every complete record in a results file, and whether a torn tail (crash mid-write) was seen."""
+    records: list[dict[str, Any]] = []
+    if not path.exists():
+        return records, False
+    torn = False
+    try:
+        with open_text(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    torn = True
+                    break
+    except (EOFError, OSError, zlib.error):  # BadGzipFile is an OSError
+        torn = True
+    return records, torn
+
+
+def read_labels(path: Path | str) -> list[LabelRecord]:
+    """The records of a labels file (later records for the same id win)."""
+    recs, _ = read_records(Path(path))
+    by_id: dict[str, LabelRecord] = {}
+    for r in recs:
+        if "id" in r:
+            by_id[r["id"]] = LabelRecord.from_json(r)
+    return list(by_id.values())
+
+
+def read_eval_records(path: Path | str) -> list[EvalRecord]:
+    """The records of an evaluation cache, in file order."""
+    return [EvalRecord.from_json(r) for r in read_records(Path(path))[0] if "module" in r and "method" in r]
+
+
+def append_records(path: Path, records: Iterable[LabelRecord | EvalRecord]) -> None:
+    """Append records; for .gz each call adds a gzip member (readers see one stream)."""
+    data = "".join(json.dumps(r.to_json(), separators=(",", ":")) + "\n" for r in records).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def repair(path: Path) -> None:
+    """Rewrite a file whose tail was torn by a crash, so later appends stay readable."""
+    recs, torn = read_records(path)
+    if not torn:
+        return
+    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs).encode()
+    atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    log.warning("%s: torn tail repaired (%d records kept)", path, len(recs))

@@ -57,12 +57,16 @@ class FakeModelServer:
                     outer.completions += 1
                     outer.inflight += 1
                     outer.max_inflight = max(outer.max_inflight, outer.inflight)
+                # In flight until the reply starts: a client holds its slot from before it sends
+                # until after it has read the reply, so two overlapping windows mean two slots held.
+                # (Counting until the handler returns would also count the moment after the client
+                # has the reply and the next client's request has arrived.)
                 try:
                     time.sleep(outer.delay)
-                    self._answer(body)
                 finally:
                     with outer._lock:
                         outer.inflight -= 1
+                self._answer(body)
 
             def _answer(self, body: dict[str, Any]) -> None:
                 mode, n = outer.mode, int(body.get("n", 1))

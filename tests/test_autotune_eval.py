@@ -20,7 +20,9 @@ from clang_llm.errors import MethodError
 from clang_llm.eval import evaluate, markdown_table, parse_method, write_outputs
 from clang_llm.eval.report import package_table
 from clang_llm.passes import PassList, Vocabulary
-from clang_llm.train.autotune import autotune, load_tasks, read_labels, read_records
+from clang_llm.records import read_labels as _read_labels
+from clang_llm.records import read_records
+from clang_llm.train.autotune import autotune, load_tasks
 from clang_llm.train.configs import AutotuneConfig
 from clang_llm.train.dataset import dataset_info
 from clang_llm.train.screen import bisect_failure
@@ -136,6 +138,11 @@ def _gzip_members(data: bytes) -> list[bytes]:
     return members
 
 
+def read_labels(path: Path) -> list[dict]:
+    """The labels as their JSON form (what the file holds), for comparisons by key."""
+    return [r.to_json() for r in _read_labels(path)]
+
+
 def _stable(records: list[dict]) -> dict[str, dict]:
     """Records by id without their timings (wall_s, cpu_s: all that differs between two runs)."""
     return {r["id"]: {k: v for k, v in r.items() if k not in ("wall_s", "cpu_s")} for r in records}
@@ -158,7 +165,7 @@ def test_autotune_resumes(corpus: Path, labels: Path, tmp_path: Path, suffix: st
     tasks = load_tasks(recordings=corpus)
     seen: list[str] = []
     summary = autotune(tasks, labels, AutotuneConfig(budget=4), jobs=1, progress=False,
-                       on_record=lambda r: seen.append(r["id"]))
+                       on_record=lambda r: seen.append(r.id))
     assert summary.already_done == 4 and summary.done_now == 0 and not seen
     # Killed while writing its last record: the file ends in half a record.
     partial = tmp_path / f"partial{suffix}"
@@ -166,7 +173,7 @@ def test_autotune_resumes(corpus: Path, labels: Path, tmp_path: Path, suffix: st
     before, torn = read_records(partial)
     assert torn and [r["id"] for r in before] == kept  # the complete records still read
     cfg = AutotuneConfig(budget=4, timeout=60, default_broadcast=("Oz mergefunc", "O1"))  # as the `labels` run
-    summary = autotune(tasks, partial, cfg, jobs=1, progress=False, on_record=lambda r: seen.append(r["id"]))
+    summary = autotune(tasks, partial, cfg, jobs=1, progress=False, on_record=lambda r: seen.append(r.id))
     assert seen == [lost]  # exactly the lost module is redone, the complete ones are kept
     assert (summary.already_done, summary.done_now, summary.errors) == (len(kept), 1, 0)
     after, torn = read_records(partial)
@@ -200,7 +207,7 @@ def test_eval_table_matches_independent_count(corpus: Path, labels: Path, tmp_pa
     res = evaluate(methods, test, labels_path=labels, cache_path=cache, jobs=1, timeout=60, progress=False)
     assert [r["method"] for r in res.summary] == methods
     assert "Oz mergefunc" in res.setup["coreset"]  # the train winner
-    by = {(r["method"], r["module"]): r for r in res.records}
+    by = {(r["method"], r["module"]): r for r in (x.to_json() for x in res.records)}
     assert len(by) == 6
     for row in res.summary:
         ratios_t, ratios_c = [], []
@@ -469,9 +476,9 @@ def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model:
                    model_settings={"model": str(eval_model), "max_new_tokens": EVAL_NEW_TOKENS,
                                    "temperature": EVAL_TEMPERATURE})
     assert not res.unavailable and [r["method"] for r in res.summary] == names
-    by = {(r["method"], r["module"]): r for r in res.records}
+    by = {(r["method"], r["module"]): r for r in (x.to_json() for x in res.records)}
     assert len(by) == len(res.records) == len(names) * len(test)
-    assert all(r["status"] == "ok" for r in res.records), [r.get("reason") for r in res.records]
+    assert all(r.status == "ok" for r in res.records), [r.reason for r in res.records]
 
     model = load_model(eval_model, intra_threads=1)
     measured: dict[tuple[str, str], tuple[int, int, int]] = {}

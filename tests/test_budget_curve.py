@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 
+from clang_llm.records import LabelRecord
 from clang_llm.train.budget_curve import best_at, curve
 
 
-def _rec(trajectory: list[tuple[int, int, int]], oz: tuple[int, int] = (100, 200)) -> dict[str, object]:
-    return {"status": "ok", "oz": {"text": oz[0], "alloc": oz[1]},
-            "trajectory": [{"evals": e, "pass_list": f"l{e}", "text": t, "alloc": a, "count": 0}
-                           for e, t, a in trajectory]}
+def _rec(trajectory: list[tuple[int, int, int]], oz: tuple[int, int] = (100, 200)) -> LabelRecord:
+    steps = [{"evals": e, "pass_list": f"l{e}", "text": t, "alloc": a, "count": 0} for e, t, a in trajectory]
+    best = steps[-1] if steps else {"pass_list": "Oz", "text": oz[0], "alloc": oz[1], "count": 0}
+    return LabelRecord.from_json({"id": "m", "status": "ok", "oz": {"text": oz[0], "alloc": oz[1]},
+                                  "best": {k: v for k, v in best.items() if k != "evals"}, "trajectory": steps})
 
 
 def test_best_within_budget() -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 from clang_llm.eval.methods import coreset_lists
+from clang_llm.records import LabelRecord
 
 
-def _rec(mid: str, tops: dict[str, int], split: str = "validation") -> dict[str, object]:
-    top = [{"pass_list": s, "text": t, "alloc": 100, "count": 1} for s, t in sorted(tops.items(), key=lambda x: x[1])]
+def _rec(mid: str, tops: dict[str, int], split: str = "validation", alloc: int = 100) -> LabelRecord:
+    top = [{"pass_list": s, "text": t, "alloc": alloc, "count": 1} for s, t in sorted(tops.items(), key=lambda x: x[1])]
     best = top[0]
-    return {"id": mid, "split": split, "status": "ok", "oz": {"text": 100, "alloc": 100},
-            "best": {**best, "phase": "x"}, "top": top}
+    return LabelRecord.from_json({"id": mid, "split": split, "status": "ok", "oz": {"text": 100, "alloc": 100},
+                                  "best": {**best, "phase": "x"}, "top": top})
 
 
 def test_marginal_gain_beats_frequency() -> None:
@@ -25,8 +26,7 @@ def test_marginal_gain_beats_frequency() -> None:
 
 
 def test_lists_larger_in_alloc_are_no_win() -> None:
-    r = _rec("m1", {"C": 80})
-    r["top"][0]["alloc"] = r["best"]["alloc"] = 101  # type: ignore[index]
+    r = _rec("m1", {"C": 80}, alloc=101)
     assert coreset_lists([r, _rec("m2", {"D": 95})], 1, "validation") == ["D"]
 
 

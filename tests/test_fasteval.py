@@ -103,9 +103,9 @@ def test_labels_store_what_the_whole_run_measured(bitcode: Path, monkeypatch: py
 
     monkeypatch.setattr(IncrementalEvaluator, "evaluate", optimistic)
     task = ModuleTask(id="m", bc=str(bitcode), lang="c", codegen_flags=[])
-    rec = autotune_module(task, AutotuneConfig(budget=8, seed=1, fast=True))
+    rec = autotune_module(task, AutotuneConfig(budget=8, seed=1, fast=True)).to_json()
     assert rec["status"] == "ok" and rec["verify_mismatch"] > 0
-    truth = autotune_module(task, AutotuneConfig(budget=8, seed=1))
+    truth = autotune_module(task, AutotuneConfig(budget=8, seed=1)).to_json()
     by_list = {t["pass_list"]: t for t in truth["top"]}
     for t in rec["top"]:  # every stored size is the whole run's
         if t["pass_list"] in by_list:
@@ -114,8 +114,8 @@ def test_labels_store_what_the_whole_run_measured(bitcode: Path, monkeypatch: py
 
 def test_fast_labels_are_verified_whole(bitcode: Path, tmp_path: Path) -> None:
     task = ModuleTask(id="m", bc=str(bitcode), lang="c", codegen_flags=[])
-    slow = autotune_module(task, AutotuneConfig(budget=16, seed=1))
-    fast = autotune_module(task, AutotuneConfig(budget=16, seed=1, fast=True))
+    slow = autotune_module(task, AutotuneConfig(budget=16, seed=1)).to_json()
+    fast = autotune_module(task, AutotuneConfig(budget=16, seed=1, fast=True)).to_json()
     assert slow["status"] == fast["status"] == "ok"
     assert fast["verify_mismatch"] == 0
     assert fast["best"]["pass_list"] == slow["best"]["pass_list"]
@@ -150,6 +150,6 @@ def test_labels_fall_back_to_oz_when_no_kept_list_verifies(bitcode: Path, monkey
 
     monkeypatch.setattr(TUBuilder, "evaluate", whole_runs_fail)
     task = ModuleTask(id="m", bc=str(bitcode), lang="c", codegen_flags=[])
-    rec = autotune_module(task, AutotuneConfig(budget=12, seed=1, fast=True, top_k=1))  # -Oz not kept
+    rec = autotune_module(task, AutotuneConfig(budget=12, seed=1, fast=True, top_k=1)).to_json()  # -Oz not kept
     assert rec["status"] == "ok", rec.get("error")
     assert rec["best"]["pass_list"] == "Oz" and rec["best"]["text"] == rec["oz"]["text"]

@@ -220,7 +220,7 @@ def test_killed_while_writing_the_output_keeps_the_old_object(tmp_path: Path) ->
     dest.write_bytes(b"old object")
     fifo = tmp_path / "new.o"
     os.mkfifo(fifo)
-    code = ("import sys; from pathlib import Path; from clang_llm.build.outputs import atomic_copy; "
+    code = ("import sys; from pathlib import Path; from clang_llm.atomic import atomic_copy; "
             "atomic_copy(Path(sys.argv[1]), Path(sys.argv[2]))")
     child = subprocess.Popen([sys.executable, "-c", code, str(fifo), str(dest)])
     with open(fifo, "wb") as w:
@@ -238,7 +238,7 @@ def test_killed_while_writing_the_output_keeps_the_old_object(tmp_path: Path) ->
     assert list(tmp_path.glob(".out.o.*.clang-llm-tmp")), "the killed writer left no temp file?"
     new = tmp_path / "complete.o"
     new.write_bytes(b"new object")
-    from clang_llm.build.outputs import atomic_copy
+    from clang_llm.atomic import atomic_copy
 
     atomic_copy(new, dest)
     assert dest.read_bytes() == b"new object"

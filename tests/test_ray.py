@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clang_llm.train.autotune import autotune, load_tasks, read_labels
+from clang_llm.records import read_labels
+from clang_llm.train.autotune import autotune, load_tasks
 from clang_llm.train.configs import AutotuneConfig
 
 pytest.importorskip("ray")
@@ -38,7 +39,8 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _labels(path: Path) -> dict[str, dict[str, object]]:
-    return {str(r["id"]): {k: v for k, v in r.items() if k not in VOLATILE} for r in read_labels(path)}
+    recs = [x.to_json() for x in read_labels(path)]
+    return {str(r["id"]): {k: v for k, v in r.items() if k not in VOLATILE} for r in recs}
 
 
 def test_ray_labels_equal_the_process_pool(recordings: Path, tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ def _wrapper() -> list[str]:
 @pytest.mark.slow
 def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     pytest.importorskip("torch")
-    from clang_llm.train.autotune import autotune, load_tasks, read_labels
+    from clang_llm.records import read_labels
+    from clang_llm.train.autotune import autotune, load_tasks
     from clang_llm.train.configs import AutotuneConfig
     from clang_llm.train.corpus import META_FILE, build_corpus
     from clang_llm.train.make_model import ModelRecipe, make_model
@@ -53,7 +54,7 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     tasks = load_tasks(index=corpus / "index.jsonl.gz", modules_dir=corpus / "modules")
     autotune(tasks, labels, AutotuneConfig(budget=3), jobs=1, progress=False)
     recs = read_labels(labels)
-    assert len(recs) == len(SOURCES) and all(r["status"] == "ok" for r in recs)
+    assert len(recs) == len(SOURCES) and all(r.status == "ok" for r in recs)
 
     recipe = ModelRecipe(context=512, prompt_budget=200, max_new_tokens=48, vocab_size=800, hidden_size=64,
                          num_layers=2, num_heads=4,
@@ -94,7 +95,7 @@ def test_training_from_committed_examples_is_deterministic(tmp_path: Path) -> No
         lines = [next(f) for _ in range(24)]
     small = tmp_path / "examples.jsonl"
     small.write_text("".join(lines))
-    tok = root / "clang_llm/models/default/tokenizer.json"
+    tok = root / "clang_llm/weights/default/tokenizer.json"
     recipe = ModelRecipe(context=512, prompt_budget=200, max_new_tokens=48, hidden_size=32, num_layers=1,
                          num_heads=2, steps=6, schedule_steps=20, batch_size=2, lr=1e-2, cpu_threads=1)
     models = [make_model(None, None, tmp_path / f"work{i}", tmp_path / f"model{i}", recipe,

@@ -235,18 +235,18 @@ def dataset_curve_cmd(
     out_dir: Annotated[Path | None, typer.Option(help="Write budget-curve.md and budget-curve.png here.")] = None,
 ) -> None:
     """Gain against search budget (from each label's trajectory), per split and for package modules."""
-    from clang_llm.train.autotune import read_labels
+    from clang_llm.records import read_labels
     from clang_llm.train.budget_curve import curve, markdown, plot
 
     recs = read_labels(labels)
-    splits = split or sorted({str(r.get("split")) for r in recs})
+    splits = split or sorted({r.split for r in recs})
     series = {}
     text = []
     for s in splits:
-        mine = [r for r in recs if r.get("split") == s]
+        mine = [r for r in recs if r.split == s]
         series[s] = curve(mine)
         text.append(markdown(series[s], f"{s} split, all modules"))
-        pkg = [r for r in mine if not str(r.get("package", "")).startswith("csmith")]
+        pkg = [r for r in mine if not r.package.startswith("csmith")]
         if pkg and len(pkg) != len(mine):
             series[f"{s} (packages)"] = curve(pkg)
             text.append(markdown(series[f"{s} (packages)"], f"{s} split, package modules (csmith excluded)"))

@@ -101,9 +101,9 @@ OPTIONS: list[OptionSpec] = [
             "side-output"),
     *_specs(P, J, "-save-temps= --save-temps= -gsplit-dwarf= -ftime-trace= -fdump- -save-stats= "
             "--save-stats= -fsave-optimization-record= -foptimization-record-file= "
-            "-fproc-stat-report= -ftime-report= -gen-reproducer= -gen-cdb-fragment-path -MJ", "side-output"),
-    *_specs(P, S, "-MJ --serialize-diagnostics -serialize-diagnostics -gen-cdb-fragment-path",
-            "side-output"),
+            "-fproc-stat-report= -ftime-report= -gen-reproducer=", "side-output"),
+    *_specs(P, JS, "-MJ", "side-output"),  # the compilation-database fragment: -MJfile or -MJ file
+    *_specs(P, S, "--serialize-diagnostics -serialize-diagnostics -gen-cdb-fragment-path", "side-output"),
 ]
 _EXACT: dict[str, OptionSpec] = {}
 for _spec in OPTIONS:

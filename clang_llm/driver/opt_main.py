@@ -25,7 +25,7 @@ log = logging.getLogger("clang_llm")
 
 def _optimize(src: Path, out: Path, text_output: bool, flags: dict[str, str]) -> str:
     from clang_llm import ir
-    from clang_llm.build.outputs import atomic_copy
+    from clang_llm.atomic import atomic_copy
     from clang_llm.build.tubuilder import TUBuilder
     from clang_llm.optimizer.base import TUContext
     from clang_llm.optimizer.factory import make_optimizer

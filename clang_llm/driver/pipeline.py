@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm import ir
+from clang_llm.atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 from clang_llm.build.jobslots import JobSlots
-from clang_llm.build.outputs import atomic_copy, atomic_write_text, private_tempdir
+from clang_llm.build.outputs import private_tempdir
 from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.config import Settings
 from clang_llm.db import Database
@@ -82,9 +83,7 @@ def record_tu(record_dir: Path, inv: Invocation, emit_cmd: list[str], in_bc: Pat
     record_dir.mkdir(parents=True, exist_ok=True)
     bc = record_dir / f"{name}.bc"
     if not bc.exists():
-        tmp = record_dir / f".{name}.bc.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, bc)
+        atomic_write_bytes(bc, data)
     argv = [str(a) for a in emit_cmd]
     argv[-1] = str(bc)  # the command writes the recorded file itself
     meta = {

@@ -31,8 +31,8 @@ from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.errors import MethodError, PassListError
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.passes import PassList, parse_pass_list
-from clang_llm.records import Finding
-from clang_llm.train.autotune import improved, search_module, top_lists
+from clang_llm.records import Finding, LabelRecord, ListResult, ModelStats
+from clang_llm.train.autotune import search_module, top_lists
 from clang_llm.train.configs import DEFAULT_BROADCAST, AutotuneConfig
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def _marginal_gain(s: str, current: list[float], ratio: list[dict[str, float]]) 
     return sum(cur - min(cur, known.get(s, 0.0)) for cur, known in zip(current, ratio, strict=True))
 
 
-def coreset_lists(labels: Iterable[dict[str, Any]], k: int, split: str = "train") -> list[str]:
+def coreset_lists(labels: Iterable[LabelRecord], k: int, split: str = "train") -> list[str]:
     """The k lists that together cover the most of `split`'s wins, chosen greedily by marginal
     gain (coreset v2): each label's top lists say how small each list makes that module; a list
     is worth the geomean `.text` it adds over the lists already chosen (a module a list was not
@@ -107,16 +107,16 @@ def coreset_lists(labels: Iterable[dict[str, Any]], k: int, split: str = "train"
     the best, then to the fixed broadcast list."""
     if split == "test":
         raise ValueError("the coreset is never built from the test split")
-    recs = [r for r in labels if r.get("split") == split and r.get("status") == "ok" and r["oz"]["text"] > 0]
+    recs = [r for r in labels if r.split == split and r.ok and r.oz and r.oz.text > 0]
     ratio: list[dict[str, float]] = []  # per module: list -> log(.text / -Oz .text), only wins
     for r in recs:
-        known = {t["pass_list"]: math.log(t["text"] / r["oz"]["text"]) for t in r.get("top") or []
-                 if t["text"] < r["oz"]["text"] and t["alloc"] <= r["oz"]["alloc"]}
-        best = r["best"]
-        if best["text"] < r["oz"]["text"] and best["alloc"] <= r["oz"]["alloc"]:
-            known.setdefault(best["pass_list"], math.log(best["text"] / r["oz"]["text"]))
+        oz, best = r.oz, r.best
+        assert oz is not None and best is not None
+        known = {t.pass_list: math.log(t.text / oz.text) for t in r.top if t.text < oz.text and t.alloc <= oz.alloc}
+        if best.text < oz.text and best.alloc <= oz.alloc:
+            known.setdefault(best.pass_list, math.log(best.text / oz.text))
         ratio.append(known)
-    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in recs if improved(r))
+    wins: Counter[str] = Counter(r.best.pass_list for r in recs if r.improved and r.best)
     current = [0.0] * len(ratio)  # log ratio of the best chosen list per module (0 = -Oz)
     out: list[str] = []
     candidates = sorted({s for known in ratio for s in known}, key=lambda s: (-wins[s], s))
@@ -189,9 +189,23 @@ def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
     return min(valid, key=_key) if valid else oz
 
 
-def _outcome(f: Finding) -> dict[str, Any]:
+def _outcome(f: Finding) -> ListResult:
     assert f.sizes is not None
-    return {"pass_list": f.pass_list, "text": f.sizes.text, "alloc": f.sizes.alloc, "count": f.count_after}
+    return ListResult(pass_list=f.pass_list, text=f.sizes.text, alloc=f.sizes.alloc, count=f.count_after)
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """What one method did on one module (the module's part of the record is added by the run)."""
+
+    status: str  # ok | error | unavailable
+    chosen: ListResult | None = None
+    evals: int | None = None
+    wall_s: float | None = None
+    model: ModelStats | None = None
+    decision_reason: str | None = None
+    model_calls: int | None = None
+    reason: str | None = None
 
 
 _MODELS: dict[str, Model] = {}
@@ -221,27 +235,26 @@ def _candidates(decision: Decision, recorded: list[Finding]) -> list[Finding]:
     return found if len(found) >= len(recorded) else recorded
 
 
-def _model_stats(cands: list[Finding]) -> dict[str, Any]:
+def _model_stats(cands: list[Finding]) -> ModelStats:
     n = len(cands)
     pred = [(c.predicted_after, c.count_after) for c in cands
             if c.predicted_after is not None and c.count_after is not None]
     gen = [c.generated_ir_parses for c in cands if c.generated_ir_parses is not None]
     bleu = [c.bleu for c in cands if c.bleu is not None]
-    return {
-        "candidates": n, "valid": sum(1 for c in cands if c.valid),
-        "pred_n": len(pred), "pred_exact": sum(1 for p, r in pred if p == r),
-        "pred_abs_err": float(sum(abs(p - r) for p, r in pred)),
-        "ir_n": len(gen), "ir_parsed": sum(1 for g in gen if g),
-        "bleu_n": len(bleu), "bleu_sum": float(sum(bleu)),
-    }
+    return ModelStats(
+        candidates=n, valid=sum(1 for c in cands if c.valid),
+        pred_n=len(pred), pred_exact=sum(1 for p, r in pred if p == r),
+        pred_abs_err=float(sum(abs(p - r) for p, r in pred)),
+        ir_n=len(gen), ir_parsed=sum(1 for g in gen if g),
+        bleu_n=len(bleu), bleu_sum=float(sum(bleu)),
+    )
 
 
 def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding,
-               ir_text: str | None = None, source: str = "", module_id: str = "") -> dict[str, Any]:
-    """Run one method on one module whose -Oz baseline is `oz`; returns the result record."""
+               ir_text: str | None = None, source: str = "", module_id: str = "") -> MethodResult:
+    """Run one method on one module whose -Oz baseline is `oz`."""
     t0 = time.monotonic()
     evals = 1  # the -Oz baseline
-    rec: dict[str, Any] = {"status": "ok"}
     assert oz.sizes is not None and builder.count_before is not None
     if spec.kind == "oz":
         chosen = oz
@@ -250,8 +263,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                              seed=setup.seed, verify_each=setup.verify_each)
         search = search_module(builder, oz, cfg, setup.broadcast, seed_text=module_id)
         best = top_lists(search.results, 1)[0]
-        rec.update(chosen=best, evals=evals + search.evals, wall_s=time.monotonic() - t0 + oz.seconds)
-        return rec
+        return MethodResult("ok", chosen=best, evals=evals + search.evals, wall_s=time.monotonic() - t0 + oz.seconds)
     elif spec.kind == "coreset":
         findings = []
         for text in setup.coreset[: spec.n]:
@@ -264,17 +276,16 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         chosen = _pick(oz, findings, spec.backup)
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
-    rec.update(chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds)
-    return rec
+    return MethodResult("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds)
 
 
 def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
-               source: str, t0: float) -> dict[str, Any]:
+               source: str, t0: float) -> MethodResult:
     """Thin adapter to the model loop: a TUContext whose evaluate records every candidate."""
     try:
         loop_cls = model_loop_class()
     except Exception as e:  # ImportError or a broken module: the method is unavailable
-        return {"status": "unavailable", "reason": f"ModelLoop import failed: {type(e).__name__}: {e}"[:300]}
+        return MethodResult("unavailable", reason=f"ModelLoop import failed: {type(e).__name__}: {e}"[:300])
     from clang_llm.config import Settings
 
     overrides: dict[str, Any] = {"jobs": 1, **setup.model_settings}
@@ -287,7 +298,7 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         model = load_model_cached(settings.model, threads=int(overrides.get("threads", 1)))
         loop = loop_cls(model, settings)
     except Exception as e:
-        return {"status": "unavailable", "reason": f"model failed to load: {type(e).__name__}: {e}"[:300]}
+        return MethodResult("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
     recorded: list[Finding] = []
 
     def evaluate(pl: PassList) -> Finding:
@@ -305,10 +316,10 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     try:
         decision = loop.optimize(tu)
     except Exception as e:
-        return {"status": "error", "reason": f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
-                "evals": 1 + len(recorded), "wall_s": time.monotonic() - t0 + oz.seconds}
+        return MethodResult("error", reason=f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
+                            evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
     chosen = _pick(oz, recorded, spec.backup)
     cands = _candidates(decision, recorded)
-    return {"status": "ok", "chosen": _outcome(chosen), "evals": 1 + len(recorded),
-            "wall_s": time.monotonic() - t0 + oz.seconds, "model": _model_stats(cands),
-            "decision_reason": decision.reason, "model_calls": decision.model_calls}
+    return MethodResult("ok", chosen=_outcome(chosen), evals=1 + len(recorded),
+                        wall_s=time.monotonic() - t0 + oz.seconds, model=_model_stats(cands),
+                        decision_reason=decision.reason, model_calls=decision.model_calls)

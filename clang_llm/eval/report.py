@@ -2,7 +2,7 @@
 
 Improvement = 1 - method/oz (positive = smaller than clang -Oz), per module; "geomean" is
 1 - geomean(method/oz). Both IR instruction counts and object `.text` bytes are reported: they
-do not move together (REFERENCE.md section 2), and `.text` is what the user ships.
+do not move together (docs/data-card.md), and `.text` is what the user ships.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clang_llm.eval.methods import parse_method
+from clang_llm.records import EvalRecord, LabelRecord, ListResult, ModelStats, ObjectSize
 from clang_llm.train.dataset import improvement_stats
 
 if TYPE_CHECKING:
@@ -32,14 +33,18 @@ def _ratio(new: float | None, old: float | None) -> float | None:
     return 1.0 if new == old else None
 
 
-def summarize(methods: list[str], records: list[dict[str, Any]], labels: list[dict[str, Any]],
+def _pairs(recs: list[EvalRecord]) -> list[tuple[ListResult, ObjectSize]]:
+    return [(r.chosen, r.oz) for r in recs if r.chosen is not None and r.oz is not None]
+
+
+def summarize(methods: list[str], records: list[EvalRecord], labels: list[LabelRecord],
               unavailable: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per method (in the given order): improvements, shares, cost, model metrics."""
     unavailable = unavailable or {}
-    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_method: dict[str, list[EvalRecord]] = defaultdict(list)
     for r in records:
-        by_method[r["method"]].append(r)
-    lab = {r["id"]: r for r in labels if r.get("status") == "ok"}
+        by_method[r.method].append(r)
+    lab = {r.id: r for r in labels if r.ok}
     rows = []
     for name in methods:
         spec = parse_method(name)
@@ -48,24 +53,24 @@ def summarize(methods: list[str], records: list[dict[str, Any]], labels: list[di
         if name in unavailable:
             rows.append({**row, "available": False, "reason": unavailable[name]})
             continue
-        recs = [r for r in by_method.get(name, []) if r.get("status") == "ok"]
-        errs = [r for r in by_method.get(name, []) if r.get("status") != "ok"]
+        recs = [r for r in by_method.get(name, []) if r.status == "ok"]
+        errs = [r for r in by_method.get(name, []) if r.status != "ok"]
         row.update(available=True, modules=len(recs), errors=len(errs))
-        text = improvement_stats((r["chosen"]["text"], r["oz"]["text"]) for r in recs)
-        count = improvement_stats((r["chosen"]["count"], r["oz"]["count"]) for r in recs
-                                  if r["chosen"].get("count") is not None)
-        alloc = improvement_stats((r["chosen"]["alloc"], r["oz"]["alloc"]) for r in recs)
+        pairs = _pairs(recs)
+        text = improvement_stats((c.text, oz.text) for c, oz in pairs)
+        count = improvement_stats((c.count, oz.count or 0) for c, oz in pairs if c.count is not None)
+        alloc = improvement_stats((c.alloc, oz.alloc) for c, oz in pairs)
         row.update(text=text, instructions=count, alloc=alloc)
         n = len(recs)
-        row["evals_per_module"] = sum(r.get("evals", 0) for r in recs) / n if n else None
-        row["wall_s_per_module"] = sum(r.get("wall_s", 0.0) for r in recs) / n if n else None
+        row["evals_per_module"] = sum(r.evals or 0 for r in recs) / n if n else None
+        row["wall_s_per_module"] = sum(r.wall_s or 0.0 for r in recs) / n if n else None
         # Share of the autotuner's improvement, on the modules that have labels.
         mine, theirs = [], []
         for r in recs:
-            lb = lab.get(r["module"])
-            if lb is None:
+            lb = lab.get(r.module)
+            if lb is None or lb.best is None or lb.oz is None or r.chosen is None or r.oz is None:
                 continue
-            a, b = _ratio(r["chosen"]["text"], r["oz"]["text"]), _ratio(lb["best"]["text"], lb["oz"]["text"])
+            a, b = _ratio(r.chosen.text, r.oz.text), _ratio(lb.best.text, lb.oz.text)
             if a is not None and b is not None:
                 mine.append(a)
                 theirs.append(b)
@@ -75,17 +80,14 @@ def summarize(methods: list[str], records: list[dict[str, Any]], labels: list[di
         row["pct_of_autotuner"] = (None if gm_mine is None or gm_theirs is None or gm_theirs >= 1
                                    else (1 - gm_mine) / (1 - gm_theirs))
         if spec.is_model:
-            m: dict[str, float] = defaultdict(float)
-            for r in recs:
-                for k, v in (r.get("model") or {}).items():
-                    m[k] += v
+            m = sum((r.model for r in recs if r.model is not None), ModelStats())
             row["model"] = {
-                "candidates": int(m["candidates"]),
-                "validity_rate": m["valid"] / m["candidates"] if m["candidates"] else None,
-                "pred_exact_rate": m["pred_exact"] / m["pred_n"] if m["pred_n"] else None,
-                "pred_mae": m["pred_abs_err"] / m["pred_n"] if m["pred_n"] else None,
-                "ir_parse_rate": m["ir_parsed"] / m["ir_n"] if m["ir_n"] else None,
-                "bleu": m["bleu_sum"] / m["bleu_n"] if m["bleu_n"] else None,
+                "candidates": int(m.candidates),
+                "validity_rate": m.valid / m.candidates if m.candidates else None,
+                "pred_exact_rate": m.pred_exact / m.pred_n if m.pred_n else None,
+                "pred_mae": m.pred_abs_err / m.pred_n if m.pred_n else None,
+                "ir_parse_rate": m.ir_parsed / m.ir_n if m.ir_n else None,
+                "bleu": m.bleu_sum / m.bleu_n if m.bleu_n else None,
             }
         rows.append(row)
     return rows
@@ -173,14 +175,14 @@ def plot(summary: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     return out
 
 
-def package_table(methods: list[str], records: list[dict[str, Any]]) -> str:
+def package_table(methods: list[str], records: list[EvalRecord]) -> str:
     """`.text` geomean improvement per method and source package: whether a gain is broad or comes
     from one package (csmith programs, for instance, are nearly half of a split)."""
     gains: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in records:
-        ratio = _ratio(r["chosen"]["text"], r["oz"]["text"]) if r.get("status") == "ok" else None
+        ratio = _ratio(r.chosen.text, r.oz.text) if r.status == "ok" and r.chosen and r.oz else None
         if ratio is not None:
-            gains[(r["method"], r.get("package") or "?")].append(ratio)
+            gains[(r.method, r.package or "?")].append(ratio)
     packages = sorted({p for _, p in gains})
     rows = [m for m in methods if any((m, p) in gains for p in packages)]
     if not rows:
@@ -194,10 +196,10 @@ def package_table(methods: list[str], records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _stable(methods: list[str], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _stable(methods: list[str], records: list[EvalRecord]) -> list[dict[str, Any]]:
     """Records in method, then module order: a rerun from the cache rewrites the same file."""
     rank = {m: i for i, m in enumerate(methods)}
-    return sorted(records, key=lambda r: (rank.get(r["method"], len(rank)), r["method"], r["module"]))
+    return [r.to_json() for r in sorted(records, key=lambda r: (rank.get(r.method, len(rank)), r.method, r.module))]
 
 
 def write_outputs(results: EvalResults, out_dir: Path, plots: bool = True) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from typing import Any
 from clang_llm import ir
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.eval.methods import (
+    MethodResult,
     MethodSetup,
     MethodSpec,
     coreset_lists,
@@ -32,9 +33,9 @@ from clang_llm.eval.methods import (
     run_method,
 )
 from clang_llm.passes import OZ, PassList
-from clang_llm.records import Finding
+from clang_llm.records import EvalRecord, Finding, ObjectSize, append_records, read_eval_records, read_labels, repair
 from clang_llm.toolchain import Toolchain
-from clang_llm.train.autotune import ModuleTask, append_records, read_labels, read_records, repair, shared_winners
+from clang_llm.train.autotune import ModuleTask, shared_winners
 
 CACHE_SCHEMA = 1
 
@@ -44,7 +45,7 @@ class EvalResults:
     """Per (method, module) records, the per-method summary rows, and unavailable methods."""
 
     methods: list[str]
-    records: list[dict[str, Any]]
+    records: list[EvalRecord]
     summary: list[dict[str, Any]] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     setup: dict[str, Any] = field(default_factory=dict)
@@ -76,9 +77,9 @@ class ReplayingBuilder(TUBuilder):
         return f
 
 
-def _module_worker(task: ModuleTask, specs: list[MethodSpec], setup: MethodSetup) -> list[dict[str, Any]]:
+def _module_worker(task: ModuleTask, specs: list[MethodSpec], setup: MethodSetup) -> list[EvalRecord]:
     """All pending methods on one module (shared -Oz baseline); one record per method."""
-    out: list[dict[str, Any]] = []
+    out: list[EvalRecord] = []
     tc = Toolchain.discover()
     with tempfile.TemporaryDirectory(prefix="clang-llm-eval-") as tmp:
         builder = ReplayingBuilder(tc.compiler(task.lang == "c++"), tc.opt, list(task.codegen_flags), task.lang or "c",
@@ -90,23 +91,24 @@ def _module_worker(task: ModuleTask, specs: list[MethodSpec], setup: MethodSetup
             del module
             oz = builder.evaluate(OZ, verify_each=False)
         except Exception as e:
-            return [{"module": task.id, "method": s.name, "status": "error", "reason": f"ir: {e}"[:300]}
-                    for s in specs]
+            return [EvalRecord(module=task.id, method=s.name, status="error", reason=f"ir: {e}"[:300]) for s in specs]
         if not oz.valid or oz.sizes is None:
-            return [{"module": task.id, "method": s.name, "status": "error",
-                     "reason": f"oz-{oz.error_kind}: {oz.error}"[:300]} for s in specs]
-        base = {"module": task.id, "split": task.split, "package": task.package,
-                "count_before": builder.count_before,
-                "oz": {"text": oz.sizes.text, "alloc": oz.sizes.alloc, "count": oz.count_after}}
+            return [EvalRecord(module=task.id, method=s.name, status="error",
+                               reason=f"oz-{oz.error_kind}: {oz.error}"[:300]) for s in specs]
+        oz_size = ObjectSize(oz.sizes.text, oz.sizes.alloc, oz.count_after)
         for spec in specs:
             builder.replayed_seconds = 0.0
             try:
                 r = run_method(spec, setup, builder, oz, ir_text=ir_text, source=task.id, module_id=task.id)
-                if "wall_s" in r:
-                    r["wall_s"] += builder.replayed_seconds
+                if r.wall_s is not None:
+                    r = dataclasses.replace(r, wall_s=r.wall_s + builder.replayed_seconds)
             except Exception as e:  # one method's bug must not lose the others' results
-                r = {"status": "error", "reason": f"{type(e).__name__}: {e}"[:300]}
-            out.append({**base, "method": spec.name, "fp": fingerprint(spec, setup), **r})
+                r = MethodResult("error", reason=f"{type(e).__name__}: {e}"[:300])
+            out.append(EvalRecord(module=task.id, split=task.split, package=task.package,
+                                  count_before=builder.count_before, oz=oz_size, method=spec.name,
+                                  fp=fingerprint(spec, setup), status=r.status, chosen=r.chosen, evals=r.evals,
+                                  wall_s=r.wall_s, model=r.model, decision_reason=r.decision_reason,
+                                  model_calls=r.model_calls, reason=r.reason))
     return out
 
 
@@ -120,9 +122,9 @@ def build_setup(specs: list[MethodSpec], labels_path: Path | None, timeout: floa
     """
     labels = read_labels(labels_path) if labels_path and Path(labels_path).exists() else []
     if split_of is not None:
-        labels = [{**r, "split": split_of.get(r["id"], "")} for r in labels]
+        labels = [dataclasses.replace(r, split=split_of.get(r.id, "")) for r in labels]
     kmax = max([s.n for s in specs if s.kind == "coreset"], default=0)
-    train = [r for r in labels if r.get("split") == "train"]
+    train = [r for r in labels if r.split == "train"]
     return MethodSetup(coreset=coreset_lists(labels, kmax, coreset_split) if kmax else [],
                        broadcast=shared_winners(train),
                        timeout=timeout, verify_each=verify_each, seed=seed, model_settings=model_settings or {})
@@ -144,7 +146,7 @@ def model_unavailable_reason(model_dir: str = "") -> str | None:
 def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path | None = None,
              cache_path: Path | None = None, jobs: int = 1, timeout: float = 20.0, verify_each: bool = True,
              backup: bool = False, seed: int = 0, model_settings: dict[str, Any] | None = None,
-             progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None,
+             progress: bool = True, on_record: Callable[[EvalRecord], None] | None = None,
              split_of: dict[str, str] | None = None, coreset_split: str = "train") -> EvalResults:
     """Run every method on every module (cached results reused) and summarize per method.
 
@@ -164,15 +166,15 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
             unavailable = {s.name: why for s in specs if s.is_model}
     runnable = [s for s in specs if s.name not in unavailable]
 
-    cached: dict[tuple[str, str, str], dict[str, Any]] = {}
+    cached: dict[tuple[str, str, str], EvalRecord] = {}
     if cache_path:
         cache_path = Path(cache_path)
         repair(cache_path)
-        for r in read_records(cache_path)[0]:
-            if r.get("cache_schema") == CACHE_SCHEMA and r.get("status") in ("ok", "error"):
-                cached[(r["method"], r["module"], r.get("fp", ""))] = r
+        for r in read_eval_records(cache_path):
+            if r.cache_schema == CACHE_SCHEMA and r.status in ("ok", "error"):
+                cached[(r.method, r.module, r.fp or "")] = r
     fps = {s.name: fingerprint(s, setup) for s in runnable}
-    records: list[dict[str, Any]] = []
+    records: list[EvalRecord] = []
     work: list[tuple[ModuleTask, list[MethodSpec]]] = []
     for t in modules:
         todo = []
@@ -191,12 +193,12 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
     total = sum(len(sp) for _, sp in work)
     t0 = time.monotonic()
 
-    def handle(recs: list[dict[str, Any]]) -> None:
+    def handle(recs: list[EvalRecord]) -> None:
         keep = []
         for r in recs:
-            r["cache_schema"] = CACHE_SCHEMA
-            if r.get("status") == "unavailable":
-                unavailable.setdefault(r["method"], r.get("reason", ""))
+            r = dataclasses.replace(r, cache_schema=CACHE_SCHEMA)
+            if r.status == "unavailable":
+                unavailable.setdefault(r.method, r.reason or "")
                 continue
             records.append(r)
             keep.append(r)
@@ -214,7 +216,7 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
         else:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("forkserver")) as pool:
                 it = iter(work)
-                inflight: set[Future[list[dict[str, Any]]]] = set()
+                inflight: set[Future[list[EvalRecord]]] = set()
                 while True:
                     while len(inflight) < jobs * 2:
                         nxt = next(it, None)
@@ -228,7 +230,7 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
                         handle(fut.result())
 
     wanted = {t.id for t in modules}
-    records = [r for r in records if r.get("module") in wanted]
+    records = [r for r in records if r.module in wanted]
     labels = read_labels(labels_path) if labels_path and Path(labels_path).exists() else []
     names = [s.name for s in specs]
     res = EvalResults(methods=names, records=records, unavailable=unavailable,

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clang_llm.errors import ModelError
+from clang_llm.atomic import atomic_write_text
+from clang_llm.errors import ModelError, first_line
 
 CARD_FILE = "model-card.json"
 CARD_VERSION = 1
@@ -75,19 +76,12 @@ def read_card(model_dir: str | Path) -> ModelCard:
     except FileNotFoundError:
         raise ModelError(f"{model_dir}: no {CARD_FILE}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable ({_first_line(exc)})") from None
+        raise ModelError(f"{path}: unreadable ({first_line(exc)})") from None
     return ModelCard.from_json(data, str(path))
 
 
 def write_card(model_dir: str | Path, card: ModelCard) -> Path:
     """Write the card atomically (a reader never sees half a file)."""
     path = Path(model_dir) / CARD_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(card.to_json(), indent=2, sort_keys=True) + "\n")
     return path
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

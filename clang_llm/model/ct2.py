@@ -21,17 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clang_llm import LLVM_MAJOR
-from clang_llm.errors import ModelError
+from clang_llm.errors import ModelError, first_line
 from clang_llm.model.card import CARD_FILE, ModelCard, read_card
 from clang_llm.passes import Vocabulary
-from clang_llm.prompt_format import ANSWER_MARK, END_MARK, PROMPT_FORMAT
+from clang_llm.prompt_format import ANSWER_MARK, BOS, END_MARK, EOS, PROMPT_FORMAT
 
 if TYPE_CHECKING:
     import ctranslate2
     from tokenizers import Tokenizer
 
-BOS = "<s>"
-EOS = "</s>"
 MODEL_FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json", CARD_FILE)
 DEFAULT_TOP_K = 50
 _LOCK = threading.Lock()
@@ -83,7 +81,7 @@ class Model:
                 inter_threads=1,
             )
         except (RuntimeError, ValueError, OSError) as exc:
-            raise ModelError(f"{self.path}: cannot load the CTranslate2 model ({_first_line(exc)})") from None
+            raise ModelError(f"{self.path}: cannot load the CTranslate2 model ({first_line(exc)})") from None
 
     def generate(
         self,
@@ -147,7 +145,7 @@ class Model:
             try:
                 results = self._generator.generate_batch(encoded, **options)
             except (RuntimeError, ValueError) as exc:
-                raise ModelError(f"generation failed ({_first_line(exc)})") from None
+                raise ModelError(f"generation failed ({first_line(exc)})") from None
         limit = options["max_length"]
         return [(self._tokenizer.decode(ids, skip_special_tokens=False), len(ids) >= limit)
                 for r in results for ids in r.sequences_ids]
@@ -196,13 +194,8 @@ def _load_tokenizer(path: Path) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
-        raise ModelError(f"{path}: unreadable tokenizer ({_first_line(exc)})") from None
+        raise ModelError(f"{path}: unreadable tokenizer ({first_line(exc)})") from None
     absent = [t for t in (BOS, ANSWER_MARK, END_MARK) if tokenizer.token_to_id(t) is None]
     if absent:
         raise ModelError(f"{path}: tokenizer lacks special tokens {', '.join(absent)}")
     return tokenizer
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from clang_llm.atomic import atomic_write_bytes
 from clang_llm.build.jobslots import machine_slot
 from clang_llm.config import public_url
 from clang_llm.errors import BackendError, ModelError, SlotTimeout
@@ -105,9 +106,7 @@ class HttpModel:
         if not path.is_file():
             data = self._get(self.server.tokenizer_path).content
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, data, 0o600)
         try:
             return Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises plain Exception on malformed JSON

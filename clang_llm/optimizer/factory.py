@@ -14,8 +14,8 @@ DEFAULT_MODEL_NAME = "default"
 
 
 def default_model_dir() -> Path:
-    """The model shipped inside the package (clang_llm/models/default)."""
-    return Path(str(resources.files("clang_llm.models").joinpath(DEFAULT_MODEL_NAME)))
+    """The model shipped inside the package (clang_llm/weights/default)."""
+    return Path(str(resources.files("clang_llm.weights").joinpath(DEFAULT_MODEL_NAME)))
 
 
 def make_optimizer(settings: Settings) -> Optimizer:

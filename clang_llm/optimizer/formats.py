@@ -3,7 +3,7 @@
 A model names its format (model card, or the server's model entry, or the `prompt_format`
 setting); the loop asks this registry for it. `cllm-v1` is ours (`optimizer/prompt.py`, with
 feedback rounds); `llm-compiler-ftd` is Meta LLM Compiler FTD's published flag-tuning format
-(`optimizer/ftd.py`, read from `data/prompt-formats.toml`), which has no feedback form.
+(`optimizer/ftd.py`, read from `resources/prompt-formats.toml`), which has no feedback form.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Meta LLM Compiler FTD's flag-tuning format, read from `data/prompt-formats.toml`.
+"""Meta LLM Compiler FTD's flag-tuning format, read from `resources/prompt-formats.toml`.
 
 Prompt: the published template around the TU's unoptimized IR, never cut (the model has a 16k
 context; a TU that does not fit raises `PromptTooLong` and ships -Oz). Answer: an `opt -p '…'`
@@ -43,7 +43,7 @@ class FtdSpec:
 
 @functools.cache
 def spec() -> FtdSpec:
-    data = tomllib.loads(resources.files("clang_llm.data").joinpath("prompt-formats.toml").read_text())
+    data = tomllib.loads(resources.files("clang_llm.resources").joinpath("prompt-formats.toml").read_text())
     f = data[FORMAT_NAME]
     return FtdSpec(template=f["template"], stop=tuple(f.get("stop", [])), bases=dict(f.get("bases", {})),
                    renames=dict(f.get("renames", {})), removed=dict(f.get("removed", {})))

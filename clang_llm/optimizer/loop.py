@@ -10,7 +10,6 @@ prompt for round r+1. The best validated object over all rounds wins; -Oz when n
 from __future__ import annotations
 
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -25,6 +24,7 @@ from clang_llm.optimizer.prompt import (
     build_feedback_prompt,
     feedback_text,
     normalize_ir,
+    without_ir,
 )
 from clang_llm.records import Candidate, Finding, Round
 
@@ -102,7 +102,7 @@ class ModelLoop:
             return answer, feedback_text(form, finding, None, oz=tu.oz)
         # Long: the compiled IR says more than the model's own IR, so it replaces it, and gets
         # what is left of the context (first guess 2 characters a token, halved until it fits).
-        previous = re.split(r"(?im)^\s*ir\s*:.*$", answer, maxsplit=1)[0].rstrip("\n") + "\nir:\n"
+        previous = without_ir(answer) + "\nir:\n"
         short = feedback_text("short", finding, None, oz=tu.oz)
         used = self.model.count_tokens(build_feedback_prompt(prompt, previous, short))
         compiled = _compiled_ir(finding)

@@ -310,6 +310,12 @@ class Answer:
 
 
 _KEY = re.compile(r"^\s*(passes|count_before|count_after|ir)\s*:(.*)$", re.IGNORECASE)
+_IR_SECTION = re.compile(r"(?im)^\s*ir\s*:.*$")
+
+
+def without_ir(answer: str) -> str:
+    """An answer up to its `ir:` section (the lines a feedback prompt keeps of a long answer)."""
+    return _IR_SECTION.split(answer, maxsplit=1)[0].rstrip("\n")
 _MAX_COUNT = 2**40
 
 
@@ -504,7 +510,7 @@ def build_feedback_prompt(
     text = make(answer, fb)
     if max_tokens is None or count_tokens is None or count_tokens(text) <= max_tokens:
         return text
-    answer = re.split(r"(?im)^\s*ir\s*:.*$", answer, maxsplit=1)[0].rstrip("\n") + "\nir:"
+    answer = without_ir(answer) + "\nir:"
     fb_lines = fb.rstrip().splitlines()
     while fb_lines:
         text = make(answer, "\n".join(fb_lines))

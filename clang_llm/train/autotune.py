@@ -2,7 +2,8 @@
 
 Why: the model learns from (module, best pass list) pairs, and evaluation measures a method
 against what a search can find. The objective is the object clang would ship: `.text` bytes,
-then all allocated bytes, then IR instruction count (REFERENCE.md: IR counts are not object size).
+then all allocated bytes, then IR instruction count (fewer IR instructions is not a smaller
+object: most labels raise the count while `.text` falls, docs/data-card.md).
 A candidate only counts if it is valid (opt -verify-each, codegen) and not larger than -Oz on
 `.text` *and* alloc bytes (invariant 3), so every label is a list the driver may ship.
 
@@ -25,19 +26,15 @@ Usage::
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import logging
-import lzma
 import math
 import os
 import random
 import resource
 import tempfile
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -52,7 +49,17 @@ from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.errors import PassListError
 from clang_llm.passes import OZ, PassList, Vocabulary, parse_pass_list
 from clang_llm.progress import make_progress
-from clang_llm.records import Finding
+from clang_llm.records import (
+    Finding,
+    LabelRecord,
+    ListResult,
+    ObjectSize,
+    TrajectoryPoint,
+    append_records,
+    open_text,
+    read_labels,
+    repair,
+)
 from clang_llm.toolchain import Toolchain
 from clang_llm.train.configs import AutotuneConfig
 from clang_llm.train.fasteval import IncrementalEvaluator
@@ -294,33 +301,37 @@ def _cpu_seconds() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def _sizes_dict(k: Key) -> dict[str, int]:
-    return {"text": k[0], "alloc": k[1], "count": k[2]}
+def _result(pass_list: str, k: Key) -> ListResult:
+    return ListResult(pass_list=pass_list, text=k[0], alloc=k[1], count=k[2])
 
 
-def top_lists(results: dict[str, Key], k: int) -> list[dict[str, Any]]:
+def _key(r: ListResult) -> Key:
+    return (r.text, r.alloc, r.count or 0)
+
+
+def top_lists(results: dict[str, Key], k: int) -> list[ListResult]:
     """The k best distinct outcomes, each with its shortest list: alternative training answers."""
     by_key: dict[Key, str] = {}
     for s, kk in results.items():  # insertion order: -Oz first, then as evaluated
         cur = by_key.get(kk)
         if cur is None or len(s.split()) < len(cur.split()):
             by_key[kk] = s
-    return [{"pass_list": by_key[kk], **_sizes_dict(kk)} for kk in sorted(by_key)[:k]]
+    return [_result(by_key[kk], kk) for kk in sorted(by_key)[:k]]
 
 
-def verify_kept(builder: TUBuilder, oz: Finding, top: list[dict[str, Any]],
-                verify_each: bool = True) -> tuple[list[dict[str, Any]], int]:
+def verify_kept(builder: TUBuilder, oz: Finding, top: list[ListResult],
+                verify_each: bool = True) -> tuple[list[ListResult], int]:
     """Re-run each kept list whole, from the source IR (with -verify-each): only what that run
     measures is stored. Returns the lists still eligible, best first, and how many measured
     otherwise than the search's cheaper evaluation said."""
     assert oz.sizes is not None
-    kept: list[dict[str, Any]] = []
+    kept: list[ListResult] = []
     mismatched = 0
     for entry in top:
-        if entry["pass_list"] == str(OZ):
+        if entry.pass_list == str(OZ):
             kept.append(entry)
             continue
-        f = builder.evaluate(parse_pass_list(entry["pass_list"]), verify_each=verify_each)
+        f = builder.evaluate(parse_pass_list(entry.pass_list), verify_each=verify_each)
         for p in (f.ir_path, f.object_path):
             if p is not None:
                 p.unlink(missing_ok=True)
@@ -328,17 +339,20 @@ def verify_kept(builder: TUBuilder, oz: Finding, top: list[dict[str, Any]],
             mismatched += 1
             continue
         k = key_of(f)
-        mismatched += k != (entry["text"], entry["alloc"], entry["count"])
-        kept.append({"pass_list": entry["pass_list"], **_sizes_dict(k)})
-    if not any(e["pass_list"] == str(OZ) for e in kept):  # -Oz is always a valid answer
-        kept.append({"pass_list": str(OZ), **_sizes_dict(key_of(oz))})
-    kept.sort(key=lambda e: (e["text"], e["alloc"], e["count"], len(e["pass_list"].split())))
+        mismatched += k != _key(entry)
+        kept.append(_result(entry.pass_list, k))
+    if not any(e.pass_list == str(OZ) for e in kept):  # -Oz is always a valid answer
+        kept.append(_result(str(OZ), key_of(oz)))
+    kept.sort(key=lambda e: (*_key(e), len(e.pass_list.split())))
     return kept, mismatched
 
 
 def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] | None = None,
-                    toolchain: Toolchain | None = None) -> dict[str, Any]:
-    """Label one module; always returns a record (status ok | skipped | error), never raises."""
+                    toolchain: Toolchain | None = None) -> LabelRecord:
+    """Label one module; always returns a record (status ok | skipped | error), never raises.
+
+    The record's fields are gathered as the module goes (a failure at any step still leaves what
+    was measured before it) and become a `LabelRecord` at the end."""
     t0, cpu0 = time.monotonic(), _cpu_seconds()
     rec: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "id": task.id, "package": task.package, "split": task.split,
@@ -346,11 +360,11 @@ def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] 
         "vocab": Vocabulary.default().version,
     }
 
-    def done(status: str, reason: str = "") -> dict[str, Any]:
+    def done(status: str, reason: str = "") -> LabelRecord:
         rec["status"], rec["reason"] = status, reason
         rec["wall_s"] = round(time.monotonic() - t0, 3)
         rec["cpu_s"] = round(_cpu_seconds() - cpu0, 3)
-        return rec
+        return LabelRecord(**rec)
 
     try:
         if task.instructions is not None and task.instructions > cfg.max_instructions:
@@ -371,7 +385,7 @@ def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] 
                 rec["error"] = (oz.error or "")[:500]
                 return done("error", f"oz-{oz.error_kind or 'failed'}")
             oz_key = key_of(oz)
-            rec["oz"] = _sizes_dict(oz_key)
+            rec["oz"] = ObjectSize(*oz_key)
             mcfg = cfg
             if count_before > cfg.large_instructions:  # big modules cost most per evaluation
                 mcfg = replace(cfg, budget=effective_budget(count_before, cfg))
@@ -386,13 +400,13 @@ def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] 
             if cfg.fast:
                 top, mismatched = verify_kept(builder, oz, top, cfg.verify_each)
                 rec["verify_mismatch"] = mismatched
-                if (top[0]["text"], top[0]["alloc"], top[0]["count"]) != search.best_key:
+                if _key(top[0]) != search.best_key:
                     phase = "verified"
             # The shortest list reaching the best outcome is the label.
-            rec["best"] = {**top[0], "phase": phase}
-            rec["top"] = top
+            rec["best"] = replace(top[0], phase=phase)
+            rec["top"] = tuple(top)
             rec["evals"] = search.evals + 1  # + the -Oz baseline
-            rec["trajectory"] = [{"evals": n + 1, "pass_list": pl, **_sizes_dict(k)} for n, pl, k in search.trajectory]
+            rec["trajectory"] = tuple(TrajectoryPoint(n + 1, pl, *k) for n, pl, k in search.trajectory)
             rec["invalid"] = search.invalid
             if search.errors:
                 rec["errors"] = dict(search.errors)
@@ -400,73 +414,6 @@ def autotune_module(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str] 
     except Exception as e:  # one broken module must not stop a 5,000-module run
         rec["error"] = f"{type(e).__name__}: {e}"[:500]
         return done("error", "internal")
-
-
-# ---------------------------------------------------------------------------------------------
-# Results file: JSONL or JSONL.gz, appended one record at a time.
-
-
-def open_text(path: Path) -> io.TextIOBase:
-    """A UTF-8 text file for reading, decompressed when it ends in .gz or .xz."""
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    if path.suffix == ".xz":
-        return io.TextIOWrapper(lzma.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def read_records(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """Every complete record in a results file, and whether a torn tail (crash mid-write) was seen."""
-    records: list[dict[str, Any]] = []
-    if not path.exists():
-        return records, False
-    torn = False
-    try:
-        with open_text(path) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    torn = True
-                    break
-    except (EOFError, OSError, zlib.error):  # BadGzipFile is an OSError
-        torn = True
-    return records, torn
-
-
-def read_labels(path: Path | str) -> list[dict[str, Any]]:
-    """The records of a labels file (later records for the same id win)."""
-    recs, _ = read_records(Path(path))
-    by_id: dict[str, dict[str, Any]] = {}
-    for r in recs:
-        if "id" in r:
-            by_id[r["id"]] = r
-    return list(by_id.values())
-
-
-def append_records(path: Path, records: list[dict[str, Any]]) -> None:
-    """Append records; for .gz each call adds a gzip member (readers see one stream)."""
-    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as f:
-        f.write(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def repair(path: Path) -> None:
-    """Rewrite a file whose tail was torn by a crash, so later appends stay readable."""
-    recs, torn = read_records(path)
-    if not torn:
-        return
-    tmp = path.with_name(".repair." + path.name)  # same suffix: same compression
-    tmp.unlink(missing_ok=True)
-    append_records(tmp, recs)
-    os.replace(tmp, path)
-    log.warning("%s: torn tail repaired (%d records kept)", path, len(recs))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,14 +520,9 @@ def load_tasks(index: Path | None = None, recordings: Path | None = None, module
 # The run: many modules, resumable, multi-process, with progress.
 
 
-def improved(rec: dict[str, Any]) -> bool:
-    """The module's best list gives a strictly smaller .text than -Oz."""
-    return rec.get("status") == "ok" and rec["best"]["text"] < rec["oz"]["text"]
-
-
-def shared_winners(records: Iterable[dict[str, Any]], n: int = 8) -> list[str]:
+def shared_winners(records: Iterable[LabelRecord], n: int = 8) -> list[str]:
     """The lists that were best on most modules (strict .text wins only): the broadcast set."""
-    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in records if improved(r))
+    wins: Counter[str] = Counter(r.best.pass_list for r in records if r.improved and r.best)
     return [s for s, _ in wins.most_common(n)]
 
 
@@ -603,13 +545,13 @@ class RunSummary:
         return asdict(self)
 
 
-def _geomean_ratio(records: list[dict[str, Any]]) -> float | None:
-    logs = [math.log(r["best"]["text"] / r["oz"]["text"]) for r in records
-            if r.get("status") == "ok" and r["oz"]["text"] > 0 and r["best"]["text"] > 0]
+def _geomean_ratio(records: list[LabelRecord]) -> float | None:
+    logs = [math.log(r.best.text / r.oz.text) for r in records
+            if r.ok and r.best and r.oz and r.oz.text > 0 and r.best.text > 0]
     return math.exp(sum(logs) / len(logs)) if logs else None
 
 
-def _worker(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str]) -> dict[str, Any]:
+def _worker(task: ModuleTask, cfg: AutotuneConfig, broadcast: list[str]) -> LabelRecord:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return autotune_module(task, cfg, broadcast)
 
@@ -630,15 +572,15 @@ def estimated_cost(task: ModuleTask, cfg: AutotuneConfig) -> float:
     return 0.08 + (effective_budget(n, cfg) + 1) * (0.015 + 8.5e-5 * n)
 
 
-def _crash_record(task: ModuleTask, cfg: AutotuneConfig, why: str) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "id": task.id, "package": task.package, "split": task.split,
-            "status": "error", "reason": "worker-crash", "error": why[:500], "budget": cfg.budget,
-            "llvm": LLVM_MAJOR, "vocab": Vocabulary.default().version, "wall_s": 0.0, "cpu_s": 0.0}
+def _crash_record(task: ModuleTask, cfg: AutotuneConfig, why: str) -> LabelRecord:
+    return LabelRecord(schema_version=SCHEMA_VERSION, id=task.id, package=task.package, split=task.split,
+                       status="error", reason="worker-crash", error=why[:500], budget=cfg.budget, llvm=LLVM_MAJOR,
+                       vocab=Vocabulary.default().version)
 
 
 def _run_pool(pending: list[ModuleTask], cfg: AutotuneConfig, jobs: int, broadcast: Callable[[], list[str]],
-              handle: Callable[[dict[str, Any]], None],
-              worker: Callable[[ModuleTask, AutotuneConfig, list[str]], dict[str, Any]] | None = None) -> None:
+              handle: Callable[[LabelRecord], None],
+              worker: Callable[[ModuleTask, AutotuneConfig, list[str]], LabelRecord] | None = None) -> None:
     """Modules through a process pool, at most 2*jobs in flight (each gets the current broadcast).
 
     A worker that dies (an LLVM abort inside llvmlite, the OOM killer) breaks the pool: the
@@ -651,7 +593,7 @@ def _run_pool(pending: list[ModuleTask], cfg: AutotuneConfig, jobs: int, broadca
     while queue:
         suspects: list[ModuleTask] = []
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            inflight: dict[Future[dict[str, Any]], ModuleTask] = {}
+            inflight: dict[Future[LabelRecord], ModuleTask] = {}
             try:
                 while (queue or inflight) and not suspects:
                     while queue and len(inflight) < jobs * 2:
@@ -680,7 +622,7 @@ def _run_pool(pending: list[ModuleTask], cfg: AutotuneConfig, jobs: int, broadca
 
 
 def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs: int | None = None,
-             progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None,
+             progress: bool = True, on_record: Callable[[LabelRecord], None] | None = None,
              ray_address: str | None = None) -> RunSummary:
     """Label `tasks` (in the given order) into `out_path`, skipping ids already recorded there;
     on the Ray cluster at `ray_address` when given, else in a local process pool."""
@@ -688,11 +630,11 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
     t0 = time.monotonic()
     out_path = Path(out_path)
     repair(out_path)
-    previous = [r for r in read_labels(out_path) if r.get("reason") not in RETRY_REASONS]
-    done_ids = {r["id"] for r in previous}
+    previous = [r for r in read_labels(out_path) if r.reason not in RETRY_REASONS]
+    done_ids = {r.id for r in previous}
     pending = [t for t in tasks if t.id not in done_ids]
-    wins: Counter[str] = Counter(r["best"]["pass_list"] for r in previous if improved(r))
-    new: list[dict[str, Any]] = []
+    wins: Counter[str] = Counter(r.best.pass_list for r in previous if r.improved and r.best)
+    new: list[LabelRecord] = []
     stats = Counter[str]()
 
     bar, live = make_progress("autotune", progress)
@@ -704,13 +646,13 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
         gm_s = f"{(1 - gm) * 100:+.2f}%" if gm else "n/a"
         return f"improved {stats['improved']}/{ok} · gm .text gain {gm_s} · err {stats['error']}"
 
-    def handle(rec: dict[str, Any]) -> None:
+    def handle(rec: LabelRecord) -> None:
         append_records(out_path, [rec])
         new.append(rec)
-        stats[rec.get("status", "error")] += 1
-        if improved(rec):
+        stats[rec.status] += 1
+        if rec.improved and rec.best:
             stats["improved"] += 1
-            wins[rec["best"]["pass_list"]] += 1
+            wins[rec.best.pass_list] += 1
         if on_record:
             on_record(rec)
         bar.update(tid, advance=1, info=info())
@@ -718,7 +660,7 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
         if progress and not live and (now - last_log[0] > 30 or len(new) == len(pending)):
             last_log[0] = now
             el = now - t0
-            done_cost = sum(cost[r["id"]] for r in new if r["id"] in cost)
+            done_cost = sum(cost[r.id] for r in new if r.id in cost)
             eta = el / done_cost * (total_cost - done_cost) if done_cost else 0.0
             bar.console.print(f"[autotune] {len(new)}/{len(pending)} this run ({len(done_ids)} before) "
                           f"elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min · {info()}",
@@ -748,5 +690,5 @@ def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs:
         total=len(tasks), already_done=len(tasks) - len(pending), done_now=len(new), ok=stats["ok"],
         skipped=stats["skipped"], errors=stats["error"], improved=stats["improved"],
         geomean_text_ratio=_geomean_ratio(new), wall_s=round(time.monotonic() - t0, 2),
-        cpu_s=round(sum(r.get("cpu_s", 0.0) for r in new), 2),
+        cpu_s=round(sum(r.cpu_s for r in new), 2),
     )

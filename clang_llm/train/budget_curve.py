@@ -13,7 +13,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from clang_llm.records import LabelRecord
 
 DEFAULT_BUDGETS = (6, 12, 25, 50, 100, 150, 200)
 
@@ -27,13 +28,14 @@ class CurvePoint:
     improved: int  # modules whose best at this budget has strictly smaller .text than -Oz
 
 
-def best_at(rec: dict[str, Any], budget: int) -> tuple[int, int]:
+def best_at(rec: LabelRecord, budget: int) -> tuple[int, int]:
     """(.text, alloc) of the best list found within `budget` evaluations (the -Oz baseline
     counts as the first); -Oz's own sizes when nothing better was found by then."""
-    text, alloc = rec["oz"]["text"], rec["oz"]["alloc"]
-    for step in rec.get("trajectory") or []:
-        if step["evals"] <= budget:
-            text, alloc = step["text"], step["alloc"]
+    assert rec.oz is not None
+    text, alloc = rec.oz.text, rec.oz.alloc
+    for step in rec.trajectory or ():
+        if step.evals <= budget:
+            text, alloc = step.text, step.alloc
     return text, alloc
 
 
@@ -41,16 +43,16 @@ def _gain(ratios: list[float]) -> float:
     return (1 - math.exp(sum(math.log(r) for r in ratios) / len(ratios))) * 100 if ratios else 0.0
 
 
-def curve(records: Iterable[dict[str, Any]], budgets: Sequence[int] = DEFAULT_BUDGETS) -> list[CurvePoint]:
-    recs = [r for r in records if r.get("status") == "ok" and "trajectory" in r and r["oz"]["text"] > 0]
+def curve(records: Iterable[LabelRecord], budgets: Sequence[int] = DEFAULT_BUDGETS) -> list[CurvePoint]:
+    recs = [(r, r.oz) for r in records if r.ok and r.trajectory is not None and r.oz and r.oz.text > 0]
     points = []
     for b in budgets:
         t, a, better = [], [], 0
-        for r in recs:
+        for r, oz in recs:
             text, alloc = best_at(r, b)
-            t.append(text / r["oz"]["text"])
-            a.append(alloc / r["oz"]["alloc"])
-            better += text < r["oz"]["text"]
+            t.append(text / oz.text)
+            a.append(alloc / oz.alloc)
+            better += text < oz.text
         points.append(CurvePoint(b, len(recs), round(_gain(t), 3), round(_gain(a), 3), better))
     return points
 

@@ -94,7 +94,7 @@ class BuildResult:
 
 def recipes_path() -> Path:
     """The shipped recipe file (package data, so installed copies find it too)."""
-    return Path(str(resources.files("clang_llm.data").joinpath("corpus-packages.toml")))
+    return Path(str(resources.files("clang_llm.resources").joinpath("corpus-packages.toml")))
 
 
 def load_recipes(path: Path | None = None) -> tuple[Defaults, dict[str, Recipe]]:

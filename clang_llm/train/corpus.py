@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clang_llm import ir
+from clang_llm.atomic import atomic_path
 from clang_llm.train.build_packages import META_FILE, RESERVED_PACKAGES, SPLITS, load_recipes
 
 INDEX_FILE = "index.jsonl.gz"
@@ -306,11 +307,9 @@ def build_corpus(
         if a.ok and a.norm_sha256 in seen and seen[a.norm_sha256] != r.split:
             cross_split_dups += 1
 
-    tmp = out_dir / (INDEX_FILE + ".tmp")
-    with gzip.open(tmp, "wt") as f:
+    with atomic_path(out_dir / INDEX_FILE) as tmp, gzip.open(tmp, "wt") as f:
         for row in rows:
             f.write(json.dumps(row, sort_keys=True) + "\n")
-    os.replace(tmp, out_dir / INDEX_FILE)
 
     summary = _summarize(rows)
     summary.update(

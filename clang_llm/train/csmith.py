@@ -31,6 +31,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from clang_llm.atomic import atomic_path, atomic_write_text
 from clang_llm.train.build_packages import DONE_FILE, META_FILE
 
 PACKAGE = "csmith"
@@ -103,7 +104,6 @@ def record_seed(
     if gen.returncode != 0 or not gen.stdout:
         return SeedResult(seed, False, f"csmith exit {gen.returncode}")
     src.write_bytes(gen.stdout)
-    tmp = bc.with_suffix(".bc.tmp")
     argv = [
         clang,
         "-w",
@@ -117,18 +117,17 @@ def record_seed(
         "-o",
         str(bc),
     ]
-    run_argv = argv[:-1] + [str(tmp)]
-    try:
-        r = subprocess.run(run_argv, capture_output=True, timeout=compile_timeout_s)
-    except subprocess.TimeoutExpired:
-        tmp.unlink(missing_ok=True)
-        src.unlink(missing_ok=True)
-        return SeedResult(seed, False, "compile timeout")
-    if r.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        return SeedResult(seed, False, f"clang exit {r.returncode}")
-    data = tmp.read_bytes()
-    os.replace(tmp, bc)
+    with atomic_path(bc) as tmp:  # clang writes the temp file; a failure removes it (nothing published)
+        try:
+            r = subprocess.run([*argv[:-1], str(tmp)], capture_output=True, timeout=compile_timeout_s)
+        except subprocess.TimeoutExpired:
+            tmp.unlink(missing_ok=True)
+            src.unlink(missing_ok=True)
+            return SeedResult(seed, False, "compile timeout")
+        if r.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            return SeedResult(seed, False, f"clang exit {r.returncode}")
+        data = tmp.read_bytes()
     meta = {
         "source": str(src),
         "cwd": str(out_dir),
@@ -138,9 +137,7 @@ def record_seed(
         "ir_sha256": hashlib.sha256(data).hexdigest(),
         "seed": seed,
     }
-    tmp_meta = meta_path.with_suffix(".json.tmp")
-    tmp_meta.write_text(json.dumps(meta))
-    os.replace(tmp_meta, meta_path)
+    atomic_write_text(meta_path, json.dumps(meta))
     return SeedResult(seed, True)
 
 

@@ -2,7 +2,7 @@
 
 Why: before training or quoting results one wants, in one place, how many modules and packages
 each split has, how many are labelled, and the headroom the labels show over -Oz -- in IR
-instructions and in object `.text` bytes, which do not move together (REFERENCE.md section 2).
+instructions and in object `.text` bytes, which do not move together (docs/data-card.md).
 
 Improvement of a module = 1 - best/oz (positive = smaller than -Oz). "geomean" is
 1 - geomean(best/oz) over modules where both are positive.
@@ -14,10 +14,11 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clang_llm.train.autotune import open_text, read_labels
+from clang_llm.records import LabelRecord, open_text, read_labels
 
 
 def _read_index(path: Path) -> list[dict[str, Any]]:
@@ -56,21 +57,21 @@ def improvement_stats(pairs: Iterable[tuple[float, float]]) -> dict[str, Any]:
     }
 
 
-def label_stats(labels: list[dict[str, Any]]) -> dict[str, Any]:
+def label_stats(labels: list[LabelRecord]) -> dict[str, Any]:
     """The autotuner's numbers over a set of label records."""
-    ok = [r for r in labels if r.get("status") == "ok"]
-    status = Counter(r.get("status", "?") for r in labels)
-    reasons = Counter(f"{r.get('status')}:{r.get('reason')}" for r in labels if r.get("status") != "ok")
-    lens = [len(r["best"]["pass_list"].split()) for r in ok if r["best"]["text"] < r["oz"]["text"]]
-    winners = Counter(r["best"]["pass_list"] for r in ok if r["best"]["text"] < r["oz"]["text"])
+    ok = [(r.best, r.oz) for r in labels if r.ok and r.best and r.oz]
+    status = Counter(r.status for r in labels)
+    reasons = Counter(f"{r.status}:{r.reason}" for r in labels if r.status != "ok")
+    lens = [len(b.pass_list.split()) for b, oz in ok if b.text < oz.text]
+    winners = Counter(b.pass_list for b, oz in ok if b.text < oz.text)
     return {
         "labelled": len(labels), "status": dict(status), "not_ok_reasons": dict(reasons),
-        "text": improvement_stats((r["best"]["text"], r["oz"]["text"]) for r in ok),
-        "alloc": improvement_stats((r["best"]["alloc"], r["oz"]["alloc"]) for r in ok),
-        "instructions": improvement_stats((r["best"]["count"], r["oz"]["count"]) for r in ok),
-        "evals": sum(r.get("evals", 0) for r in labels),
-        "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in labels), 1),
-        "wall_s": round(sum(r.get("wall_s", 0.0) for r in labels), 1),
+        "text": improvement_stats((b.text, oz.text) for b, oz in ok),
+        "alloc": improvement_stats((b.alloc, oz.alloc) for b, oz in ok),
+        "instructions": improvement_stats((b.count or 0, oz.count or 0) for b, oz in ok),
+        "evals": sum(r.evals or 0 for r in labels),
+        "cpu_s": round(sum(r.cpu_s for r in labels), 1),
+        "wall_s": round(sum(r.wall_s for r in labels), 1),
         "mean_winner_length": sum(lens) / len(lens) if lens else None,
         "top_winners": winners.most_common(10),
     }
@@ -102,20 +103,18 @@ def dataset_info(labels_path: Path | str | None, index_path: Path | str | None) 
         labels = read_labels(Path(labels_path))
         stale = 0
         if index:  # the index is the authority: on splits, and on which modules exist at all
-            stale = sum(1 for r in labels if r["id"] not in split_of)
-            labels = [r for r in labels if r["id"] in split_of]
-            for r in labels:
-                r["split"] = split_of[r["id"]]
-        by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            stale = sum(1 for r in labels if r.id not in split_of)
+            labels = [replace(r, split=split_of[r.id]) for r in labels if r.id in split_of]
+        by_split: dict[str, list[LabelRecord]] = defaultdict(list)
         for r in labels:
-            by_split[r.get("split", "")].append(r)
+            by_split[r.split].append(r)
         info["labels"] = {"path": str(labels_path), **label_stats(labels),
                           "splits": {s: label_stats(v) for s, v in sorted(by_split.items())}}
-        schema = Counter(r.get("schema_version") for r in labels)
+        schema = Counter(r.schema_version for r in labels)
         info["labels"]["schema_versions"] = {str(k): v for k, v in schema.items()}
         info["labels"]["stale_records_ignored"] = stale
         if index:
-            info["labels"]["coverage"] = len([r for r in labels if r["id"] in split_of]) / len(index)
+            info["labels"]["coverage"] = len([r for r in labels if r.id in split_of]) / len(index)
     return info
 
 
@@ -161,24 +160,26 @@ def verify_labels(labels_path: Path | str, index_path: Path | str, modules_dir: 
     from clang_llm.train.autotune import load_index
 
     tasks = {t.id: t for t in load_index(Path(index_path), modules_dir, [split])}
-    recs = [r for r in read_labels(Path(labels_path)) if r["id"] in tasks and r.get("status") == "ok"]
-    recs.sort(key=lambda r: r["id"])
+    recs = [r for r in read_labels(Path(labels_path)) if r.id in tasks and r.ok]
+    recs.sort(key=lambda r: r.id)
     random.Random(seed).shuffle(recs)
     tc = Toolchain.discover()
     rows, same = [], 0
     for rec in recs[:sample]:
-        task = tasks[rec["id"]]
+        task = tasks[rec.id]
+        assert rec.best is not None and rec.oz is not None
         with tempfile.TemporaryDirectory() as tmp:
             b = TUBuilder(tc.compiler(task.lang == "c++"), tc.opt, list(task.codegen_flags), task.lang or "c",
                           Path(task.bc), Path(tmp), 60)
             b.count_before = ir.count_file(Path(task.bc))
             got = {}
-            for name, pl in (("oz", OZ), ("best", parse_pass_list(rec["best"]["pass_list"]))):
+            for name, pl in (("oz", OZ), ("best", parse_pass_list(rec.best.pass_list))):
                 f = b.evaluate(pl, verify_each=name != "oz")
                 got[name] = {"count": f.count_after, "text": f.sizes.text if f.sizes else None,
                              "alloc": f.sizes.alloc if f.sizes else None}
-        want = {k: {x: rec[k][x] for x in ("count", "text", "alloc")} for k in ("oz", "best")}
+        want = {k: {"count": v.count, "text": v.text, "alloc": v.alloc}
+                for k, v in (("oz", rec.oz), ("best", rec.best))}
         ok = got == want
         same += ok
-        rows.append({"id": rec["id"], "package": rec["package"], "match": ok, "recorded": want, "rebuilt": got})
+        rows.append({"id": rec.id, "package": rec.package, "match": ok, "recorded": want, "rebuilt": got})
     return {"split": split, "checked": len(rows), "identical": same, "rows": rows}

@@ -13,26 +13,31 @@ import json
 import random
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from clang_llm import ir
+from clang_llm.atomic import atomic_path
 from clang_llm.objsize import Sizes
 from clang_llm.optimizer.loop import prompt_budgets
 from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, render_answer
 from clang_llm.progress import make_progress
-from clang_llm.records import Finding
+from clang_llm.records import Finding, LabelRecord, ListResult
 
 CountTokens = Callable[[str], int]
 
 
-def usable(rec: dict[str, Any]) -> bool:
-    return rec.get("status") == "ok" and bool(rec.get("best")) and bool(rec.get("oz"))
+def usable(rec: LabelRecord) -> bool:
+    return rec.ok and rec.count_before is not None
 
 
-def _finding(entry: dict[str, Any], count_before: int) -> Finding:
-    return Finding(pass_list=entry["pass_list"], valid=True, count_before=count_before,
-                   count_after=entry["count"], sizes=Sizes(entry["text"], entry["alloc"]),
-                   predicted_before=count_before, predicted_after=entry["count"])
+def _finding(entry: ListResult, count_before: int) -> Finding:
+    return Finding(pass_list=entry.pass_list, valid=True, count_before=count_before,
+                   count_after=entry.count, sizes=Sizes(entry.text, entry.alloc),
+                   predicted_before=count_before, predicted_after=entry.count)
+
+
+def _oz(rec: LabelRecord) -> ListResult:
+    assert rec.oz is not None
+    return ListResult("Oz", rec.oz.text, rec.oz.alloc, rec.oz.count)
 
 
 def module_text(modules_dir: Path, module_id: str) -> str | None:
@@ -43,24 +48,24 @@ def module_text(modules_dir: Path, module_id: str) -> str | None:
         return None
 
 
-def examples_for(rec: dict[str, Any], prompt: str, count_tokens: CountTokens, context: int,
+def examples_for(rec: LabelRecord, prompt: str, count_tokens: CountTokens, context: int,
                  max_new_tokens: int, rng: random.Random, form: str = "short") -> list[dict[str, str]]:
     """The direct example, and a feedback example when a worse alternative is known."""
     _, budget = prompt_budgets(context, max_new_tokens)
-    before = rec["count_before"]
-    best = rec["best"]
-    answer = render_answer(best["pass_list"], before, best["count"])
-    out = [{"prompt": prompt, "answer": answer, "kind": "direct", "id": rec["id"]}]
-    alternatives = [t for t in rec.get("top", [])[1:] if t["pass_list"] != best["pass_list"]]
-    oz = {"pass_list": "Oz", **rec["oz"]}
-    if best["pass_list"] != "Oz":
+    before, best = rec.count_before, rec.best
+    assert before is not None and best is not None
+    answer = render_answer(best.pass_list, before, best.count)
+    out = [{"prompt": prompt, "answer": answer, "kind": "direct", "id": rec.id}]
+    alternatives = [t for t in rec.top[1:] if t.pass_list != best.pass_list]
+    oz = _oz(rec)
+    if best.pass_list != "Oz":
         alternatives.append(oz)  # "you proposed -Oz; here is what beats it"
     if alternatives:
         alt = rng.choice(alternatives)
-        first = render_answer(alt["pass_list"], before, alt["count"])
+        first = render_answer(alt.pass_list, before, alt.count)
         fb = feedback_text(form, _finding(alt, before), None, oz=_finding(oz, before))
         fb_prompt = build_feedback_prompt(prompt, first, fb, max_tokens=budget, count_tokens=count_tokens)
-        out.append({"prompt": fb_prompt, "answer": answer, "kind": "feedback", "id": rec["id"]})
+        out.append({"prompt": fb_prompt, "answer": answer, "kind": "feedback", "id": rec.id})
     return out
 
 
@@ -91,24 +96,22 @@ def write_prompts(ids: list[str], modules_dir: Path, out_path: Path, count_token
     return prompts
 
 
-def write_examples(labels: Iterable[dict[str, Any]], prompts: dict[str, str], out_path: Path,
+def write_examples(labels: Iterable[LabelRecord], prompts: dict[str, str], out_path: Path,
                    count_tokens: CountTokens, context: int, max_new_tokens: int,
                    splits: tuple[str, ...] = ("train",), seed: int = 0) -> int:
     """Write the examples of the given splits as JSONL; returns how many."""
     rng = random.Random(seed)
     n = 0
-    tmp = out_path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(out_path) as tmp, open(tmp, "w") as f:
         for rec in labels:
-            if usable(rec) and rec.get("split") in splits and rec["id"] in prompts:
-                for ex in examples_for(rec, prompts[rec["id"]], count_tokens, context, max_new_tokens, rng):
+            if usable(rec) and rec.split in splits and rec.id in prompts:
+                for ex in examples_for(rec, prompts[rec.id], count_tokens, context, max_new_tokens, rng):
                     f.write(json.dumps(ex) + "\n")
                     n += 1
-    tmp.replace(out_path)
     return n
 
 
-def tokenizer_texts(module_ids: list[str], labels: Iterable[dict[str, Any]], modules_dir: Path,
+def tokenizer_texts(module_ids: list[str], labels: Iterable[LabelRecord], modules_dir: Path,
                     limit: int = 1000, seed: int = 0) -> Iterator[str]:
     """Texts to fit the BPE on: normalized IR of a sample of training modules, every vocabulary
     token, and the answers and feedback lines of the labels."""
@@ -123,8 +126,8 @@ def tokenizer_texts(module_ids: list[str], labels: Iterable[dict[str, Any]], mod
             yield normalize_ir(text)[:200_000]
     yield "passes: " + " ".join(Vocabulary.default().tokens)
     for rec in labels:
-        if usable(rec):
-            before = rec["count_before"]
-            yield render_answer(rec["best"]["pass_list"], before, rec["best"]["count"])
-            oz = _finding({"pass_list": "Oz", **rec["oz"]}, before)
-            yield feedback_text("short", _finding(rec["best"], before), None, oz=oz)
+        if usable(rec) and rec.best and rec.count_before is not None:
+            before = rec.count_before
+            yield render_answer(rec.best.pass_list, before, rec.best.count)
+            oz = _finding(_oz(rec), before)
+            yield feedback_text("short", _finding(rec.best, before), None, oz=oz)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm import LLVM_MAJOR
-from clang_llm.build.outputs import replace_dir
+from clang_llm.atomic import replace_dir
 from clang_llm.model.card import ModelCard, write_card
 from clang_llm.optimizer.prompt import PROMPT_FORMAT
 from clang_llm.passes import Vocabulary

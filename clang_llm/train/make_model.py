@@ -12,11 +12,12 @@ import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from clang_llm.train.autotune import open_text, read_labels
+from clang_llm.atomic import atomic_path
+from clang_llm.records import LabelRecord, open_text, read_labels
 
 
 @dataclass
@@ -69,7 +70,7 @@ def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, o
 
 
 def _prepare(labels_path: Path, modules_dir: Path, work: Path, tok_path: Path, examples: Path,
-             recipe: ModelRecipe, index_path: Path | None) -> list[dict[str, Any]]:
+             recipe: ModelRecipe, index_path: Path | None) -> list[LabelRecord]:
     """Tokenizer → prompts → examples from the labelled train split; returns the labels."""
     from tokenizers import Tokenizer
 
@@ -80,11 +81,10 @@ def _prepare(labels_path: Path, modules_dir: Path, work: Path, tok_path: Path, e
     labels = read_labels(labels_path)
     train_ids = _train_ids(index_path or modules_dir.parent / "index.jsonl.gz", labels)
     split_of = {i: "train" for i in train_ids}
-    labels = [{**r, "split": split_of.get(r["id"], "other")} for r in labels]  # the index decides splits
+    labels = [replace(r, split=split_of.get(r.id, "other")) for r in labels]  # the index decides splits
     if not tok_path.exists():
-        tmp = fit_tokenizer(tokenizer_texts(train_ids, labels, modules_dir, seed=recipe.seed),
-                            work / "tokenizer.tmp.json", vocab_size=recipe.vocab_size)
-        tmp.replace(tok_path)
+        fit_tokenizer(tokenizer_texts(train_ids, labels, modules_dir, seed=recipe.seed), tok_path,
+                      vocab_size=recipe.vocab_size)
     tok = Tokenizer.from_file(str(tok_path))
 
     def count(text: str) -> int:
@@ -101,26 +101,24 @@ def _copy_text(src: Path, dst: Path) -> None:
     """Copy (decompressing .xz/.gz) atomically; skipped when `dst` exists (resume)."""
     if dst.exists():
         return
-    tmp = dst.with_suffix(dst.suffix + ".tmp")
-    with open_text(src) as fin, open(tmp, "w", encoding="utf-8") as fout:
+    with atomic_path(dst) as tmp, open_text(src) as fin, open(tmp, "w", encoding="utf-8") as fout:
         shutil.copyfileobj(fin, fout)
-    tmp.replace(dst)
 
 
-def _train_ids(index_path: Path, labels: list[dict[str, Any]]) -> list[str]:
+def _train_ids(index_path: Path, labels: list[LabelRecord]) -> list[str]:
     """Ids of the train split: from the corpus index when there is one, else from the labels."""
     if index_path.exists():
         with open_text(index_path) as f:
             return [d["id"] for d in map(json.loads, f) if d.get("split") == "train"]
-    return [r["id"] for r in labels if r.get("split") == "train"]
+    return [r.id for r in labels if r.split == "train"]
 
 
-def _data_summary(labels: list[dict[str, Any]] | None, examples: Path) -> dict[str, Any]:
+def _data_summary(labels: list[LabelRecord] | None, examples: Path) -> dict[str, Any]:
     with open(examples) as f:
         exs = [json.loads(line) for line in f]
     kinds = dict(Counter(ex.get("kind", "?") for ex in exs))
     if labels is None:  # from a committed examples file: the modules it names
         return {"train_modules": len({ex["id"] for ex in exs if ex.get("id")}), "examples": kinds}
-    train_recs = [r for r in labels if r.get("split") == "train" and r.get("status") == "ok"]
-    return {"train_modules": len(train_recs), "packages": sorted({r["package"] for r in train_recs}),
+    train_recs = [r for r in labels if r.split == "train" and r.status == "ok"]
+    return {"train_modules": len(train_recs), "packages": sorted({r.package for r in train_recs}),
             "examples": kinds}

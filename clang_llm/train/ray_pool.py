@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from clang_llm.records import LabelRecord
     from clang_llm.train.autotune import ModuleTask
     from clang_llm.train.configs import AutotuneConfig
 
@@ -20,8 +21,8 @@ MISSING_EXTRA = "Ray is not installed: pip install 'clang-llm[distributed]'"
 
 
 def run_on_ray(pending: list[ModuleTask], cfg: AutotuneConfig, address: str, broadcast: Callable[[], list[str]],
-               handle: Callable[[dict[str, Any]], None], worker: Callable[..., dict[str, Any]],
-               crash_record: Callable[[ModuleTask, AutotuneConfig, str], dict[str, Any]]) -> None:
+               handle: Callable[[LabelRecord], None], worker: Callable[..., LabelRecord],
+               crash_record: Callable[[ModuleTask, AutotuneConfig, str], LabelRecord]) -> None:
     """Run `worker(task, cfg, broadcast())` for every task on the cluster at `address`
     ("local" starts a private one on this machine), at most two tasks per cluster CPU in flight."""
     if not pending:

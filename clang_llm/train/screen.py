@@ -1,14 +1,15 @@
 """Screen winning pipelines for miscompiles on csmith programs (after LLM Compiler's PassListEval).
 
 Why: `-verify-each` only proves the IR is well formed; some passes produce valid but wrong code
-(REFERENCE.md: attributor, structurizecfg). Every winning list from the labels is built into
-a few dozen csmith programs; a program's output (its checksum line) must match its `-O0` build.
+(the Attributor family and structurizecfg do, which is why the vocabulary leaves them out).
+Every winning list from the labels is built into a few dozen csmith programs; a program's
+output (its checksum line) must match its `-O0` build.
 A list that changes an output is bisected: passes are dropped one at a time while the output
 stays wrong, leaving a minimal failing list whose passes are all implicated (dropping any one
 makes the output right again). Programs whose `-O0` and `-Oz` outputs already differ (undefined
 behaviour csmith did not avoid, or a clang bug) are left out, so blame lands on our passes.
 
-The vocabulary file is the lead's: this module reports implicated passes, it edits nothing.
+This module reports implicated passes; it never edits the vocabulary file.
 
 Usage::
 
@@ -31,8 +32,8 @@ from typing import Any
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.errors import PassListError, ToolTimeout
 from clang_llm.passes import OZ, PassList, Vocabulary, parse_pass_list
+from clang_llm.records import LabelRecord, read_labels
 from clang_llm.toolchain import Toolchain, run
-from clang_llm.train.autotune import improved, read_labels
 from clang_llm.train.configs import ScreenConfig
 
 
@@ -65,17 +66,17 @@ class ScreenReport:
     seconds: float = 0.0
 
 
-def winning_pipelines(labels: Iterable[dict[str, Any]], n: int, include_top: bool = True) -> list[str]:
+def winning_pipelines(labels: Iterable[LabelRecord], n: int, include_top: bool = True) -> list[str]:
     """The n lists that win most often (strict .text wins); `include_top` counts runner-up lists too."""
     wins: Counter[str] = Counter()
     for r in labels:
-        if not improved(r):
+        if not r.improved or r.best is None or r.oz is None:
             continue
-        wins[r["best"]["pass_list"]] += 2
+        wins[r.best.pass_list] += 2
         if include_top:
-            for t in r.get("top", [])[1:]:
-                if t["text"] < r["oz"]["text"]:
-                    wins[t["pass_list"]] += 1
+            for t in r.top[1:]:
+                if t.text < r.oz.text:
+                    wins[t.pass_list] += 1
     return [s for s, _ in wins.most_common(n)]
 
 

@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from clang_llm.optimizer.prompt import MARKERS
+from clang_llm.atomic import atomic_path
+from clang_llm.prompt_format import BOS, EOS, MARKERS, PAD, UNK
 
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK, *MARKERS]  # ids 0..7, in this order
 
 
@@ -35,10 +35,8 @@ def fit_tokenizer(
     )
     tok.train_from_iterator(texts, trainer=trainer)
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tok.save(str(tmp))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tok.save(str(tmp))
     return out
 
 

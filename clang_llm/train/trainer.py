@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from clang_llm.build.outputs import replace_dir
+from clang_llm.atomic import replace_dir
 from clang_llm.optimizer.prompt import END_MARK
-from clang_llm.train.tokenizer import BOS, PAD, UNK
+from clang_llm.prompt_format import BOS, PAD, UNK
 
 if TYPE_CHECKING:
     from rich.progress import Progress
