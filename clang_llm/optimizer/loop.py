@@ -84,8 +84,7 @@ class ModelLoop:
             f = Finding(pass_list=ans.pass_text or "", valid=False, error_kind=kind,
                         error="; ".join(ans.problems)[:1500], count_before=tu.count_before)
         else:
-            base = pass_findings[str(ans.pass_list)]
-            f = base
+            f = pass_findings[str(ans.pass_list)]
         f = f.with_predictions(ans.count_before, ans.count_after)  # a copy: identical lists share one run
         if ans.ir is not None:
             err = ir.verify_text(ans.ir)
@@ -113,7 +112,7 @@ class ModelLoop:
                 return previous, fb
             chars //= 2
 
-    def _answers(self, prompt: str, k: int, seed: int) -> list[str]:
+    def _answers(self, prompt: str, k: int, seed: int) -> list[tuple[str, Answer]]:
         """Answers with k distinct pass lists: the greedy one first, then samples at the
         configured temperature, drawn until k lists are distinct or 4k samples are spent.
 
@@ -123,9 +122,10 @@ class ModelLoop:
         Answers that name no valid list are kept (they are reported) but fill no slot.
         """
         s = self.settings
-        answers = self.model.generate(prompt, k=1, seed=seed, temperature=0.0, max_new_tokens=s.max_new_tokens)
-        parse = self.format.parse_answer
-        seen = {str(p.pass_list) for p in map(parse, answers) if p.pass_list is not None}
+        parse = self.format.parse_answer  # each answer is read once; the pairs are passed on
+        answers = [(a, parse(a)) for a in self.model.generate(prompt, k=1, seed=seed, temperature=0.0,
+                                                              max_new_tokens=s.max_new_tokens)]
+        seen = {str(p.pass_list) for _, p in answers if p.pass_list is not None}
         drawn, batch = 0, 0
         while k > 1 and len(seen) < k and drawn < MAX_DRAWS_PER_SAMPLE * k:
             want = k - max(1, len(seen))
@@ -133,9 +133,10 @@ class ModelLoop:
                                        max_new_tokens=s.max_new_tokens)
             drawn, batch = drawn + want, batch + 1
             for a in more:
-                key = parse(a).pass_list
+                parsed = parse(a)
+                key = parsed.pass_list
                 if key is None or str(key) not in seen:
-                    answers.append(a)
+                    answers.append((a, parsed))
                 if key is not None:
                     seen.add(str(key))
         return answers
@@ -159,7 +160,7 @@ class ModelLoop:
         for r in range(s.rounds):
             t_model = time.monotonic()
             try:
-                answers = self._answers(current, s.samples, s.seed + r)
+                pairs = self._answers(current, s.samples, s.seed + r)
             except ModelError as e:  # a failing model or server ends the rounds; what was found stays
                 log.warning("model failed in round %d: %s", r + 1, e)
                 rounds.append(Round(round=r + 1, error=str(e)[:300]))
@@ -168,7 +169,8 @@ class ModelLoop:
             calls += 1
             t_cand = time.monotonic()
             # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
-            parsed = [self.format.parse_answer(a) for a in answers]
+            answers = [a for a, _ in pairs]
+            parsed = [p for _, p in pairs]
             distinct = list({str(p.pass_list): p.pass_list for p in parsed if p.pass_list is not None}.values())
             with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
                 results = list(pool.map(tu.evaluate, distinct))
