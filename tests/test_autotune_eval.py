@@ -526,6 +526,36 @@ def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model:
         assert f"| {m['validity_rate'] * 100:.1f}% |" in line
 
 
+def test_rank_tries_the_lists_the_model_scores_highest(corpus: Path, labels: Path, eval_model: Path,
+                                                       tmp_path: Path) -> None:
+    """rank@k: the model orders the stored pool by likelihood and exactly its top k are tried; the
+    record ships the best of those (with +backup, never larger than -Oz), as measured here."""
+    from clang_llm import ir
+    from clang_llm.eval.methods import RANK_POOL, parse_method, ranked
+    from clang_llm.eval.run import build_setup
+    from clang_llm.model import load_model
+
+    test = [t for t in load_tasks(recordings=corpus) if t.split == "test"]
+    settings = {"model": str(eval_model)}
+    res = evaluate(["rank@2+backup"], test, labels_path=labels, jobs=1, progress=False, model_settings=settings)
+    assert not res.unavailable and all(r.status == "ok" for r in res.records), [r.reason for r in res.records]
+    pool = build_setup([parse_method("rank@2+backup")], labels).coreset
+    assert 2 < len(pool) <= RANK_POOL
+    model = load_model(eval_model, intra_threads=1)
+    for rec in res.records:
+        task = next(t for t in test if t.id == rec.module)
+        order = ranked(model, str(ir.parse(Path(task.bc))), pool)
+        assert sorted(order, key=lambda x: -x[1]) == order and {pl for pl, _ in order} == set(pool)
+        top = [pl for pl, _ in order[:2]]
+        sizes = {pl: _independent(corpus / f"{task.id}.c", Path(task.bc), pl, tmp_path) for pl in ["Oz", *top]}
+        assert rec.evals == 3 and rec.model is not None and rec.model.candidates == 2
+        assert rec.chosen is not None and rec.chosen.pass_list in ["Oz", *top]
+        shipped = (rec.chosen.text, rec.chosen.alloc, rec.chosen.count)
+        assert shipped == sizes[rec.chosen.pass_list]
+        eligible = [v for v in sizes.values() if v[0] <= sizes["Oz"][0] and v[1] <= sizes["Oz"][1]]
+        assert shipped == min(eligible)  # the best of what was tried, -Oz as the backup
+
+
 def test_replaying_builder_runs_each_list_once(corpus: Path, tmp_path: Path) -> None:
     from clang_llm.eval.run import ReplayingBuilder
     from clang_llm.passes import parse_pass_list

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from model_fixture import CONTEXT, TinyModel, tiny_model  # noqa: F401  (session fixture)
+from model_fixture import CONTEXT, PROGRAMS, TinyModel, tiny_model  # noqa: F401  (session fixture)
 
 from clang_llm import LLVM_MAJOR
 from clang_llm.errors import ModelError
@@ -155,6 +155,27 @@ def test_batch_and_beam(tiny_model: TinyModel) -> None:  # noqa: F811
     beams = model.generate(prompts[0], k=3, seed=1, temperature=0.0, max_new_tokens=12)
     assert len(beams) == 3 and beams == model.generate(prompts[0], k=3, seed=2, temperature=0.0, max_new_tokens=12)
     assert model.generate([], k=2, seed=0, temperature=1.0, max_new_tokens=4) == []
+
+
+def test_score_ranks_the_memorized_answer_first_and_obeys_the_chain_rule(tiny_model: TinyModel) -> None:  # noqa: F811
+    """`score` is the log-likelihood of a continuation: the answer the model memorized for a
+    program scores above the other programs' answers, and log p(x y) = log p(x) + log p(y | x)."""
+    model = load_model(tiny_model.model_dir, intra_threads=1)
+    answers = {name: f"passes: {pl}\n" for name, (_, pl) in PROGRAMS.items()}
+    for name, prompt in tiny_model.prompts.items():
+        scores = dict(zip(answers, model.score(prompt, list(answers.values())), strict=True))
+        assert all(s <= 0 for s in scores.values())
+        others = [scores[n] for n in answers if n != name and answers[n] != answers[name]]
+        assert all(scores[name] > s for s in others), (name, scores)
+    prompt = tiny_model.prompts["loop"]
+    first, rest = answers["loop"], "count_before: 12\n"
+    (whole,) = model.score(prompt, [first + rest])
+    (a,) = model.score(prompt, [first])
+    (b,) = model.score(prompt + first, [rest])
+    assert whole == pytest.approx(a + b, abs=1e-3)
+    assert model.score(prompt, []) == []
+    with pytest.raises(ModelError, match="does not fit the context"):
+        model.score(prompt, ["passes: " + "Oz " * 400])
 
 
 def test_prompt_over_context_is_model_error(tiny_model: TinyModel) -> None:  # noqa: F811

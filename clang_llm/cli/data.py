@@ -151,8 +151,9 @@ def screen_cmd(
 
 def eval_cmd(
     method: Annotated[list[str], typer.Option("--method", "-m", help="Method(s): oz, autotune@B, coreset@k, "
-                                              "model@k, feedback-<fast|short|long>@R, +backup suffix; "
-                                              "repeatable or comma-separated.")] = ["oz"],  # noqa: B006
+                                              "model@k, rank@k (the model orders the coreset), "
+                                              "feedback-<fast|short|long>@R, +backup suffix; repeatable or "
+                                              "comma-separated.")] = ["oz"],  # noqa: B006
     index: IndexOpt = None,
     recordings: RecordingsOpt = None,
     split: Annotated[list[str] | None, typer.Option("--split", help="Only modules of this split (repeatable; "

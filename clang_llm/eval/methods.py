@@ -39,9 +39,10 @@ if TYPE_CHECKING:
     from clang_llm.model import Model
     from clang_llm.optimizer.loop import ModelLoop
 
-KINDS = ("oz", "autotune", "coreset", "model", "feedback")
-MODEL_KINDS = ("model", "feedback")
-_NAME = re.compile(r"^(oz|autotune@\d+|coreset@\d+|model@\d+|feedback-(fast|short|long)@\d+)(\+backup)?$")
+KINDS = ("oz", "autotune", "coreset", "model", "feedback", "rank")
+MODEL_KINDS = ("model", "feedback", "rank")
+RANK_POOL = 32  # rank@k: the model orders this many stored lists (the coreset) and k of them are tried
+_NAME = re.compile(r"^(oz|autotune@\d+|coreset@\d+|model@\d+|rank@\d+|feedback-(fast|short|long)@\d+)(\+backup)?$")
 
 
 
@@ -80,7 +81,7 @@ def parse_method(text: str, backup: bool = False) -> MethodSpec:
     """Parse ``coreset@4+backup`` and friends; `backup` adds the -Oz backup to any method."""
     t = text.strip()
     if not _NAME.match(t):
-        raise MethodError(f"unknown method {text!r} (oz, autotune@B, coreset@k, model@k, "
+        raise MethodError(f"unknown method {text!r} (oz, autotune@B, coreset@k, model@k, rank@k, "
                           "feedback-<fast|short|long>@R, optional +backup)")
     has_backup = t.endswith("+backup") or backup
     t = t.removesuffix("+backup")
@@ -152,6 +153,8 @@ def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
     parts: dict[str, Any] = {"name": spec.name, "timeout": setup.timeout, "verify": setup.verify_each}
     if spec.kind == "coreset":
         parts["lists"] = setup.coreset[: spec.n]
+    if spec.kind == "rank":
+        parts["pool"] = setup.coreset[: max(spec.n, RANK_POOL)]
     elif spec.kind == "autotune":
         parts["broadcast"], parts["seed"] = setup.broadcast, setup.seed
     elif spec.is_model:
@@ -274,9 +277,58 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
             findings.append(builder.evaluate(pl, verify_each=setup.verify_each))
             evals += 1
         chosen = _pick(oz, findings, spec.backup)
+    elif spec.kind == "rank":
+        return _run_rank(spec, setup, builder, oz, ir_text, t0)
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
     return MethodResult("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds)
+
+
+def ranked(model: Model, ir_text: str, pool: list[str]) -> list[tuple[str, float]]:
+    """The stored lists ordered by the model's likelihood of answering each for this TU (the
+    round-1 prompt, as the loop builds it); equal scores keep the pool's order."""
+    from clang_llm.optimizer.loop import prompt_budgets
+    from clang_llm.optimizer.prompt import build_prompt
+
+    first, _ = prompt_budgets(model.context_length, 96, model.card.prompt_budget)
+    prompt = build_prompt(ir_text, first, model.count_tokens)
+    scores = model.score(prompt, [f"passes: {pl}\n" for pl in pool])
+    order = sorted(range(len(pool)), key=lambda i: -scores[i])
+    return [(pool[i], scores[i]) for i in order]
+
+
+def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
+              t0: float) -> MethodResult:
+    """rank@k: the model scores the stored lists (no generation) and the k it believes most are
+    tried; the best object wins (with +backup, never larger than -Oz)."""
+    try:
+        model = load_model_cached(str(setup.model_settings.get("model", "")),
+                                  threads=int(setup.model_settings.get("threads", 1)))
+    except Exception as e:
+        return MethodResult("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
+    if ir_text is None:
+        from clang_llm import ir
+
+        ir_text = str(ir.parse(builder.in_bc))
+    pool = setup.coreset[: max(spec.n, RANK_POOL)]
+    t_model = time.monotonic()
+    try:
+        order = ranked(model, ir_text, pool)
+    except Exception as e:
+        return MethodResult("error", reason=f"scoring failed: {type(e).__name__}: {e}"[:300])
+    model_s = time.monotonic() - t_model
+    findings = []
+    for text, _ in order[: spec.n]:
+        try:
+            pl = parse_pass_list(text)
+        except PassListError:
+            continue
+        findings.append(builder.evaluate(pl, verify_each=setup.verify_each))
+    chosen = _pick(oz, findings, spec.backup)
+    stats = ModelStats(candidates=len(findings), valid=sum(1 for f in findings if f.valid))
+    return MethodResult("ok", chosen=_outcome(chosen), evals=1 + len(findings),
+                        wall_s=time.monotonic() - t0 + oz.seconds, model=stats,
+                        decision_reason=f"ranked {len(pool)} lists in {model_s:.2f} s")
 
 
 def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,

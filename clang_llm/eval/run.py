@@ -22,6 +22,7 @@ from typing import Any
 from clang_llm import ir
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.eval.methods import (
+    RANK_POOL,
     MethodResult,
     MethodSetup,
     MethodSpec,
@@ -123,7 +124,8 @@ def build_setup(specs: list[MethodSpec], labels_path: Path | None, timeout: floa
     labels = read_labels(labels_path) if labels_path and Path(labels_path).exists() else []
     if split_of is not None:
         labels = [dataclasses.replace(r, split=split_of.get(r.id, "")) for r in labels]
-    kmax = max([s.n for s in specs if s.kind == "coreset"], default=0)
+    kmax = max([s.n for s in specs if s.kind == "coreset"]
+               + [max(s.n, RANK_POOL) for s in specs if s.kind == "rank"], default=0)
     train = [r for r in labels if r.split == "train"]
     return MethodSetup(coreset=coreset_lists(labels, kmax, coreset_split) if kmax else [],
                        broadcast=shared_winners(train),

@@ -102,6 +102,29 @@ class Model:
         return [text for text, _ in self.generate_detailed(prompts, k, seed, temperature, max_new_tokens,
                                                            top_k=top_k)]
 
+    def score(self, prompt: str, continuations: list[str]) -> list[float]:
+        """Log-likelihood (natural log, summed over tokens) of each continuation after `prompt`:
+        how much the model believes each of a given set of answers, for ranking stored lists.
+
+        One `score_batch` call scores every continuation together (the prompt is repeated; its
+        tokens carry no score). Raises `ModelError` if a sequence does not fit the context."""
+        if not continuations:
+            return []
+        n_prompt = len(self._encode_prompt(prompt))
+        seqs = [self._encode_prompt(prompt + c) for c in continuations]
+        longest = max(len(s) for s in seqs)
+        if longest > self.context_length:
+            raise ModelError(f"scored sequence of {longest} tokens does not fit the context of {self.context_length}")
+        with _LOCK:
+            if self._generator is None:
+                self._generator = self._new_generator()
+            try:
+                results = self._generator.score_batch(seqs, max_input_length=0)
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"scoring failed ({first_line(exc)})") from None
+        # log_probs[i] is the log-probability of token i + 1 given the tokens before it.
+        return [float(sum(r.log_probs[n_prompt - 1:])) for r in results]
+
     def generate_detailed(
         self,
         prompts: list[str] | str,
