@@ -34,6 +34,10 @@ SCHEMA_VERSION = 2  # of TURecord; 1 had untyped rounds
 JsonDict = dict[str, Any]
 
 
+def _flags(d: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
+
+
 def _sizes(d: JsonDict | None) -> Sizes | None:
     return Sizes(**d) if d else None
 
@@ -160,7 +164,7 @@ class TURecord:
     source: str
     cwd: str
     argv: tuple[str, ...]
-    llm_flags: tuple[str, ...]
+    llm_flags: dict[str, str]  # the --llm-* flags of this command line, by name
     oz: Finding  # clang -Oz's object (the reference)
     chosen: Finding  # what shipped
     reason: str
@@ -185,7 +189,7 @@ class TURecord:
 
     def to_json(self) -> JsonDict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d.update(argv=list(self.argv), llm_flags=list(self.llm_flags), oz=self.oz.to_json(),
+        d.update(argv=list(self.argv), llm_flags=dict(self.llm_flags), oz=self.oz.to_json(),
                  chosen=self.chosen.to_json(), rounds=[r.to_json() for r in self.rounds],
                  timing=asdict(self.timing))
         return d
@@ -195,7 +199,7 @@ class TURecord:
         known = {f.name for f in fields(cls)} - {"oz", "chosen", "rounds", "timing", "argv", "llm_flags"}
         timing = {k: v for k, v in (d.get("timing") or {}).items() if k in {f.name for f in fields(Timing)}}
         return cls(**{k: v for k, v in d.items() if k in known},
-                   argv=tuple(d.get("argv", ())), llm_flags=tuple(d.get("llm_flags", ())),
+                   argv=tuple(d.get("argv", ())), llm_flags=_flags(d.get("llm_flags")),
                    oz=Finding.from_json(d["oz"]), chosen=Finding.from_json(d["chosen"]),
                    rounds=tuple(Round.from_json(r) for r in d.get("rounds", ())), timing=Timing(**timing))
 

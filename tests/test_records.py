@@ -67,7 +67,7 @@ def test_tu_record_round_trips_through_the_database(tmp_path: Path) -> None:
     oz = _finding("Oz", 100)
     cand = _finding("Oz gvn-sink", 90, predicted_before=40, predicted_after=31, bleu=0.5)
     rec = TURecord(object=str(tmp_path / "a.o"), source="a.c", cwd=str(tmp_path), argv=("-c", "a.c"),
-                   llm_flags=("--llm-rounds=2",), oz=oz, chosen=cand, reason="beats-oz",
+                   llm_flags={"rounds": "2"}, oz=oz, chosen=cand, reason="beats-oz",
                    settings={"rounds": 2}, ir_hash="ab" * 32, count_before=40,
                    rounds=(Round(round=1, prompt_tokens=300,
                                  candidates=(Candidate(answer="passes: Oz gvn-sink", finding=cand,
@@ -83,7 +83,7 @@ def test_tu_record_round_trips_through_the_database(tmp_path: Path) -> None:
     assert got is not None
     # Temp paths are not part of the record (they are gone once the TU is done); all else is kept.
     assert got.chosen.object_path is None and got.chosen.sizes == cand.sizes
-    assert got.to_json() == rec.to_json()
+    assert got.to_json() == rec.to_json() and got.llm_flags == {"rounds": "2"}
     assert got.rounds[0].findings()[1].error_kind == "parse"
     ev = got.event("optimized", "beats-oz")
     assert (ev.text, ev.oz_text, ev.opt_evals, ev.model_s, ev.cache_hit) == (90, 100, 2, 0.2, 0)

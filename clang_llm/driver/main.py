@@ -196,7 +196,7 @@ def _compile_direct(units: list[Invocation], compiler: Path, plain: list[str], d
             continue
         oz = Finding(pass_list="Oz", valid=True, sizes=sizes)
         record = TURecord(object=str(Path(inv.output or "").resolve()), source=str(Path(inv.source or "").resolve()),
-                          cwd=os.getcwd(), argv=tuple(inv.argv), llm_flags=tuple(inv.llm_flags), oz=oz, chosen=oz,
+                          cwd=os.getcwd(), argv=tuple(inv.argv), llm_flags=dict(inv.llm_flags), oz=oz, chosen=oz,
                           reason="llm-off", settings={"off": True})
         db.safe("stats", db.add_event, record.event("oz", "llm-off"))
         db.safe("record", db.put_record, record)

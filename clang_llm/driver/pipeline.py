@@ -219,7 +219,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
 def _record(inv: Invocation, settings: Settings, **fields: object) -> TURecord:
     """The TU's record: where it was compiled and with what, and what the decision gave."""
     return TURecord(object=str(Path(inv.output or "").resolve()), source=str(Path(inv.source or "").resolve()),
-                    cwd=os.getcwd(), argv=tuple(inv.argv), llm_flags=tuple(inv.llm_flags),
+                    cwd=os.getcwd(), argv=tuple(inv.argv), llm_flags=dict(inv.llm_flags),
                     settings=settings.public(), **fields)
 
 
