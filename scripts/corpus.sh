@@ -4,6 +4,8 @@
 #
 #   bash scripts/corpus.sh                 # everything under $CORPUS (default /work/corpus)
 #   RETRY=1 bash scripts/corpus.sh         # rebuild packages whose build failed before
+#   PACKAGES=0 bash scripts/corpus.sh      # only the committed recordings + csmith: the corpus of
+#                                          # data/corpus-index-v2.jsonl.gz, checked id for id
 #
 # Then: $CORPUS/out/index.jsonl.gz + $CORPUS/out/modules/<id>.bc, the layout every labelling,
 # training and evaluation command reads.
@@ -26,7 +28,12 @@ if [ -f data/corpus-record.tar.xz ] && [ ! -e "$CORPUS/record/.restored" ]; then
   touch "$CORPUS/record/.restored"
 fi
 retry=(); [ -n "${RETRY:-}" ] && retry=(--retry-failed)
-.venv/bin/clang-llm-tool corpus packages --fetch "${retry[@]}" --src "$CORPUS/src" \
-  --record "$CORPUS/record" --logs "$CORPUS/logs"
+if [ "${PACKAGES:-1}" != 0 ]; then  # PACKAGES=0: exactly the committed recordings, nothing built
+  .venv/bin/clang-llm-tool corpus packages --fetch "${retry[@]}" --src "$CORPUS/src" \
+    --record "$CORPUS/record" --logs "$CORPUS/logs"
+  expect=()
+else
+  expect=(--expect data/corpus-index-v2.jsonl.gz)  # the corpus the v2 labels were made on
+fi
 .venv/bin/clang-llm-tool corpus csmith --out "$CORPUS/record/csmith" -n 2500
-.venv/bin/clang-llm-tool corpus index --out "$CORPUS/out" --record "$CORPUS/record"
+.venv/bin/clang-llm-tool corpus index --out "$CORPUS/out" --record "$CORPUS/record" "${expect[@]}"

@@ -62,10 +62,24 @@ def index_cmd(
     record: RecordOpt = Path("build/corpus/record"),
     max_instructions: Annotated[int | None, typer.Option(help="Drop bigger modules.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j")] = None,
+    expect: Annotated[Path | None, typer.Option(help="A committed index whose train split this one must equal "
+                                                     "(module ids); exit 1 and list the difference if not.")]
+    = None,
 ) -> None:
     """Deduplicate the recordings, split them by package, and write the corpus index."""
-    from clang_llm.train.corpus import DEFAULT_MAX_INSTRUCTIONS, build_corpus
+    from clang_llm.train.corpus import DEFAULT_MAX_INSTRUCTIONS, build_corpus, read_index
 
     dirs = record_dirs or sorted(p for p in record.iterdir() if p.is_dir())
     summary = build_corpus(dirs, out, max_instructions=max_instructions or DEFAULT_MAX_INSTRUCTIONS, jobs=jobs)
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "modules_per_package"}, indent=1))
+    if expect is not None:
+        from clang_llm.records import open_text
+
+        with open_text(expect) as f:
+            want = {r["id"] for r in map(json.loads, f) if r.get("split") == "train"}
+        got = {r["id"] for r in read_index(out) if r.get("split") == "train"}
+        if got != want:
+            err_console.print(f"train split differs from {expect}: {len(got - want)} modules more, "
+                              f"{len(want - got)} missing (e.g. {sorted(want - got)[:3]})")
+            raise typer.Exit(1)
+        err_console.print(f"train split identical to {expect}: {len(got)} modules")
