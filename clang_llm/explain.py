@@ -32,7 +32,7 @@ def render_transcript(rec: TURecord) -> str:
             err = (f.error or "")[:200]
             status = "valid" if f.valid else f"INVALID ({f.error_kind}: {err})"
             lines.append(f"    {status}; {_sizes(f)}")
-            lines.append(f"    predicted count {f.predicted_before} -> {f.predicted_after}, "
+            lines.append(f"    predicted count {c.prediction.count_before} -> {c.prediction.count_after}, "
                          f"real {f.count_before} -> {f.count_after}")
         if rnd.feedback:
             lines.append("  feedback to the model:")

@@ -21,7 +21,7 @@ import lzma
 import os
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from clang_llm.objsize import Sizes
 
 log = logging.getLogger("clang_llm")
 
-SCHEMA_VERSION = 2  # of TURecord; 1 had untyped rounds
+SCHEMA_VERSION = 3  # of TURecord; 1 had untyped rounds, 2 kept the model's predictions in each finding
 JsonDict = dict[str, Any]
 
 
@@ -44,10 +44,11 @@ def _sizes(d: JsonDict | None) -> Sizes | None:
 
 @dataclass
 class Finding:
-    """What the real toolchain said about one pass list (validation result).
+    """What the real toolchain said about one pass list: toolchain facts only (the model's claims
+    about an answer are its `Candidate`'s `Prediction`).
 
-    Built up while its tools run (`build.tubuilder.measuring`); never changed after it is
-    handed on: a candidate with other predictions gets a copy (`with_predictions`)."""
+    Built up while its tools run (`build.tubuilder.measuring`); never changed after it is handed
+    on, so candidates that name the same list share one finding."""
 
     pass_list: str
     valid: bool  # every token in the vocabulary, opt accepted and ran it, codegen succeeded
@@ -59,17 +60,6 @@ class Finding:
     object_path: Path | None = None  # object built from this list (inside the private temp dir)
     ir_path: Path | None = None  # optimized bitcode (for Long feedback / BLEU)
     seconds: float = 0.0
-    # Filled by the loop for model candidates:
-    predicted_before: int | None = None
-    predicted_after: int | None = None
-    generated_ir_parses: bool | None = None
-    generated_ir_error: str | None = None
-    bleu: float | None = None
-
-    def with_predictions(self, before: int | None, after: int | None) -> Finding:
-        """A copy carrying a model's predicted counts (identical lists share one opt run)."""
-        return replace(self, predicted_before=before, predicted_after=after, generated_ir_parses=None,
-                       generated_ir_error=None, bleu=None)
 
     def to_json(self) -> JsonDict:
         d = asdict(self)
@@ -84,22 +74,54 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Prediction:
+    """What the model claimed in one answer, and how the IR it generated (if any) fared."""
+
+    count_before: int | None = None
+    count_after: int | None = None
+    ir_parses: bool | None = None  # None: the answer carried no IR
+    ir_error: str | None = None
+    bleu: float | None = None  # generated IR against the IR opt produced
+
+    def correct_count(self, finding: Finding) -> bool:
+        """The predicted instruction count after opt is the real one."""
+        return self.count_after is not None and self.count_after == finding.count_after
+
+    def to_json(self) -> JsonDict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: JsonDict) -> Prediction:
+        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+
+
+_V2_PREDICTION = {"count_before": "predicted_before", "count_after": "predicted_after",
+                  "ir_parses": "generated_ir_parses", "ir_error": "generated_ir_error", "bleu": "bleu"}
+
+
+@dataclass(frozen=True)
 class Candidate:
-    """One answer of the model: its text, the pass list read from it, and the list's finding."""
+    """One answer of the model: its text, the pass list read from it, what it predicted, and the
+    list's finding (shared with every other answer that names the same list)."""
 
     answer: str
     finding: Finding
     pass_list: str | None = None  # None: the answer named no runnable list (see problems)
     problems: tuple[str, ...] = ()
+    prediction: Prediction = field(default_factory=Prediction)
 
     def to_json(self) -> JsonDict:
         return {"answer": self.answer, "pass_list": self.pass_list, "problems": list(self.problems),
-                "finding": self.finding.to_json()}
+                "prediction": self.prediction.to_json(), "finding": self.finding.to_json()}
 
     @classmethod
     def from_json(cls, d: JsonDict) -> Candidate:
+        if "prediction" in d:
+            pred = Prediction.from_json(d["prediction"])
+        else:  # schema 2 kept the predictions in the finding
+            pred = Prediction(**{k: d["finding"].get(v) for k, v in _V2_PREDICTION.items()})
         return cls(answer=d.get("answer", ""), pass_list=d.get("pass_list"), problems=tuple(d.get("problems", ())),
-                   finding=Finding.from_json(d["finding"]))
+                   finding=Finding.from_json(d["finding"]), prediction=pred)
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,12 @@ class Round:
     def findings(self) -> list[Finding]:
         """The findings of this round's candidates (the replayed one for a cache hit)."""
         return [c.finding for c in self.candidates] or ([self.finding] if self.finding else [])
+
+    def all_candidates(self) -> list[Candidate]:
+        """This round's candidates; a cache replay's list as one candidate without an answer."""
+        if self.candidates:
+            return list(self.candidates)
+        return [Candidate(answer="", finding=self.finding, pass_list=self.pass_list)] if self.finding else []
 
 
 @dataclass(frozen=True)

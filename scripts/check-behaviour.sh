@@ -5,7 +5,8 @@
 #
 # Compares (1) the test-split evaluation of oz and the shipped model's methods rebuilt from the
 # committed results cache (table.md and results.json), (2) a fresh run, no cache, of oz,
-# coreset@4+backup and autotune@6 on 25 test modules (every record but its wall time), and
+# coreset@4+backup, autotune@6 and three model-loop methods on 25 test modules (every record but
+# its wall time: chosen lists, sizes, opt evaluations, model calls, prediction and IR stats), and
 # (3) `dataset info` on the v2 labels. Needs the held-out modules unpacked (scripts/eval-test-split.sh
 # does it). Prints one line per comparison; exits 1 if any differs.
 set -euo pipefail
@@ -33,7 +34,8 @@ for side in old new; do
     -m feedback-short@2+backup > /dev/null 2>&1
   tool "$root" eval --index "$IDX" --split test --limit 25 --labels "$NEW/data/labels.jsonl.gz" \
     --cache "$W/$side-B.jsonl.gz" --jobs "${JOBS:-1}" --out-dir "$W/$side-B" --no-plots \
-    -m oz -m coreset@4+backup -m autotune@6 > /dev/null 2>&1
+    -m oz -m coreset@4+backup -m autotune@6 -m model@2+backup -m feedback-short@2+backup -m feedback-long@2 \
+    > /dev/null 2>&1
   tool "$root" dataset info --labels "$NEW/data/labels-v2.jsonl.gz" --index "$IDX" > "$W/$side-info.txt" 2>&1
 done
 git worktree remove --force "$WORK/old-tree"
@@ -52,7 +54,8 @@ def recs(p):
     return {(r["method"], r["module"]): {k: v for k, v in r.items() if k != "wall_s"}
             for r in map(json.loads, gzip.open(p, "rt"))}
 a, b = recs(f"{w}/old-B.jsonl.gz"), recs(f"{w}/new-B.jsonl.gz")
-say(a == b and len(a) == 75, f"fresh oz / coreset@4+backup / autotune@6 records on 25 test modules ({len(a)} vs {len(b)})")
+say(a == b and len(a) == 150, "fresh records on 25 test modules: oz, coreset@4+backup, autotune@6, model@2+backup, "
+    f"feedback-short@2+backup, feedback-long@2 ({len(a)} vs {len(b)})")
 say(open(f"{w}/old-info.txt").read() == open(f"{w}/new-info.txt").read(), "dataset info on the v2 labels")
 sys.exit(1 if bad else 0)
 EOF

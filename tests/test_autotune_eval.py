@@ -440,7 +440,8 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
     tu = TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, oz=oz, evaluate=b.evaluate,
                    settings=settings)
     d = ModelLoop(model, settings).optimize(tu)
-    cands = [c.finding.to_json() for r in d.rounds for c in r.candidates]
+    cands = [{**c.finding.to_json(), **{f"p_{k}": v for k, v in c.prediction.to_json().items()}}
+             for r in d.rounds for c in r.candidates]
 
     def key(o: dict[str, Any]) -> tuple[int, int, int]:
         return o["text"], o["alloc"], o["count"] or 0
@@ -450,10 +451,10 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
               "count": c["count_after"]} for c in cands if c["valid"]]
     if backup:  # only what is no larger than -Oz on .text and alloc, and smaller on some key, may ship
         picks = [o for o in picks if o["text"] <= base["text"] and o["alloc"] <= base["alloc"] and key(o) < key(base)]
-    preds = [(c["predicted_after"], c["count_after"]) for c in cands
-             if c["predicted_after"] is not None and c["count_after"] is not None]
-    parses = [c["generated_ir_parses"] for c in cands if c["generated_ir_parses"] is not None]
-    bleus = [c["bleu"] for c in cands if c["bleu"] is not None]
+    preds = [(c["p_count_after"], c["count_after"]) for c in cands
+             if c["p_count_after"] is not None and c["count_after"] is not None]
+    parses = [c["p_ir_parses"] for c in cands if c["p_ir_parses"] is not None]
+    bleus = [c["p_bleu"] for c in cands if c["p_bleu"] is not None]
     return {
         "oz": base, "chosen": min(picks, key=key, default=base), "model_calls": d.model_calls,
         "evals": 1 + sum(r.opt_evaluations for r in d.rounds),  # -Oz + every opt run the loop asked for
@@ -572,7 +573,7 @@ def test_replaying_builder_runs_each_list_once(corpus: Path, tmp_path: Path) -> 
     assert len(calls.read_text().splitlines()) == runs  # replayed, opt not run again
     assert again is not first and again.sizes == first.sizes and again.count_after == first.count_after
     assert b.replayed_seconds == pytest.approx(first.seconds)
-    again.predicted_after = 1  # the loop annotates findings: a replay must not leak into the first
-    assert b.evaluate(pl).predicted_after is None
+    again.count_after = -1  # a replay is a copy: changing it must not leak into the first
+    assert b.evaluate(pl).count_after == first.count_after
     b.evaluate(pl, verify_each=False)  # a different opt command is a different evaluation
     assert len(calls.read_text().splitlines()) > runs

@@ -111,9 +111,10 @@ def _run(model_dir: Path, name: str, work: Path, form: str, opt: str = "opt-22",
 def test_round_two_prompt_carries_round_one_findings(loop_model: Path, tmp_path: Path, form: str) -> None:
     d, spy = _run(loop_model, "sum", tmp_path / "w", form)
     assert d.model_calls == 2 and len(spy.prompts) == 2 and len(d.rounds) == 2
-    first = d.rounds[0].candidates[0].finding
+    cand = d.rounds[0].candidates[0]
+    first, claimed = cand.finding, cand.prediction
     assert first.pass_list == "Oz gvn-sink" and first.valid
-    assert first.predicted_after == 7 and first.count_after != 7
+    assert claimed.count_after == 7 and first.count_after != 7
     second = spy.prompts[1]
     assert second.startswith(spy.prompts[0].rsplit("<|answer|>", 1)[0])  # the original prompt, extended
     assert "passes: Oz gvn-sink" in second  # with the previous answer
@@ -122,8 +123,8 @@ def test_round_two_prompt_carries_round_one_findings(loop_model: Path, tmp_path:
     if form == "fast":
         assert "generated ir" not in second and "bleu" not in second
     else:
-        assert first.generated_ir_parses is True and 0 <= first.bleu <= 1
-        assert "feedback: generated ir parses" in second and f"feedback: bleu {first.bleu:.3f}" in second
+        assert claimed.ir_parses is True and claimed.bleu is not None and 0 <= claimed.bleu <= 1
+        assert "feedback: generated ir parses" in second and f"feedback: bleu {claimed.bleu:.3f}" in second
     assert ("feedback: compiled ir:" in second) == (form == "long")
     if form == "long":
         shown = second.split("feedback: compiled ir:", 1)[1].split("<|answer|>")[0].splitlines()
@@ -132,8 +133,8 @@ def test_round_two_prompt_carries_round_one_findings(loop_model: Path, tmp_path:
 
 def test_ir_parse_error_reaches_the_feedback(loop_model: Path, tmp_path: Path) -> None:
     d, spy = _run(loop_model, "pick", tmp_path / "w", "short")
-    first = d.rounds[0].candidates[0].finding
-    assert first.generated_ir_parses is False and first.generated_ir_error
+    claimed = d.rounds[0].candidates[0].prediction
+    assert claimed.ir_parses is False and claimed.ir_error
     assert "feedback: generated ir does not parse:" in spy.prompts[1]
 
 

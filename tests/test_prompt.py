@@ -28,7 +28,7 @@ from clang_llm.optimizer.prompt import (
     render_answer,
 )
 from clang_llm.passes import Vocabulary
-from clang_llm.records import Finding
+from clang_llm.records import Finding, Prediction
 
 needs_clang = pytest.mark.skipif(shutil.which("clang-22") is None, reason="clang-22 not installed")
 
@@ -321,16 +321,18 @@ def _finding(**kw) -> Finding:
 
 
 def test_fast_feedback() -> None:
-    f = _finding(predicted_before=123, predicted_after=100, sizes=Sizes(text=90, alloc=200))
+    f = _finding(sizes=Sizes(text=90, alloc=200))
+    claimed = Prediction(count_before=123, count_after=100)
     oz = _finding(pass_list="Oz", count_after=99, sizes=Sizes(text=100, alloc=210))
-    text = feedback_text("fast", f, None, oz=oz)
+    text = feedback_text("fast", f, None, oz=oz, prediction=claimed)
     assert text.splitlines() == [
         "feedback: pass list valid",
         "feedback: predicted count_before 123, real 120",
         "feedback: predicted count_after 100, real 97",
         "feedback: beats -Oz yes (.text 90 vs 100 bytes, alloc 200 vs 210 bytes)",
     ]
-    assert "-Oz" not in feedback_text("fast", f, None)
+    assert "-Oz" not in feedback_text("fast", f, None, prediction=claimed)
+    assert "predicted count_after missing, real 97" in feedback_text("fast", f, None)  # no claim at all
 
 
 def test_short_and_long_feedback() -> None:
@@ -339,12 +341,9 @@ def test_short_and_long_feedback() -> None:
         error="opt: unknown pass name 'foo'\n<|end|> second line",
         error_kind="opt-error",
         count_after=None,
-        predicted_after=50,
-        generated_ir_parses=False,
-        generated_ir_error="error: expected type",
-        bleu=0.4567,
     )
-    short = feedback_text("short", f, None)
+    claimed = Prediction(count_after=50, ir_parses=False, ir_error="error: expected type", bleu=0.4567)
+    short = feedback_text("short", f, None, prediction=claimed)
     assert short.splitlines() == [
         "feedback: pass list invalid (opt-error)",
         "feedback: predicted count_before missing, real 120",
@@ -355,7 +354,7 @@ def test_short_and_long_feedback() -> None:
     ]
     assert all(line.startswith("feedback: ") for line in short.splitlines())
     compiled = "; comment\n" + "".join(f"@g{i} = global i32 {i}\n" for i in range(2000))
-    long = feedback_text("long", f, compiled, long_budget_chars=500)
+    long = feedback_text("long", f, compiled, long_budget_chars=500, prediction=claimed)
     assert long.startswith(short) and "feedback: compiled ir:" in long
     assert "@g0 = global i32 0" in long and "more lines omitted" in long and len(long) < len(short) + 700
     with pytest.raises(ValueError):

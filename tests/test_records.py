@@ -16,6 +16,7 @@ from clang_llm.records import (
     EvalRecord,
     Finding,
     LabelRecord,
+    Prediction,
     Round,
     Timing,
     TURecord,
@@ -65,13 +66,14 @@ def _finding(pl: str, text: int, **kw: object) -> Finding:
 
 def test_tu_record_round_trips_through_the_database(tmp_path: Path) -> None:
     oz = _finding("Oz", 100)
-    cand = _finding("Oz gvn-sink", 90, predicted_before=40, predicted_after=31, bleu=0.5)
+    cand = _finding("Oz gvn-sink", 90)
     rec = TURecord(object=str(tmp_path / "a.o"), source="a.c", cwd=str(tmp_path), argv=("-c", "a.c"),
                    llm_flags={"rounds": "2"}, oz=oz, chosen=cand, reason="beats-oz",
                    settings={"rounds": 2}, ir_hash="ab" * 32, count_before=40,
                    rounds=(Round(round=1, prompt_tokens=300,
                                  candidates=(Candidate(answer="passes: Oz gvn-sink", finding=cand,
-                                                       pass_list="Oz gvn-sink"),
+                                                       pass_list="Oz gvn-sink",
+                                                       prediction=Prediction(40, 31, True, None, 0.5)),
                                              Candidate(answer="garbage", finding=Finding("", False, error_kind="parse"),
                                                        problems=("no passes line",))),
                                  opt_evaluations=1, model_s=0.2, feedback="feedback: ..."),),
@@ -85,6 +87,7 @@ def test_tu_record_round_trips_through_the_database(tmp_path: Path) -> None:
     assert got.chosen.object_path is None and got.chosen.sizes == cand.sizes
     assert got.to_json() == rec.to_json() and got.llm_flags == {"rounds": "2"}
     assert got.rounds[0].findings()[1].error_kind == "parse"
+    assert got.rounds[0].candidates[0].prediction == Prediction(40, 31, True, None, 0.5)
     ev = got.event("optimized", "beats-oz")
     assert (ev.text, ev.oz_text, ev.opt_evals, ev.model_s, ev.cache_hit) == (90, 100, 2, 0.2, 0)
 
@@ -98,3 +101,9 @@ def test_older_records_without_new_fields_still_read() -> None:
     rec = TURecord.from_json(old)
     assert rec.remote_calls == 0 and rec.opt_evaluations is None and rec.rounds[0].cache == "object"
     assert rec.event("oz", "too-small").opt_evals is None
+    # Schema 2 kept a candidate's predictions inside its finding: they are read into its Prediction.
+    v2 = {**old, "rounds": [{"round": 1, "candidates": [{"answer": "passes: O1", "pass_list": "O1", "problems": [],
+          "finding": {"pass_list": "O1", "valid": True, "count_after": 9, "predicted_before": 12,
+                      "predicted_after": 9, "generated_ir_parses": None, "bleu": None}}]}]}
+    cand = TURecord.from_json(v2).rounds[0].candidates[0]
+    assert cand.prediction == Prediction(count_before=12, count_after=9) and cand.prediction.correct_count(cand.finding)

@@ -305,9 +305,6 @@ def _verified(builder: TUBuilder, chosen: Finding) -> Finding | None:
     if again.object_path.read_bytes() != chosen.object_path.read_bytes():
         log.warning("%s: the verified run built another object", chosen.pass_list)
         return None
-    again.predicted_before, again.predicted_after = chosen.predicted_before, chosen.predicted_after
-    again.generated_ir_parses, again.generated_ir_error, again.bleu = (
-        chosen.generated_ir_parses, chosen.generated_ir_error, chosen.bleu)
     return again
 
 

@@ -31,7 +31,7 @@ from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.errors import MethodError, PassListError
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.passes import PassList, parse_pass_list
-from clang_llm.records import Finding, LabelRecord, ListResult, ModelStats
+from clang_llm.records import Candidate, Finding, LabelRecord, ListResult, ModelStats
 from clang_llm.train.autotune import search_module, top_lists
 from clang_llm.train.configs import DEFAULT_BROADCAST, AutotuneConfig
 
@@ -232,20 +232,20 @@ def load_model_cached(model_dir: str, threads: int = 1) -> Model:
     return _MODELS[key]
 
 
-def _candidates(decision: Decision, recorded: list[Finding]) -> list[Finding]:
+def _candidates(decision: Decision, recorded: list[Finding]) -> list[Candidate]:
     """Every candidate the loop produced, parse failures included (they are in its rounds)."""
-    found = [f for r in decision.rounds for f in r.findings()]
-    return found if len(found) >= len(recorded) else recorded
+    found = [c for r in decision.rounds for c in r.all_candidates()]
+    return found if len(found) >= len(recorded) else [Candidate(answer="", finding=f) for f in recorded]
 
 
-def _model_stats(cands: list[Finding]) -> ModelStats:
+def _model_stats(cands: list[Candidate]) -> ModelStats:
     n = len(cands)
-    pred = [(c.predicted_after, c.count_after) for c in cands
-            if c.predicted_after is not None and c.count_after is not None]
-    gen = [c.generated_ir_parses for c in cands if c.generated_ir_parses is not None]
-    bleu = [c.bleu for c in cands if c.bleu is not None]
+    pred = [(c.prediction.count_after, c.finding.count_after) for c in cands
+            if c.prediction.count_after is not None and c.finding.count_after is not None]
+    gen = [c.prediction.ir_parses for c in cands if c.prediction.ir_parses is not None]
+    bleu = [c.prediction.bleu for c in cands if c.prediction.bleu is not None]
     return ModelStats(
-        candidates=n, valid=sum(1 for c in cands if c.valid),
+        candidates=n, valid=sum(1 for c in cands if c.finding.valid),
         pred_n=len(pred), pred_exact=sum(1 for p, r in pred if p == r),
         pred_abs_err=float(sum(abs(p - r) for p, r in pred)),
         ir_n=len(gen), ir_parsed=sum(1 for g in gen if g),

@@ -26,9 +26,11 @@ from clang_llm.optimizer.prompt import (
     normalize_ir,
     without_ir,
 )
-from clang_llm.records import Candidate, Finding, Round
+from clang_llm.records import Candidate, Finding, Prediction, Round
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from clang_llm.config import Settings
     from clang_llm.model import Model
     from clang_llm.model.http import HttpModel
@@ -72,42 +74,51 @@ class ModelLoop:
         self.model = model  # a local `Model` or an `HttpModel`: the same interface
         self.settings = settings
         self.format = prompt_format
+        self._ir_texts: dict[Path | None, str | None] = {}  # per TU: opt's IR by file, parsed once
 
     @property
     def model_id(self) -> str:
         return self.model.id
 
-    def _check(self, ans: Answer, tu: TUContext, pass_findings: dict[str, Finding]) -> tuple[Finding, Answer]:
-        """One answer's finding: its pass list's opt result (shared among identical lists), IR checks."""
+    def _compiled(self, f: Finding) -> str | None:
+        """The IR opt produced for `f`, parsed once per TU however many answers ask for it."""
+        if f.ir_path not in self._ir_texts:
+            self._ir_texts[f.ir_path] = _compiled_ir(f)
+        return self._ir_texts[f.ir_path]
+
+    def _check(self, text: str, ans: Answer, tu: TUContext, pass_findings: dict[str, Finding]) -> Candidate:
+        """One answer as a candidate: its list's finding (one opt run shared by every answer that
+        names the list), and what the answer predicted, its IR checked against opt's."""
         if ans.pass_list is None:
             kind = "unknown-pass" if any(p.startswith("unknown pass") for p in ans.problems) else "parse"
             f = Finding(pass_list=ans.pass_text or "", valid=False, error_kind=kind,
                         error="; ".join(ans.problems)[:1500], count_before=tu.count_before)
         else:
             f = pass_findings[str(ans.pass_list)]
-        f = f.with_predictions(ans.count_before, ans.count_after)  # a copy: identical lists share one run
+        pred = Prediction(count_before=ans.count_before, count_after=ans.count_after)
         if ans.ir is not None:
             err = ir.verify_text(ans.ir)
-            f.generated_ir_parses, f.generated_ir_error = err is None, err
-            compiled = _compiled_ir(f)
-            if compiled is not None:
-                f.bleu = _bleu(ans.ir, compiled)
-        return f, ans
+            compiled = self._compiled(f)
+            pred = replace(pred, ir_parses=err is None, ir_error=err,
+                           bleu=_bleu(ans.ir, compiled) if compiled is not None else None)
+        return Candidate(answer=text[:4000], finding=f, pass_list=f.pass_list, problems=tuple(ans.problems),
+                         prediction=pred)
 
-    def _feedback(self, prompt: str, answer: str, finding: Finding, tu: TUContext, budget: int) -> tuple[str, str]:
+    def _feedback(self, prompt: str, answer: str, cand: Candidate, tu: TUContext, budget: int) -> tuple[str, str]:
         """(previous answer as echoed, feedback text) for the next round's prompt."""
         form = self.settings.feedback
+        finding, pred = cand.finding, cand.prediction
         if form != "long":
-            return answer, feedback_text(form, finding, None, oz=tu.oz)
+            return answer, feedback_text(form, finding, None, oz=tu.oz, prediction=pred)
         # Long: the compiled IR says more than the model's own IR, so it replaces it, and gets
         # what is left of the context (first guess 2 characters a token, halved until it fits).
         previous = without_ir(answer) + "\nir:\n"
-        short = feedback_text("short", finding, None, oz=tu.oz)
+        short = feedback_text("short", finding, None, oz=tu.oz, prediction=pred)
         used = self.model.count_tokens(build_feedback_prompt(prompt, previous, short))
-        compiled = _compiled_ir(finding)
+        compiled = self._compiled(finding)
         chars = max(0, budget - used - 8) * 2
         while True:
-            fb = feedback_text("long", finding, compiled, oz=tu.oz, long_budget_chars=chars)
+            fb = feedback_text("long", finding, compiled, oz=tu.oz, long_budget_chars=chars, prediction=pred)
             if chars == 0 or self.model.count_tokens(build_feedback_prompt(prompt, previous, fb)) <= budget:
                 return previous, fb
             chars //= 2
@@ -147,6 +158,7 @@ class ModelLoop:
                                               self.model.card.prompt_budget)
         rounds: list[Round] = []
         findings: list[Finding] = []
+        self._ir_texts = {}
         try:
             # A format without feedback rounds never needs room for one in its first prompt.
             prompt = self.format.build_prompt(tu.ir_text, first_budget if self.format.feedback else budget,
@@ -176,18 +188,16 @@ class ModelLoop:
                 results = list(pool.map(tu.evaluate, distinct))
             candidates_s = time.monotonic() - t_cand
             by_list = {str(pl): f for pl, f in zip(distinct, results, strict=True)}
-            checked = [self._check(p, tu, by_list) for p in parsed]
-            round_findings = [f for f, _ in checked]
+            cands = [self._check(a, p, tu, by_list) for a, p in zip(answers, parsed, strict=True)]
+            round_findings = [c.finding for c in cands]
             findings.extend(round_findings)
             best, why = select_best(tu.oz, round_findings)
-            rec = Round(
-                round=r + 1, prompt_tokens=self.model.count_tokens(current),
-                candidates=tuple(Candidate(answer=a[:4000], finding=f, pass_list=f.pass_list,
-                                           problems=tuple(ans.problems))
-                                 for a, (f, ans) in zip(answers, checked, strict=True)),
-                opt_evaluations=len(distinct), model_s=round(model_s, 4), candidates_s=round(candidates_s, 4))
+            # The answer that named the best list first (select_best keeps the earliest of equals).
+            idx = round_findings.index(best) if best in round_findings else 0
+            rec = Round(round=r + 1, prompt_tokens=self.model.count_tokens(current), candidates=tuple(cands),
+                        opt_evaluations=len(distinct), model_s=round(model_s, 4), candidates_s=round(candidates_s, 4))
             rounds.append(rec)
-            if why == "beats-oz" and best.predicted_after == best.count_after:
+            if why == "beats-oz" and cands[idx].prediction.correct_count(best):
                 rounds[-1] = replace(rec, stop="beats -Oz with a correct prediction")
                 break
             if r + 1 == s.rounds:
@@ -195,8 +205,7 @@ class ModelLoop:
             if not self.format.feedback:
                 continue  # the next round samples the same prompt again (its own seed)
             # Feedback on the round's most useful answer: the best valid one, else the first.
-            idx = round_findings.index(best) if best in round_findings else 0
-            previous, fb = self._feedback(prompt, answers[idx], round_findings[idx], tu, budget)
+            previous, fb = self._feedback(prompt, answers[idx], cands[idx], tu, budget)
             rounds[-1] = replace(rec, feedback=fb)
             current = build_feedback_prompt(prompt, previous, fb, max_tokens=budget,
                                             count_tokens=self.model.count_tokens)

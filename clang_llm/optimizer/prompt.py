@@ -57,7 +57,7 @@ from clang_llm.prompt_format import (  # noqa: F401  (re-exported: the prompt's 
     PROMPT_FORMAT,
     PROMPT_MARK,
 )
-from clang_llm.records import Finding
+from clang_llm.records import Finding, Prediction
 
 HEADER = f"{PROMPT_MARK} {PROMPT_FORMAT} size\n"
 GLOBAL_LINE_CHARS = 160
@@ -452,36 +452,39 @@ def feedback_text(
     *,
     oz: Finding | None = None,
     long_budget_chars: int = 6000,
+    prediction: Prediction | None = None,
 ) -> str:
     """Feedback lines for the next round: ``fast``, ``short`` or ``long`` (Grubisic et al.).
 
     fast: validity, predicted vs real instruction counts, whether it beat -Oz (when ``oz`` is
     given). short: fast plus error messages (opt's error, generated-IR parse error, BLEU).
-    long: short plus the IR opt produced, cut to ``long_budget_chars``.
+    long: short plus the IR opt produced, cut to ``long_budget_chars``. ``prediction`` is what the
+    answer claimed (its counts, its IR); None reads as an answer that claimed nothing.
     """
+    p = prediction or Prediction()
     if form not in FEEDBACK_FORMS:
         raise ValueError(f"unknown feedback form {form!r} (expected one of {', '.join(FEEDBACK_FORMS)})")
     lines = [
         "feedback: pass list valid"
         if finding.valid
         else f"feedback: pass list invalid ({finding.error_kind or 'error'})",
-        _count_line("count_before", finding.predicted_before, finding.count_before),
-        _count_line("count_after", finding.predicted_after, finding.count_after),
+        _count_line("count_before", p.count_before, finding.count_before),
+        _count_line("count_after", p.count_after, finding.count_after),
     ]
     if oz is not None and finding.valid and (line := _oz_line(finding, oz)) is not None:
         lines.append(line)
     if form in ("short", "long"):
         if finding.error:
             lines.append(f"feedback: error: {_one_line(finding.error)}")
-        if finding.generated_ir_parses is None:
+        if p.ir_parses is None:
             lines.append("feedback: generated ir missing")
-        elif finding.generated_ir_parses:
+        elif p.ir_parses:
             lines.append("feedback: generated ir parses")
         else:
-            err = _one_line(finding.generated_ir_error or "unknown error")
+            err = _one_line(p.ir_error or "unknown error")
             lines.append(f"feedback: generated ir does not parse: {err}")
-        if finding.bleu is not None:
-            lines.append(f"feedback: bleu {finding.bleu:.3f} (generated ir vs compiled ir)")
+        if p.bleu is not None:
+            lines.append(f"feedback: bleu {p.bleu:.3f} (generated ir vs compiled ir)")
     if form == "long" and compiled_ir:
         lines.append("feedback: compiled ir:")
         lines.append(_truncate_ir(compiled_ir, long_budget_chars))

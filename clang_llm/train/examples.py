@@ -20,7 +20,7 @@ from clang_llm.objsize import Sizes
 from clang_llm.optimizer.loop import prompt_budgets
 from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, render_answer
 from clang_llm.progress import make_progress
-from clang_llm.records import Finding, LabelRecord, ListResult
+from clang_llm.records import Finding, LabelRecord, ListResult, Prediction
 
 CountTokens = Callable[[str], int]
 
@@ -31,8 +31,12 @@ def usable(rec: LabelRecord) -> bool:
 
 def _finding(entry: ListResult, count_before: int) -> Finding:
     return Finding(pass_list=entry.pass_list, valid=True, count_before=count_before,
-                   count_after=entry.count, sizes=Sizes(entry.text, entry.alloc),
-                   predicted_before=count_before, predicted_after=entry.count)
+                   count_after=entry.count, sizes=Sizes(entry.text, entry.alloc))
+
+
+def _claimed(entry: ListResult, count_before: int) -> Prediction:
+    """The answer the example puts in the model's mouth states the real counts."""
+    return Prediction(count_before=count_before, count_after=entry.count)
 
 
 def _oz(rec: LabelRecord) -> ListResult:
@@ -63,7 +67,8 @@ def examples_for(rec: LabelRecord, prompt: str, count_tokens: CountTokens, conte
     if alternatives:
         alt = rng.choice(alternatives)
         first = render_answer(alt.pass_list, before, alt.count)
-        fb = feedback_text(form, _finding(alt, before), None, oz=_finding(oz, before))
+        fb = feedback_text(form, _finding(alt, before), None, oz=_finding(oz, before),
+                           prediction=_claimed(alt, before))
         fb_prompt = build_feedback_prompt(prompt, first, fb, max_tokens=budget, count_tokens=count_tokens)
         out.append({"prompt": fb_prompt, "answer": answer, "kind": "feedback", "id": rec.id})
     return out
@@ -130,4 +135,5 @@ def tokenizer_texts(module_ids: list[str], labels: Iterable[LabelRecord], module
             before = rec.count_before
             yield render_answer(rec.best.pass_list, before, rec.best.count)
             oz = _finding(_oz(rec), before)
-            yield feedback_text("short", _finding(rec.best, before), None, oz=oz)
+            yield feedback_text("short", _finding(rec.best, before), None, oz=oz,
+                                prediction=_claimed(rec.best, before))
