@@ -39,36 +39,41 @@ def _sweep_stale_siblings(dest_dir: Path, name: str) -> None:
                 pass
 
 
-def _atomic(dest: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
-    """Write via a temp file in dest's directory + rename: readers never see half a file, and an
-    old `dest` stays intact until the new one is complete. The temp name carries our pid, so the
-    leftover of a writer killed mid-write is removed by the next write of the same file."""
+@contextmanager
+def _replacing(dest: Path, mode: int | None = None) -> Iterator[Path]:
+    """A temp file in dest's directory, renamed onto `dest` when the block ends normally and the
+    file still exists (a block that raises, or removes it, publishes nothing). The temp name
+    carries our pid, so the leftover of a writer killed mid-write is removed by the next write of
+    the same file. `mode` defaults to what a compiler's output gets: 0666 & ~umask."""
     dest_dir = dest.parent if str(dest.parent) else Path(".")
     _sweep_stale_siblings(dest_dir, dest.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=dest_dir)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=dest_dir)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~_umask() if mode is None else mode)
+            os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic(dest: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
+    """`write` the new content of `dest` into a temp file, then rename it into place."""
+    with _replacing(dest, mode) as tmp, open(tmp, "wb") as out:
+        write(out)
 
 
 def atomic_copy(src: Path, dest: Path) -> None:
     """Copy an object into place with the permissions a compiler's output would have."""
     with open(src, "rb") as inp:
-        _atomic(dest, lambda out: shutil.copyfileobj(inp, out), 0o666 & ~_umask())
+        _atomic(dest, lambda out: shutil.copyfileobj(inp, out))
 
 
 def atomic_write_text(dest: Path, text: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(dest, lambda out: out.write(text.encode()), 0o666 & ~_umask())
+    _atomic(dest, lambda out: out.write(text.encode()))
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
@@ -95,23 +100,14 @@ def _umask() -> int:
 def atomic_write_bytes(dest: Path, data: bytes, mode: int | None = None) -> None:
     """`data` as the new content of `dest` (its directory created); `mode` defaults to 0666 & ~umask."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(dest, lambda out: out.write(data), 0o666 & ~_umask() if mode is None else mode)
+    _atomic(dest, lambda out: out.write(data), mode)
 
 
 @contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
-    """A temp path beside `dest` for a writer that wants a file name (a tool's `-o`, `gzip.open`,
-    a library's `save`): moved onto `dest` when the block ends normally and the file exists. A
-    block that raises, or removes the file itself, publishes nothing."""
+    """A temp path beside `dest` (its directory created) for a writer that wants a file name (a
+    tool's `-o`, `gzip.open`, a library's `save`): moved onto `dest` when the block ends normally
+    and the file exists. A block that raises, or removes the file itself, publishes nothing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale_siblings(dest.parent, dest.name)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=dest.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with _replacing(dest) as tmp:
         yield tmp
-        if tmp.exists():
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)

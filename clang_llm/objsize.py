@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.elf.constants import SH_FLAGS
-from elftools.elf.elffile import ELFFile
-
 
 @dataclass
 class Sizes:
@@ -24,6 +21,10 @@ def object_sizes(path: Path) -> Sizes:
     """.text = every executable allocated section (covers -ffunction-sections' .text.*);
     alloc = every SHF_ALLOC section, NOBITS ones (.bss) included: they take no file bytes but do
     take memory at run time."""
+    # pyelftools costs ~40 ms to import: only a TU that is measured pays it, not every record reader.
+    from elftools.elf.constants import SH_FLAGS
+    from elftools.elf.elffile import ELFFile
+
     text = alloc = 0
     with open(path, "rb") as f:
         elf = ELFFile(f)

@@ -54,8 +54,6 @@ class Vocabulary:
         return token in self.levels
 
 
-
-
 _SPLIT = re.compile(r"[\s,]+")
 
 

@@ -1,10 +1,9 @@
 """The records clang-llm writes and reads back, as typed dataclasses serialized here and only here.
 
-- `Finding`: what the real toolchain said about one pass list (plus, for a model candidate, what
-  the model predicted about it).
-- `Candidate`, `Round`: one answer of the model and its finding; one round of the feedback loop.
+- `Finding`: what the real toolchain said about one pass list (toolchain facts only).
+- `Prediction`, `Candidate`, `Round`: what one answer of the model claimed, the answer with its
+  list's finding, one round of the feedback loop.
 - `TURecord`: the decision record of one compiled object (`clang-llm-tool explain`, the database).
-- `Event`: the counters one compile adds to the statistics (`clang-llm-tool stats`).
 
 `to_json` gives plain JSON-ready dicts; `from_json` reads what `to_json` wrote (and tolerates
 records of older wrappers that lack newer fields). Label records (`autotune`) and evaluation
@@ -17,7 +16,6 @@ import gzip
 import io
 import json
 import logging
-import lzma
 import os
 import zlib
 from collections.abc import Iterable
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm.atomic import atomic_write_bytes
+from clang_llm.db import Event
 from clang_llm.objsize import Sizes
 
 log = logging.getLogger("clang_llm")
@@ -243,29 +242,6 @@ class TURecord:
                      model_s=self.timing.model_s if self.opt_evaluations is not None else None)
 
 
-@dataclass(frozen=True)
-class Event:
-    """One row of the statistics: an outcome, its reason, and (for compiled TUs) its sizes."""
-
-    kind: str  # optimized | oz | fallback | passthrough | daemon
-    reason: str
-    count_before: int | None = None
-    count_after: int | None = None
-    oz_count: int | None = None
-    text: int | None = None
-    alloc: int | None = None
-    oz_text: int | None = None
-    oz_alloc: int | None = None
-    cache_hit: int = 0
-    model_calls: int = 0
-    remote_calls: int = 0
-    opt_evals: int | None = None
-    model_s: float | None = None
-
-    def columns(self) -> dict[str, int | float | str | None]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
 # -- labels (`autotune`) and evaluation results (`eval`) -----------------------------------------
 
 def _drop_none(d: JsonDict) -> JsonDict:
@@ -297,10 +273,6 @@ class ListResult:
     alloc: int
     count: int | None = None
     phase: str | None = None
-
-    @property
-    def size(self) -> ObjectSize:
-        return ObjectSize(self.text, self.alloc, self.count)
 
     def to_json(self) -> JsonDict:
         d: JsonDict = {"pass_list": self.pass_list, "text": self.text, "alloc": self.alloc, "count": self.count}
@@ -469,6 +441,8 @@ def open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     if path.suffix == ".xz":
+        import lzma  # only data files are .xz; the compile path never reads one
+
         return io.TextIOWrapper(lzma.open(path, "rb"), encoding="utf-8")
     return open(path, encoding="utf-8")
 

@@ -47,8 +47,6 @@ TOKENIZER_PATH = "/clang-llm/v1/tokenizer.json"
 STATS_PATH = "/clang-llm/v1/stats"
 
 
-
-
 @dataclass
 class Job:
     prompts: list[str]

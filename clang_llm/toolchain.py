@@ -28,8 +28,6 @@ _TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-
-
 def is_our_wrapper(path: Path) -> bool:
     """True when `path` is one of clang-llm's own launchers (avoid exec'ing ourselves)."""
     try:
@@ -87,8 +85,6 @@ class Toolchain:
 @functools.lru_cache(maxsize=4)
 def _discover_cached(_env: tuple[str, ...], _path: str) -> Toolchain:
     return Toolchain(clang=find_tool("clang"), clangxx=find_tool("clang++"), opt=find_tool("opt"))
-
-
 
 
 def run(

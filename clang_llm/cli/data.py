@@ -209,7 +209,6 @@ def eval_cmd(
     typer.echo(json.dumps({k: str(v) for k, v in paths.items()}))
 
 
-
 def control_cmd(
     index: Annotated[Path, typer.Option(help="Corpus index (index.jsonl.gz); bitcode in modules/<id>.bc beside "
                                              "it.")],

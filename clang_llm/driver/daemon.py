@@ -98,12 +98,15 @@ def handle(conn: socket.socket, code: str) -> int:
 
 def _preload() -> None:
     """Import what a compile imports, once, so that every forked child has it warm."""
+    import elftools.elf.elffile  # noqa: F401  (objsize imports it on first use)
+
     import clang_llm.build.tubuilder  # noqa: F401
     import clang_llm.driver.main  # noqa: F401
     import clang_llm.driver.pipeline  # noqa: F401
     import clang_llm.ir  # noqa: F401
     import clang_llm.optimizer.factory  # noqa: F401
     import clang_llm.optimizer.loop  # noqa: F401
+    import clang_llm.records  # noqa: F401
 
     try:  # the model-server client: its import (~0.15 s) would otherwise be paid per call
         import httpx  # noqa: F401

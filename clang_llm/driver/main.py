@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clang_llm.config import Settings, load_settings
-from clang_llm.db import Database
+from clang_llm.db import Database, Event
 from clang_llm.driver.args import Invocation, classify, split_llm_flags, split_sources
 from clang_llm.errors import ToolMissing
 from clang_llm.logs import setup_logging
-from clang_llm.records import Event, Finding, TURecord
 from clang_llm.toolchain import Toolchain, find_tool, is_our_wrapper
 
 if TYPE_CHECKING:
@@ -183,6 +182,7 @@ def _compile_direct(units: list[Invocation], compiler: Path, plain: list[str], d
     makes it in one run (depfiles and all) instead of the IR / opt / codegen path; counted and
     recorded like that path's -Oz outcome."""
     from clang_llm.objsize import object_sizes
+    from clang_llm.records import Finding, TURecord
 
     rc = _exec_real(compiler, [*plain, "-Oz"])
     if rc != 0:

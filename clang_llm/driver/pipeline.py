@@ -44,8 +44,6 @@ def _cacheable(reason: str) -> bool:
     return reason not in _UNCACHED and not reason.startswith("backend-")
 
 
-
-
 OptimizerFactory = Callable[[Settings], Optimizer]
 
 

@@ -16,6 +16,7 @@ Opt evaluations counted for a method include the -Oz baseline (the driver always
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -31,7 +32,7 @@ from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.errors import MethodError, PassListError
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.passes import PassList, parse_pass_list
-from clang_llm.records import Candidate, Finding, LabelRecord, ListResult, ModelStats
+from clang_llm.records import Candidate, EvalRecord, Finding, LabelRecord, ListResult, ModelStats
 from clang_llm.train.autotune import search_module, top_lists
 from clang_llm.train.configs import DEFAULT_BROADCAST, AutotuneConfig
 
@@ -43,8 +44,6 @@ KINDS = ("oz", "autotune", "coreset", "model", "feedback", "rank")
 MODEL_KINDS = ("model", "feedback", "rank")
 RANK_POOL = 32  # rank@k: the model orders this many stored lists (the coreset) and k of them are tried
 _NAME = re.compile(r"^(oz|autotune@\d+|coreset@\d+|model@\d+|rank@\d+|feedback-(fast|short|long)@\d+)(\+backup)?$")
-
-
 
 
 @dataclass(frozen=True)
@@ -197,18 +196,8 @@ def _outcome(f: Finding) -> ListResult:
     return ListResult(pass_list=f.pass_list, text=f.sizes.text, alloc=f.sizes.alloc, count=f.count_after)
 
 
-@dataclass(frozen=True)
-class MethodResult:
-    """What one method did on one module (the module's part of the record is added by the run)."""
-
-    status: str  # ok | error | unavailable
-    chosen: ListResult | None = None
-    evals: int | None = None
-    wall_s: float | None = None
-    model: ModelStats | None = None
-    decision_reason: str | None = None
-    model_calls: int | None = None
-    reason: str | None = None
+# The method's part of a module's record (module and method are filled in by the run).
+_result = functools.partial(EvalRecord, "", "")
 
 
 _MODELS: dict[str, Model] = {}
@@ -254,7 +243,7 @@ def _model_stats(cands: list[Candidate]) -> ModelStats:
 
 
 def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding,
-               ir_text: str | None = None, source: str = "", module_id: str = "") -> MethodResult:
+               ir_text: str | None = None, source: str = "", module_id: str = "") -> EvalRecord:
     """Run one method on one module whose -Oz baseline is `oz`."""
     t0 = time.monotonic()
     evals = 1  # the -Oz baseline
@@ -266,7 +255,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                              seed=setup.seed, verify_each=setup.verify_each)
         search = search_module(builder, oz, cfg, setup.broadcast, seed_text=module_id)
         best = top_lists(search.results, 1)[0]
-        return MethodResult("ok", chosen=best, evals=evals + search.evals, wall_s=time.monotonic() - t0 + oz.seconds)
+        return _result("ok", chosen=best, evals=evals + search.evals, wall_s=time.monotonic() - t0 + oz.seconds)
     elif spec.kind == "coreset":
         findings = []
         for text in setup.coreset[: spec.n]:
@@ -281,7 +270,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         return _run_rank(spec, setup, builder, oz, ir_text, t0)
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
-    return MethodResult("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds)
+    return _result("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds)
 
 
 def ranked(model: Model, ir_text: str, pool: list[str]) -> list[tuple[str, float]]:
@@ -298,14 +287,14 @@ def ranked(model: Model, ir_text: str, pool: list[str]) -> list[tuple[str, float
 
 
 def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
-              t0: float) -> MethodResult:
+              t0: float) -> EvalRecord:
     """rank@k: the model scores the stored lists (no generation) and the k it believes most are
     tried; the best object wins (with +backup, never larger than -Oz)."""
     try:
         model = load_model_cached(str(setup.model_settings.get("model", "")),
                                   threads=int(setup.model_settings.get("threads", 1)))
     except Exception as e:
-        return MethodResult("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
+        return _result("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
     if ir_text is None:
         from clang_llm import ir
 
@@ -315,7 +304,7 @@ def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Find
     try:
         order = ranked(model, ir_text, pool)
     except Exception as e:
-        return MethodResult("error", reason=f"scoring failed: {type(e).__name__}: {e}"[:300])
+        return _result("error", reason=f"scoring failed: {type(e).__name__}: {e}"[:300])
     model_s = time.monotonic() - t_model
     findings = []
     for text, _ in order[: spec.n]:
@@ -326,18 +315,18 @@ def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Find
         findings.append(builder.evaluate(pl, verify_each=setup.verify_each))
     chosen = _pick(oz, findings, spec.backup)
     stats = ModelStats(candidates=len(findings), valid=sum(1 for f in findings if f.valid))
-    return MethodResult("ok", chosen=_outcome(chosen), evals=1 + len(findings),
+    return _result("ok", chosen=_outcome(chosen), evals=1 + len(findings),
                         wall_s=time.monotonic() - t0 + oz.seconds, model=stats,
                         decision_reason=f"ranked {len(pool)} lists in {model_s:.2f} s")
 
 
 def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
-               source: str, t0: float) -> MethodResult:
+               source: str, t0: float) -> EvalRecord:
     """Thin adapter to the model loop: a TUContext whose evaluate records every candidate."""
     try:
         loop_cls = model_loop_class()
     except Exception as e:  # ImportError or a broken module: the method is unavailable
-        return MethodResult("unavailable", reason=f"ModelLoop import failed: {type(e).__name__}: {e}"[:300])
+        return _result("unavailable", reason=f"ModelLoop import failed: {type(e).__name__}: {e}"[:300])
     from clang_llm.config import Settings
 
     overrides: dict[str, Any] = {"jobs": 1, **setup.model_settings}
@@ -350,7 +339,7 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         model = load_model_cached(settings.model, threads=int(overrides.get("threads", 1)))
         loop = loop_cls(model, settings)
     except Exception as e:
-        return MethodResult("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
+        return _result("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
     recorded: list[Finding] = []
 
     def evaluate(pl: PassList) -> Finding:
@@ -368,10 +357,10 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     try:
         decision = loop.optimize(tu)
     except Exception as e:
-        return MethodResult("error", reason=f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
+        return _result("error", reason=f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
                             evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
     chosen = _pick(oz, recorded, spec.backup)
     cands = _candidates(decision, recorded)
-    return MethodResult("ok", chosen=_outcome(chosen), evals=1 + len(recorded),
+    return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded),
                         wall_s=time.monotonic() - t0 + oz.seconds, model=_model_stats(cands),
                         decision_reason=decision.reason, model_calls=decision.model_calls)

@@ -23,7 +23,6 @@ from clang_llm import ir
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.eval.methods import (
     RANK_POOL,
-    MethodResult,
     MethodSetup,
     MethodSpec,
     coreset_lists,
@@ -57,8 +56,9 @@ class ReplayingBuilder(TUBuilder):
 
     Why: methods overlap (coreset@2 is coreset@8's first two lists, model@k's greedy answer is
     model@1's), and opt + codegen are deterministic, so a repeat would only cost time. A replay
-    is a copy (the loop annotates findings), and its original seconds are added back to the
-    method's wall time, so the table's time per module is what the method alone would take.
+    is a copy (a `Finding` is mutable; one method's copy cannot change another's), and its
+    original seconds are added back to the method's wall time, so the table's time per module
+    is what the method alone would take.
     """
 
     def __init__(self, compiler: Path, opt: Path, codegen_flags: list[str], lang: str, in_bc: Path, workdir: Path,
@@ -101,15 +101,12 @@ def _module_worker(task: ModuleTask, specs: list[MethodSpec], setup: MethodSetup
             builder.replayed_seconds = 0.0
             try:
                 r = run_method(spec, setup, builder, oz, ir_text=ir_text, source=task.id, module_id=task.id)
-                if r.wall_s is not None:
-                    r = dataclasses.replace(r, wall_s=r.wall_s + builder.replayed_seconds)
             except Exception as e:  # one method's bug must not lose the others' results
-                r = MethodResult("error", reason=f"{type(e).__name__}: {e}"[:300])
-            out.append(EvalRecord(module=task.id, split=task.split, package=task.package,
-                                  count_before=builder.count_before, oz=oz_size, method=spec.name,
-                                  fp=fingerprint(spec, setup), status=r.status, chosen=r.chosen, evals=r.evals,
-                                  wall_s=r.wall_s, model=r.model, decision_reason=r.decision_reason,
-                                  model_calls=r.model_calls, reason=r.reason))
+                r = EvalRecord(module="", method="", status="error", reason=f"{type(e).__name__}: {e}"[:300])
+            wall = None if r.wall_s is None else r.wall_s + builder.replayed_seconds
+            out.append(dataclasses.replace(r, module=task.id, split=task.split, package=task.package,
+                                           count_before=builder.count_before, oz=oz_size, method=spec.name,
+                                           fp=fingerprint(spec, setup), wall_s=wall))
     return out
 
 

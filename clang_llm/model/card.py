@@ -19,8 +19,6 @@ CARD_FILE = "model-card.json"
 CARD_VERSION = 1
 
 
-
-
 @dataclass
 class ModelCard:
     llvm_major: int

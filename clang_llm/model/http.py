@@ -44,8 +44,6 @@ MAX_RESPONSE_BYTES = 16 << 20
 DEFAULT_CONTEXT = 2048
 
 
-
-
 @dataclass(frozen=True)
 class BackendConfig:
     url: str  # http(s)://host:port[/prefix] or unix:/path/to/socket

@@ -17,8 +17,6 @@ from clang_llm.prompt_format import END_MARK, FTD_FORMAT, PROMPT_FORMAT, PROMPT_
 CountTokens = Callable[[str], int]
 
 
-
-
 @dataclass(frozen=True)
 class PromptFormat:
     name: str

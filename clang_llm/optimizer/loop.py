@@ -181,14 +181,13 @@ class ModelLoop:
             calls += 1
             t_cand = time.monotonic()
             # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
-            answers = [a for a, _ in pairs]
             parsed = [p for _, p in pairs]
             distinct = list({str(p.pass_list): p.pass_list for p in parsed if p.pass_list is not None}.values())
             with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
                 results = list(pool.map(tu.evaluate, distinct))
             candidates_s = time.monotonic() - t_cand
             by_list = {str(pl): f for pl, f in zip(distinct, results, strict=True)}
-            cands = [self._check(a, p, tu, by_list) for a, p in zip(answers, parsed, strict=True)]
+            cands = [self._check(a, p, tu, by_list) for a, p in pairs]
             round_findings = [c.finding for c in cands]
             findings.extend(round_findings)
             best, why = select_best(tu.oz, round_findings)
@@ -205,7 +204,7 @@ class ModelLoop:
             if not self.format.feedback:
                 continue  # the next round samples the same prompt again (its own seed)
             # Feedback on the round's most useful answer: the best valid one, else the first.
-            previous, fb = self._feedback(prompt, answers[idx], cands[idx], tu, budget)
+            previous, fb = self._feedback(prompt, pairs[idx][0], cands[idx], tu, budget)
             rounds[-1] = replace(rec, feedback=fb)
             current = build_feedback_prompt(prompt, previous, fb, max_tokens=budget,
                                             count_tokens=self.model.count_tokens)
