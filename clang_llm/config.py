@@ -45,6 +45,9 @@ class Settings:
     min_instructions: int = 30
     jobs: int = 2  # candidates validated in parallel
     heavy_jobs: int = 0  # opt + codegen runs at once per machine without make's jobserver (0: cores)
+    # Sources up to this size also start plain `clang -Oz -c` beside the IR step when a machine
+    # slot is idle: for a TU too small for the model (configure's probes) that run is the answer.
+    speculate_bytes: int = 8192
     dir: str = field(default_factory=_default_state_dir)  # stats, records, cache, log
     record: str = ""  # CLANG_LLM_RECORD: save each TU's IR + command line here
     cache: bool = True

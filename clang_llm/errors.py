@@ -46,9 +46,11 @@ class ToolTimeout(ToolError, TimeoutError):
 class Fallback(ClangLLMError):
     """Give up on this TU: plain clang -Oz builds it. `reason` is counted in the stats."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", done: tuple[int, bytes, bytes] | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+        # Plain clang -Oz already ran and failed (status, stdout, stderr): the caller shows that.
+        self.done = done
 
 
 class ModelError(ClangLLMError):

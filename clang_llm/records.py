@@ -207,6 +207,7 @@ class TURecord:
     seconds: float = 0.0
     timing: Timing = field(default_factory=Timing)
     opt_evaluations: int | None = None  # opt + codegen runs incl. the -Oz baseline; None: none were run
+    speculative: bool = False  # plain clang -Oz ran beside the IR step (a small source, an idle slot)
     schema: int = SCHEMA_VERSION
 
     @property

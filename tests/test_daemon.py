@@ -5,6 +5,7 @@ hung) ends with plain clang -Oz's object and a counted reason."""
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import signal
 import socket
@@ -142,7 +143,13 @@ def _fake_daemon(d: Path, answer: bytes | None) -> tuple[socket.socket, threadin
                 return
             held.append(conn)  # a hung daemon keeps the connection open and says nothing
             conn.recv(65536)
-            if answer is not None:
+            ack = _frame({"ack": 1})
+            if answer is not None and answer.startswith(ack):
+                conn.sendall(ack)
+                for fd in socket.recv_fds(conn, 1, 8)[1]:  # take the stdio (and let it go), then say the rest
+                    os.close(fd)
+                conn.sendall(answer[len(ack):])
+            elif answer is not None:
                 conn.sendall(answer)
 
     t = threading.Thread(target=loop, daemon=True)
@@ -150,10 +157,16 @@ def _fake_daemon(d: Path, answer: bytes | None) -> tuple[socket.socket, threadin
     return srv, t
 
 
+def _frame(msg: dict[str, object]) -> bytes:
+    data = marshal.dumps(msg)
+    return len(data).to_bytes(4, "big") + data
+
+
 @pytest.mark.parametrize(("answer", "reason"), [
-    (b'{"error": "protocol", "protocol": 999, "code": "other"}\n', "protocol-mismatch"),
+    (_frame({"error": "protocol", "protocol": 999, "code": "other"}), "protocol-mismatch"),
     (None, "timeout"),
     (b"garbage\n", "crashed"),
+    (_frame({"ack": 1}) + _frame({"exec": "not a list", "env": {}}), "protocol-mismatch"),
 ])
 def test_wrong_protocol_and_hung_daemon(src: Path, dstate: Path, answer: bytes | None, reason: str) -> None:
     ref = _reference(src)
@@ -208,3 +221,22 @@ def _eof(fd: int) -> bool:
         return os.read(fd, 1) == b""
     except BlockingIOError:
         return False
+
+
+def test_passthrough_is_handed_back_to_the_client(src: Path, dstate: Path, tmp_path: Path) -> None:
+    """A link (no -c) through the daemon: counted there, then run by the client process itself
+    (the compiler's pid is the client's), with clang's output and status."""
+    assert _compile(src, dstate, "warm.o").returncode == 0
+    assert _wait(lambda: status(str(dstate)) is not None, 20)
+    fake = tmp_path / "fake-clang"
+    fake.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/pid\necho linked; echo warned >&2\nexit 3\n")
+    fake.chmod(0o755)
+    proc = subprocess.Popen([*CLIENT, src.name, "-o", "prog"], cwd=src.parent,
+                            env=_env(dstate, CLANG_LLM_CLANG=str(fake)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out, err) == (3, b"linked\n", b"warned\n")
+    assert int((tmp_path / "pid").read_text()) == proc.pid
+    events = {(k, r): n for k, r, n in Database(dstate).event_counts()}
+    assert events.get(("passthrough", "link")) == 1
+    assert _daemon_reasons(dstate) == {"not-running": 1}  # the first call only

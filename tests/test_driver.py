@@ -190,3 +190,34 @@ def test_tiny_tu_skips_the_model(state: Path, tmp_path: Path) -> None:
     assert run_wrapper(["-c", "probe.c", "-o", "q.o"], tmp_path, env=env).returncode == 0
     by_obj = {r.object: r for r in Database(state).all_records()}
     assert by_obj[str(tmp_path / "q.o")].model_calls >= 1
+
+
+@pytest.mark.parametrize("speculate", [True, False], ids=["speculative", "serial"])
+def test_small_source_runs_plain_clang_beside_the_ir_step(state: Path, tmp_path: Path, speculate: bool) -> None:
+    """A small source with a machine slot idle: plain `clang -Oz -c` (the user's command) runs
+    beside the IR step. A tiny TU ships that run's object (no second compile from IR), and a
+    compile error is reported from it (not rerun after the IR step); both byte for byte clang's."""
+    log = tmp_path / "calls"
+    logging_clang = tmp_path / "logging-clang"
+    logging_clang.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec clang-22 "$@"\n')
+    logging_clang.chmod(0o755)
+    env = {**os.environ, "CLANG_LLM_CLANG": str(logging_clang),
+           "CLANG_LLM_SPECULATE_BYTES": "8192" if speculate else "0"}
+    (tmp_path / "probe.c").write_text("int main(void) { return 0; }\n")
+    assert run_wrapper(["-c", "probe.c", "-o", "p.o"], tmp_path, env=env).returncode == 0
+    assert run_clang(["-Oz", "-c", "probe.c", "-o", "ref.o"], tmp_path).returncode == 0
+    assert (tmp_path / "p.o").read_bytes() == (tmp_path / "ref.o").read_bytes()
+    calls = log.read_text().splitlines()
+    (rec,) = Database(state).all_records()
+    assert rec.reason == "too-small" and rec.speculative is speculate
+    assert len(calls) == 2
+    # the user's command at -Oz, into the work dir
+    assert any(c.startswith("-c probe.c -Oz") and c.endswith("/plain-oz.o") for c in calls) is speculate
+    assert any("-x ir" in c for c in calls) is not speculate  # else: -Oz from the IR
+    log.unlink()
+    (tmp_path / "bad.c").write_text("int f( { return }\n")
+    got = run_wrapper(["-c", "bad.c", "-o", "bad.o"], tmp_path, env=env)
+    want = run_clang(["-Oz", "-c", "bad.c", "-o", "bad.o"], tmp_path)
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
+    calls = log.read_text().splitlines()
+    assert len(calls) == 2 and sum("-emit-llvm" in c for c in calls) == 1  # the IR step, plain clang once

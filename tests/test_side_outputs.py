@@ -87,12 +87,19 @@ def _normalized(tree: dict[str, bytes], root: Path, twin: Path) -> dict[str, byt
     return {k: v.replace(str(root).encode(), str(twin).encode()) for k, v in tree.items()}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.flags for c in CASES])
-def test_side_outputs_as_plain_clang(case: Case, state: Path, tmp_path: Path) -> None:
+# Reproduced side outputs both ways: with plain clang -Oz speculatively beside the IR step (it
+# writes the depfile), and without (the IR step writes it).
+RUNS = [(c, spec) for c in CASES for spec in ((True, False) if c.how == "reproduced" else (True,))]
+
+
+@pytest.mark.parametrize(("case", "speculate"), RUNS,
+                         ids=[f"{c.flags}{'' if s else ' (no speculation)'}" for c, s in RUNS])
+def test_side_outputs_as_plain_clang(case: Case, speculate: bool, state: Path, tmp_path: Path) -> None:
     flags = shlex.split(case.flags)
     plain, ours = tmp_path / "plain", tmp_path / "wrapd"
     rc_plain, err_plain = _compile([CLANG], plain, flags)
-    rc_ours, err_ours = _compile([], ours, flags, env=dict(os.environ))
+    env = {**os.environ, "CLANG_LLM_SPECULATE_BYTES": "8192" if speculate else "0"}
+    rc_ours, err_ours = _compile([], ours, flags, env=env)
     assert rc_ours == rc_plain, err_ours
     assert err_ours.replace(b"wrapd", b"plain") == err_plain
     want, got = _tree(plain), _normalized(_tree(ours), ours, plain)
@@ -108,3 +115,5 @@ def test_side_outputs_as_plain_clang(case: Case, state: Path, tmp_path: Path) ->
     else:
         assert not any(c.startswith(("passthrough", "fallback")) for c in counts), counts
         assert counts, "the TU went through no counted path"
+        record = Database(state).get_record(str((ours / "out" / "r.o").resolve()))
+        assert record is not None and record.speculative is speculate

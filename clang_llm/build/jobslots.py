@@ -54,6 +54,20 @@ def machine_slot(directory: Path, n: int, wait_s: float) -> Iterator[int]:
         time.sleep(0.005)
 
 
+def try_machine_slot(directory: Path, n: int) -> int | None:
+    """One of `n` slots if one is free right now: the locked fd (close it to release), else None."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for i in range(max(1, n)):
+        fd = os.open(directory / f"slot-{i}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return fd
+    return None
+
+
 _AUTH = re.compile(r"--jobserver-(?:auth|fds)=(\S+)")
 FDS_ENV = "CLANG_LLM_JOBSERVER_FDS"  # set by the daemon: the client's jobserver fds as received
 
@@ -122,6 +136,14 @@ class JobSlots:
                 continue  # another process took it first
             if data:
                 return data
+
+    def try_idle(self) -> int | None:
+        """A machine slot if one is idle now (a locked fd to close), for work that is worth doing
+        only on spare capacity. Never under make's jobserver: there, make already keeps every
+        slot busy, and a token read without waiting could race another process's read."""
+        if self.jobserver is not None:
+            return None
+        return try_machine_slot(self.machine_dir, self.per_machine)
 
     @contextmanager
     def slot(self) -> Iterator[None]:

@@ -209,9 +209,10 @@ class Invocation:
     def passthrough(self) -> bool:
         return self.reason is not None
 
-    def emit_args(self) -> list[str]:
-        """The user's arguments for the IR step: everything but -o (the IR's path is ours)."""
-        return _tokens(self.parsed, EMIT_ROLES)
+    def emit_args(self, depfiles: bool = True) -> list[str]:
+        """The user's arguments for the IR step: everything but -o (the IR's path is ours), and
+        without the depfile flags when another run (plain clang beside it) writes the depfile."""
+        return _tokens(self.parsed, EMIT_ROLES if depfiles else EMIT_ROLES - {Role.DEPFILE})
 
     def depfile_args(self) -> list[str]:
         """Added to the IR step so its depfile is the one a plain compile writes: the final

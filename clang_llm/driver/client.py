@@ -3,26 +3,30 @@
 It hands the call to the user's warm daemon (`driver/daemon.py`) over a Unix socket: the
 command line, working directory, environment and, once the daemon has acknowledged the call,
 its stdin, stdout and stderr as file descriptors (so colours, ttys and pipes behave exactly as
-for clang). The daemon forks a child with
-every module already imported, which runs the same driver as an in-process call and answers
-with the exit status. Anything wrong with the daemon (not running, a stale socket, another
-protocol or code version, no acknowledgement in time, dying mid-compile) makes this call run
-in-process instead, with the reason counted (`daemon:<reason>` in `clang-llm-tool stats`);
-a daemon that is not running is started for the next calls.
+for clang). The daemon forks a child with every module already imported, which runs the same
+driver as an in-process call and answers with the exit status. A call that is not a compile we
+optimize (a link, `-E`, `--version`: most of a configure run) comes back, once counted, as
+"exec this yourself", so plain clang runs in this very process with nothing of ours between it
+and make. Anything wrong with the daemon (not running, a stale socket, another protocol or code
+version, no acknowledgement in time, dying mid-compile) makes this call run in-process instead,
+with the reason counted (`daemon:<reason>` in `clang-llm-tool stats`); a daemon that is not
+running is started for the next calls.
 
 `CLANG_LLM_DAEMON=0` (or `--llm-daemon=0`) keeps every call in-process.
 """
 
 from __future__ import annotations
 
-import json
+import _socket  # not `socket`: its enum-based wrapper costs more to import than the rest of a call
+import marshal  # not `json` (its import is ~10 ms, paid on every configure probe)
 import os
-import socket
 import sys
 
-PROTOCOL = 1
+PROTOCOL = 2
 ACK_TIMEOUT_S = 10.0  # a live daemon acknowledges at once (one fork); longer means it is hung
+MAX_FRAME = 4 << 20
 _OFF = ("0", "false", "no", "off")
+_SOL_SOCKET, _SCM_RIGHTS = 1, 1  # Linux values; `_socket` has them too, as plain ints
 
 
 def state_dir(env: dict[str, str] | os._Environ[str]) -> str:
@@ -45,7 +49,7 @@ def code_id() -> str:
         for f in files:
             if f.endswith(".py"):
                 newest, n = max(newest, os.stat(os.path.join(d, f)).st_mtime_ns), n + 1
-    return f"{newest:x}-{n}"
+    return f"{newest:x}-{n}-{sys.hexversion:x}"
 
 
 def wanted(argv: list[str], env: dict[str, str] | os._Environ[str]) -> bool:
@@ -76,28 +80,49 @@ def _jobserver_fds(env: dict[str, str] | os._Environ[str]) -> list[int]:
     return []
 
 
-def _send_header(sock: socket.socket, header: dict[str, object]) -> None:
-    data = json.dumps(header).encode()
+def send_frame(sock: _socket.socket, msg: dict[str, object]) -> None:
+    """One message: a 4-byte big-endian length, then the marshalled dict (both ends run the same
+    interpreter: the code id names its version)."""
+    data = marshal.dumps(msg)
     sock.sendall(len(data).to_bytes(4, "big") + data)
 
 
-def _read_line(sock: socket.socket, buf: bytearray) -> dict[str, object] | None:
-    while b"\n" not in buf:
-        chunk = sock.recv(65536)
+def _recv_exact(sock: _socket.socket, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(65536, n - got))
         if not chunk:
             return None
-        buf += chunk
-    line, _, rest = bytes(buf).partition(b"\n")
-    buf[:] = rest
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(sock: _socket.socket) -> dict[str, object] | None:
+    """The next message, or None when the peer closed, sent garbage or an oversized frame."""
+    head = _recv_exact(sock, 4)
+    if head is None or int.from_bytes(head, "big") > MAX_FRAME:
+        return None
+    body = _recv_exact(sock, int.from_bytes(head, "big"))
     try:
-        msg = json.loads(line)
-    except ValueError:
+        msg = marshal.loads(body) if body is not None else None
+    except (ValueError, EOFError, TypeError):
         return None
     return msg if isinstance(msg, dict) else None
 
 
+def _handoff(msg: dict[str, object]) -> tuple[list[str], dict[str, str]] | None:
+    """A daemon's "run this yourself" answer (a passthrough): the command and its environment."""
+    argv, env = msg.get("exec"), msg.get("env")
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv) and isinstance(env, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        return None
+    return argv, env
+
+
 def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
-    """(exit status, "") when the daemon ran the call; (None, reason) when it cannot."""
+    """(exit status, "") when the daemon ran the call; (None, reason) when it cannot. A call the
+    daemon hands back (plain clang, untouched) is exec'd here and does not return."""
     env = os.environ
     state = state_dir(env)
     path = os.path.join(daemon_dir(state), "socket")
@@ -105,7 +130,8 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
         timeout = float(env.get("CLANG_LLM_DAEMON_TIMEOUT", ACK_TIMEOUT_S))
     except ValueError:
         timeout = ACK_TIMEOUT_S
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    handoff = None
     try:
         sock.settimeout(timeout)
         try:
@@ -123,9 +149,8 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
         header = {"protocol": PROTOCOL, "code": code_id(), "argv": argv, "cxx": cxx, "cwd": os.getcwd(),
                   "env": dict(env)}
         try:
-            _send_header(sock, header)
-            buf = bytearray()
-            ack = _read_line(sock, buf)
+            send_frame(sock, header)
+            ack = recv_frame(sock)
             if ack is None:
                 return None, "crashed"
             if ack.get("error") == "protocol":
@@ -134,18 +159,28 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
             if "ack" not in ack:
                 return None, "protocol-mismatch"
             # Only an acknowledged daemon gets our stdio: one that hangs before that holds nothing.
-            socket.send_fds(sock, [b"F"], [0, 1, 2, *_jobserver_fds(env)])
+            fds = [0, 1, 2, *_jobserver_fds(env)]
+            sock.sendmsg([b"F"], [(_SOL_SOCKET, _SCM_RIGHTS, b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
             sock.settimeout(None)  # acknowledged: the compile itself may take its time
-            done = _read_line(sock, buf)
+            done = recv_frame(sock)
         except TimeoutError:
             return None, "timeout"
         except OSError:
             return None, "crashed"
-        if done is None or not isinstance(done.get("rc"), int):
+        if done is not None and "exec" in done:
+            handoff = _handoff(done)
+            if handoff is None:
+                return None, "protocol-mismatch"
+        elif done is None or not isinstance(done.get("rc"), int):
             return None, "crashed"
-        return int(done["rc"]), ""  # type: ignore[call-overload]
+        else:
+            return int(done["rc"]), ""  # type: ignore[call-overload]
     finally:
         sock.close()
+    try:  # the daemon counted the call; the real compiler takes over this process, stdio and all
+        os.execve(handoff[0][0], handoff[0], handoff[1])
+    except OSError:
+        return None, "exec-failed"
 
 
 def spawn_daemon(state: str) -> None:
@@ -178,6 +213,7 @@ def spawn_daemon(state: str) -> None:
 
 def stop_daemon(state: str) -> bool:
     """Ask the daemon of `state` to exit (SIGTERM to the pid it wrote); whether one was there."""
+    import json
     import signal
 
     try:

@@ -16,22 +16,24 @@ that runs the current code.
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import selectors
 import signal
 import socket
 import stat
+import struct
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from clang_llm.driver.client import PROTOCOL, code_id, daemon_dir
+from clang_llm.build.jobslots import FDS_ENV
+from clang_llm.driver.client import PROTOCOL, code_id, daemon_dir, recv_frame, send_frame
 
 DEFAULT_IDLE_S = 600.0
 MAX_CHILDREN = 64  # calls in flight; more wait in the listen backlog
-MAX_HEADER = 4 << 20
 
 
 def _private_dir(path: Path) -> None:
@@ -41,37 +43,40 @@ def _private_dir(path: Path) -> None:
         raise PermissionError(f"{path} must be a directory of ours with mode 0700")
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = conn.recv(min(65536, n - got))
-        if not chunk:
-            raise ConnectionError("client went away")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+def _peer_is_us(conn: socket.socket) -> bool:
+    """The socket's mode already keeps others out; the peer's credentials say so again."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", creds)
+    return uid == os.getuid()
 
 
-def _reply(conn: socket.socket, msg: dict[str, Any]) -> None:
-    conn.sendall(json.dumps(msg).encode() + b"\n")
+def _handoff(conn: socket.socket, argv: list[str]) -> bool:
+    """Tell the client to exec `argv` itself, with the environment this call would give it."""
+    env = {k: v for k, v in os.environ.items() if k != FDS_ENV}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        send_frame(conn, {"exec": argv, "env": env})
+    except OSError:
+        return False
+    return True
 
 
 def handle(conn: socket.socket, code: str) -> int:
     """One call, in the forked child. Returns the status the child exits with."""
     conn.settimeout(30)
-    size = int.from_bytes(_recv_exact(conn, 4), "big")
-    if size > MAX_HEADER:
+    if not _peer_is_us(conn):
         return 2
-    header = json.loads(_recv_exact(conn, size))
-    argv = header.get("argv") if isinstance(header, dict) else None
-    cwd = header.get("cwd") if isinstance(header, dict) else None
-    env = header.get("env") if isinstance(header, dict) else None
-    if header.get("protocol") != PROTOCOL or header.get("code") != code or not (
+    header = recv_frame(conn)
+    argv = header.get("argv") if header else None
+    cwd = header.get("cwd") if header else None
+    env = header.get("env") if header else None
+    if header is None or header.get("protocol") != PROTOCOL or header.get("code") != code or not (
             isinstance(argv, list) and all(isinstance(a, str) for a in argv) and isinstance(cwd, str)
-            and isinstance(env, dict)):
-        _reply(conn, {"error": "protocol", "protocol": PROTOCOL, "code": code})
+            and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        send_frame(conn, {"error": "protocol", "protocol": PROTOCOL, "code": code})
         return 0
-    _reply(conn, {"ack": os.getpid()})
+    send_frame(conn, {"ack": os.getpid()})
     _, fds, _, _ = socket.recv_fds(conn, 1, 8)
     try:
         if len(fds) < 3:
@@ -79,17 +84,20 @@ def handle(conn: socket.socket, code: str) -> int:
         conn.settimeout(None)
         os.chdir(cwd)
         os.environ.clear()
-        os.environ.update({str(k): str(v) for k, v in env.items()})
+        os.environ.update(env)
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         if len(fds) >= 5:  # the client's jobserver pipe, under our own fd numbers
-            os.environ["CLANG_LLM_JOBSERVER_FDS"] = f"{fds[3]},{fds[4]}"
-        from clang_llm.driver.main import safe_main
+            os.environ[FDS_ENV] = f"{fds[3]},{fds[4]}"
+        from clang_llm.driver import main
 
-        rc = safe_main(argv, bool(header.get("cxx")))
+        main.handoff = lambda cmd: _handoff(conn, cmd)
+        rc = main.safe_main(argv, bool(header.get("cxx")))
+        if main.handed_off:
+            return 0  # the client runs the command; it has its answer
         sys.stdout.flush()
         sys.stderr.flush()
-        _reply(conn, {"rc": rc})
+        send_frame(conn, {"rc": rc})
         return 0
     finally:
         for fd in fds:
@@ -159,6 +167,7 @@ class Daemon:
         except BlockingIOError:
             return 0  # another daemon serves this state dir
         _preload()
+        gc.freeze()  # the preloaded objects stay out of the children's collections: fewer pages copied
         sock = self._listen()
         status = {"pid": os.getpid(), "pgid": os.getpgid(0), "started": time.time(), "protocol": PROTOCOL,
                   "code": self.code, "python": sys.executable}

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,8 +35,25 @@ def _on_signal(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _exec_real(compiler: Path, args: list[str]) -> int:
-    """Run the real compiler with inherited stdio; return its exit status."""
+# Set by the daemon's child: hands a command back to the thin client, which execs it itself (so
+# a passthrough costs the client one round trip, not a process of ours waiting on clang).
+handoff: Callable[[list[str]], bool] | None = None
+handed_off = False
+
+
+def _hand_off(compiler: Path, args: list[str]) -> bool:
+    """Whether the daemon's client took the command to exec itself (never in-process)."""
+    global handed_off
+    if handoff is not None and not handed_off and handoff([str(compiler), *args]):
+        handed_off = True
+    return handed_off
+
+
+def _exec_real(compiler: Path, args: list[str], final: bool = False) -> int:
+    """Run the real compiler with inherited stdio; return its exit status. `final`: its status is
+    the call's and nothing of ours follows it, so the daemon's client may run it instead."""
+    if final and _hand_off(compiler, args):
+        return 0
     try:
         return subprocess.run([str(compiler), *args], check=False).returncode
     except KeyboardInterrupt:
@@ -74,7 +92,7 @@ def run_driver(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
     if os.environ.get(RECURSION_ENV):
         # We were invoked by ourselves (a masquerade symlink found first on PATH by a child):
         # never loop; behave as the real compiler.
-        return _exec_real(_compiler_or_die(cxx), split_llm_flags(args)[0])
+        return _exec_real(_compiler_or_die(cxx), split_llm_flags(args)[0], final=True)
     os.environ[RECURSION_ENV] = "1"
     inv = classify(args, default_lang="c++" if cxx else "c")
     problems: list[str] = []
@@ -95,7 +113,7 @@ def run_driver(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
         return 0
     plain = _plain_args(args, inv)
     if settings.disable:
-        return _exec_real(compiler, plain)
+        return _exec_real(compiler, plain, final=True)
     db = Database(settings.state_dir, timeout=settings.db_timeout)
     if daemon_reason:  # the thin client could not use the daemon: this call runs in-process
         db.safe("stats", db.add_event, Event("daemon", daemon_reason))
@@ -104,17 +122,22 @@ def run_driver(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
         if inv.passthrough:
             units = split_sources(inv, default_lang="c++" if cxx else "c") or []
             if not units:
-                db.safe("stats", db.add_event, Event("passthrough", inv.reason))
-                return _exec_real(compiler, plain)
+                return _passthrough(compiler, plain, db, inv.reason)
         if inv.opt_level == "-O0" and not settings.optimize_o0:
-            db.safe("stats", db.add_event, Event("passthrough", "O0-untouched"))
-            return _exec_real(compiler, plain)
+            return _passthrough(compiler, plain, db, "O0-untouched")
         jobs = [(u, settings if u is inv else _settings_for(u)) for u in units]
         if all(s.off and not s.record for _, s in jobs):
             return _compile_direct([u for u, _ in jobs], compiler, plain, db)
         return _optimize(jobs, cxx, compiler, plain, db)
     finally:
         db.close()
+
+
+def _passthrough(compiler: Path, plain: list[str], db: Database, reason: str) -> int:
+    """Plain clang, untouched, counted: handed to the client first, so the count costs it nothing."""
+    handed = _hand_off(compiler, plain)
+    db.safe("stats", db.add_event, Event("passthrough", reason))
+    return 0 if handed else _exec_real(compiler, plain)
 
 
 def _settings_for(inv: Invocation) -> Settings:
@@ -145,13 +168,14 @@ def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     reason = None
+    done: tuple[int, bytes, bytes] | None = None
     outcomes: list[Outcome] = []
     try:
         toolchain = Toolchain.discover()
         for inv, settings in jobs:
             outcomes.append(compile_tu(inv, settings, toolchain, cxx, db, make_optimizer))
     except Fallback as e:
-        reason = e.reason
+        reason, done = e.reason, e.done
         if reason != "frontend-error":
             log.warning("%s: fallback to clang -Oz: %s", jobs[len(outcomes)][0].source, e)
     except ToolMissing as e:
@@ -167,7 +191,13 @@ def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path
             signal.signal(s, h)
     if reason is not None:
         db.safe("stats", db.add_event, Event("fallback", reason))
-        return _exec_real(compiler, [*plain, "-Oz"])
+        if done is not None and len(jobs) == 1:  # plain clang -Oz already ran: its result is the call's
+            sys.stdout.buffer.write(done[1])
+            sys.stdout.flush()
+            sys.stderr.buffer.write(done[2])
+            sys.stderr.flush()
+            return done[0]
+        return _exec_real(compiler, [*plain, "-Oz"], final=True)
     for outcome in outcomes:
         sys.stdout.buffer.write(outcome.stdout)
         sys.stdout.flush()
@@ -221,7 +251,7 @@ def safe_main(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
         args, _ = _launcher_args(argv)
         inv = classify(args, default_lang="c++" if cxx else "c")
         extra = [] if inv.passthrough else ["-Oz"]
-        return _exec_real(_compiler_or_die(cxx), [*_plain_args(args, inv), *extra])
+        return _exec_real(_compiler_or_die(cxx), [*_plain_args(args, inv), *extra], final=True)
 
 
 def main_c() -> None:

@@ -22,6 +22,7 @@ from clang_llm import ir
 from clang_llm.atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.outputs import private_tempdir
+from clang_llm.build.speculative import Speculative, small_source
 from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.config import Settings
 from clang_llm.db import Database
@@ -98,120 +99,168 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
     compile errors included (plain clang then reports them, exit code and all)."""
     t0 = time.monotonic()
     compiler = toolchain.compiler(cxx)
+    slots = JobSlots.from_env(os.environ, settings.state_dir / "cpu-slots", settings.heavy_jobs)
     with private_tempdir(settings.state_dir) as tmp:
         work = Path(tmp)
-        in_bc = work / "in.bc"
-        emit_cmd = [str(compiler), *inv.emit_args(), *inv.depfile_args(), "-Oz",
-                    "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-o", str(in_bc)]
+        spec = None
+        if small_source(inv.source, settings.speculate_bytes):
+            # The user's command at -Oz, beside the IR step: it writes the depfile exactly as clang
+            # does, and its object ships if the TU is too small for the model.
+            spec = Speculative.start([str(compiler), *inv.emit_args(), *inv.depfile_args(), "-Oz", *_color_flags(),
+                                      "-o", str(work / PLAIN_OZ)], slots)
         try:
-            res = run([*emit_cmd[:-2], *_color_flags(), *emit_cmd[-2:]], timeout=max(600.0, settings.opt_timeout))
-        except ToolTimeout as e:
-            raise Fallback("emit-timeout", str(e)) from e
-        t_emit = time.monotonic() - t0
-        if res.returncode != 0:
-            # The user's own error (or a flag clang rejects): let plain clang say it, exit code and all.
-            raise Fallback("frontend-error")
-        if settings.record:
-            try:
-                record_tu(Path(settings.record), inv, emit_cmd, in_bc)
-            except OSError as e:
-                log.warning("recording failed: %s", e)
+            return _compile_tu(inv, settings, toolchain, compiler, db, optimizer_factory, slots, work, spec, t0)
+        finally:
+            if spec is not None:
+                spec.finish()  # never leave it running (or writing the depfile) after we return
 
-        codegen = inv.codegen_args()
-        facts = FactStore(toolchain.identity, lambda k: db.safe("facts", db.fact_get, k),
-                          lambda k, v: db.safe("facts", db.fact_put, k, v))
-        slots = JobSlots.from_env(os.environ, settings.state_dir / "cpu-slots", settings.heavy_jobs)
-        builder = TUBuilder(compiler, toolchain.opt, codegen, inv.lang or "c", in_bc, work, settings.opt_timeout,
-                            facts, slots)
+
+PLAIN_OZ = "plain-oz.o"  # the speculative plain clang -Oz's object, in the TU's work dir
+
+
+def _failed(spec: Speculative | None, settings: Settings) -> tuple[int, bytes, bytes] | None:
+    """The speculative plain clang -Oz's result if it failed: then it is the call's answer (the
+    user's own error, exactly as clang reports it) and nothing needs to run again."""
+    done = spec.finish(timeout=max(600.0, settings.opt_timeout)) if spec is not None else None
+    return (done.returncode, done.stdout, done.stderr) if done is not None and done.returncode != 0 else None
+
+
+def _await(spec: Speculative | None, settings: Settings) -> subprocess.CompletedProcess[bytes] | None:
+    """The speculative plain clang -Oz, finished, before anything ships: its diagnostics are the
+    ones to show (and its depfile is written); if it failed, so does the call, as clang's would."""
+    if spec is None:
+        return None
+    done = spec.finish(timeout=max(600.0, settings.opt_timeout))
+    if done is None:
+        raise Fallback("oz-timeout", "the speculative clang -Oz did not finish")
+    if done.returncode != 0:
+        raise Fallback("frontend-error", done=(done.returncode, done.stdout, done.stderr))
+    return done
+
+
+def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compiler: Path, db: Database,
+                optimizer_factory: OptimizerFactory, slots: JobSlots, work: Path, spec: Speculative | None,
+                t0: float) -> Outcome:
+    in_bc = work / "in.bc"
+    # With plain clang -Oz running beside it, that run writes the depfile.
+    dep = inv.depfile_args() if spec is None else []
+    emit_cmd = [str(compiler), *inv.emit_args(depfiles=spec is None), *dep, "-Oz",
+                "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-o", str(in_bc)]
+    try:
+        res = run([*emit_cmd[:-2], *_color_flags(), *emit_cmd[-2:]], timeout=max(600.0, settings.opt_timeout))
+    except ToolTimeout as e:
+        raise Fallback("emit-timeout", str(e), done=_failed(spec, settings)) from e
+    t_emit = time.monotonic() - t0
+    if res.returncode != 0:
+        # The user's own error (or a flag clang rejects): plain clang says it, exit code and all
+        # (the speculative run, when there is one, already is that run).
+        raise Fallback("frontend-error", done=_failed(spec, settings))
+    if settings.record:
         try:
-            module = ir.parse(in_bc)
-            ir_text = str(module)
-            ir_digest = ir.ir_hash(ir_text)  # once: the cache key and the record both use it
-            builder.count_before = ir.count_instructions(module)
-            del module
-        except Exception as e:
-            raise Fallback("ir-parse", str(e)) from e
-        if builder.count_before < settings.min_instructions:
-            return _too_small(inv, settings, builder, ir_digest, res, t0, t_emit)
-        t_load = time.monotonic()
-        optimizer: Optimizer = optimizer_factory(settings)
-        load_s = time.monotonic() - t_load
-        model_id = getattr(optimizer, "model_id", None) or "none"
-        use_cache = settings.cache and model_id != "none"
-        key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
-        if use_cache:
-            # The same IR, flags, toolchain, model and settings make the same object: ship the
-            # stored one (ccache's way) instead of re-running the -Oz baseline and the list.
-            stored = _stored_object(db, key, Path(inv.output or "a.o"))
-            if stored is not None:
-                rec = _record(inv, settings, oz=stored.oz, chosen=stored.chosen, reason=stored.reason,
-                              ir_hash=stored.ir_hash, count_before=stored.count_before,
-                              rounds=(Round(cache="object"),), model_id=model_id, cache_hit=True,
-                              seconds=round(time.monotonic() - t0, 3),
-                              timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)))
-                return Outcome(kind="optimized" if rec.optimized else "oz", reason="cache-hit:object", record=rec,
-                               stdout=res.stdout, stderr=res.stderr)
-        oz = builder.evaluate(OZ, verify_each=False)
-        if not oz.valid or oz.sizes is None:
-            raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
-        cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
-        # Candidates run without -verify-each (2-4x cheaper); the one chosen to ship is re-run
-        # with it from the source IR below, and only that run's object ships.
-        tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
-                       evaluate=lambda pl: builder.evaluate(pl, verify_each=False), settings=settings,
-                       source=inv.source or "")
-        cache_hit = False
-        if cached:
-            decision = _replay(cached, tu)
-            cache_hit = decision is not None
-        t_decide = time.monotonic()
-        if not cache_hit:
-            try:
-                decision = optimizer.optimize(tu)
-            except ModelError as e:  # the model or its server failed: one line, no traceback
-                log.warning("%s: model failed, using -Oz: %s", inv.source, e)
-                decision = Decision(chosen=oz, reason=e.reason)
-            except Exception as e:  # a broken optimizer must not break the build
-                log.exception("optimizer raised")
-                decision = Decision(chosen=oz, reason="optimizer-error", rounds=[Round(error=repr(e)[:500])])
-            if use_cache and _cacheable(decision.reason):
-                db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
-                        {"reason": decision.reason}, settings.cache_max_entries)
-        assert decision is not None
-        decide_s = time.monotonic() - t_decide
-        chosen = decision.chosen
-        # Invariants 2 and 3, checked again whatever the optimizer said: the object must be one
-        # that opt + codegen built here, and its measured sizes must not exceed -Oz's.
-        if chosen is not oz and not (
-            chosen.valid and chosen.object_path in builder.objects
-            and object_sizes(chosen.object_path).not_larger_than(oz.sizes)
-        ):
-            chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
-        if chosen is not oz:
-            chosen = _verified(builder, chosen)
-            if chosen is None:
-                chosen, decision.reason = oz, "verify-each-failed"
-        assert chosen.object_path is not None and chosen.sizes is not None
-        try:
-            atomic_copy(chosen.object_path, Path(inv.output or "a.o"))
+            record_tu(Path(settings.record), inv, emit_cmd, in_bc)
         except OSError as e:
-            raise Fallback("output-write", str(e)) from e
+            log.warning("recording failed: %s", e)
 
-        kind = "optimized" if chosen is not oz and chosen.sizes.text <= oz.sizes.text else "oz"
+    codegen = inv.codegen_args()
+    facts = FactStore(toolchain.identity, lambda k: db.safe("facts", db.fact_get, k),
+                      lambda k, v: db.safe("facts", db.fact_put, k, v))
+    builder = TUBuilder(compiler, toolchain.opt, codegen, inv.lang or "c", in_bc, work, settings.opt_timeout,
+                        facts, slots)
+    try:
+        module = ir.parse(in_bc)
+        ir_text = str(module)
+        ir_digest = ir.ir_hash(ir_text)  # once: the cache key and the record both use it
+        builder.count_before = ir.count_instructions(module)
+        del module
+    except Exception as e:
+        raise Fallback("ir-parse", str(e)) from e
+    if builder.count_before < settings.min_instructions:
+        if spec is not None:
+            return _too_small_done(inv, settings, builder, ir_digest, _await(spec, settings), t0, t_emit)
+        return _too_small(inv, settings, builder, ir_digest, res, t0, t_emit)
+    t_load = time.monotonic()
+    optimizer: Optimizer = optimizer_factory(settings)
+    load_s = time.monotonic() - t_load
+    model_id = getattr(optimizer, "model_id", None) or "none"
+    use_cache = settings.cache and model_id != "none"
+    key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
+    if use_cache:
+        # The same IR, flags, toolchain, model and settings make the same object: ship the
+        # stored one (ccache's way) instead of re-running the -Oz baseline and the list.
+        res = _await(spec, settings) or res
+        stored = _stored_object(db, key, Path(inv.output or "a.o"))
+        if stored is not None:
+            rec = _record(inv, settings, oz=stored.oz, chosen=stored.chosen, reason=stored.reason,
+                          ir_hash=stored.ir_hash, count_before=stored.count_before,
+                          rounds=(Round(cache="object"),), model_id=model_id, cache_hit=True,
+                          seconds=round(time.monotonic() - t0, 3),
+                          timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)),
+                          speculative=spec is not None)
+            return Outcome(kind="optimized" if rec.optimized else "oz", reason="cache-hit:object", record=rec,
+                           stdout=res.stdout, stderr=res.stderr)
+    oz = builder.evaluate(OZ, verify_each=False)
+    if not oz.valid or oz.sizes is None:
+        raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
+    cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
+    # Candidates run without -verify-each (2-4x cheaper); the one chosen to ship is re-run
+    # with it from the source IR below, and only that run's object ships.
+    tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
+                   evaluate=lambda pl: builder.evaluate(pl, verify_each=False), settings=settings,
+                   source=inv.source or "")
+    cache_hit = False
+    if cached:
+        decision = _replay(cached, tu)
+        cache_hit = decision is not None
+    t_decide = time.monotonic()
+    if not cache_hit:
+        try:
+            decision = optimizer.optimize(tu)
+        except ModelError as e:  # the model or its server failed: one line, no traceback
+            log.warning("%s: model failed, using -Oz: %s", inv.source, e)
+            decision = Decision(chosen=oz, reason=e.reason)
+        except Exception as e:  # a broken optimizer must not break the build
+            log.exception("optimizer raised")
+            decision = Decision(chosen=oz, reason="optimizer-error", rounds=[Round(error=repr(e)[:500])])
         if use_cache and _cacheable(decision.reason):
-            db.safe("object store", db.object_put, key, chosen.object_path.read_bytes(),
-                    StoredObject(oz=oz, chosen=chosen, reason=decision.reason, ir_hash=ir_digest,
-                                 count_before=builder.count_before).to_json(), settings.cache_max_entries)
-        record = _record(inv, settings, oz=oz, chosen=chosen, reason=decision.reason, ir_hash=ir_digest,
-                         count_before=builder.count_before, rounds=tuple(decision.rounds), model_id=model_id,
-                         model_calls=decision.model_calls, remote_calls=decision.remote_calls,
-                         backend=settings.public()["backend"], cache_hit=cache_hit,
-                         seconds=round(time.monotonic() - t0, 3),
-                         timing=replace(_timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0),
-                                        model_load_s=round(load_s, 4)),
-                         opt_evaluations=1 + sum(r.opt_evaluations for r in decision.rounds))
-        return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
-                       stdout=res.stdout, stderr=res.stderr)
+            db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
+                    {"reason": decision.reason}, settings.cache_max_entries)
+    assert decision is not None
+    decide_s = time.monotonic() - t_decide
+    chosen = decision.chosen
+    # Invariants 2 and 3, checked again whatever the optimizer said: the object must be one
+    # that opt + codegen built here, and its measured sizes must not exceed -Oz's.
+    if chosen is not oz and not (
+        chosen.valid and chosen.object_path in builder.objects
+        and object_sizes(chosen.object_path).not_larger_than(oz.sizes)
+    ):
+        chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
+    if chosen is not oz:
+        chosen = _verified(builder, chosen)
+        if chosen is None:
+            chosen, decision.reason = oz, "verify-each-failed"
+    assert chosen.object_path is not None and chosen.sizes is not None
+    res = _await(spec, settings) or res
+    try:
+        atomic_copy(chosen.object_path, Path(inv.output or "a.o"))
+    except OSError as e:
+        raise Fallback("output-write", str(e)) from e
+
+    kind = "optimized" if chosen is not oz and chosen.sizes.text <= oz.sizes.text else "oz"
+    if use_cache and _cacheable(decision.reason):
+        db.safe("object store", db.object_put, key, chosen.object_path.read_bytes(),
+                StoredObject(oz=oz, chosen=chosen, reason=decision.reason, ir_hash=ir_digest,
+                             count_before=builder.count_before).to_json(), settings.cache_max_entries)
+    record = _record(inv, settings, oz=oz, chosen=chosen, reason=decision.reason, ir_hash=ir_digest,
+                     count_before=builder.count_before, rounds=tuple(decision.rounds), model_id=model_id,
+                     model_calls=decision.model_calls, remote_calls=decision.remote_calls,
+                     backend=settings.public()["backend"], cache_hit=cache_hit,
+                     seconds=round(time.monotonic() - t0, 3),
+                     timing=replace(_timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0),
+                                    model_load_s=round(load_s, 4)),
+                     opt_evaluations=1 + sum(r.opt_evaluations for r in decision.rounds),
+                     speculative=spec is not None)
+    return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
+                   stdout=res.stdout, stderr=res.stderr)
 
 
 def _record(inv: Invocation, settings: Settings, **fields: object) -> TURecord:
@@ -246,6 +295,28 @@ def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_diges
                      count_before=builder.count_before, seconds=round(time.monotonic() - t0, 3),
                      timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)))
     return Outcome(kind="oz", reason="too-small", record=record, stdout=res.stdout, stderr=res.stderr)
+
+
+def _too_small_done(inv: Invocation, settings: Settings, builder: TUBuilder, ir_digest: str,
+                    done: subprocess.CompletedProcess[bytes] | None, t0: float, t_emit: float) -> Outcome:
+    """A TU too small for the model whose plain clang -Oz already ran beside the IR step: that
+    run's object ships as it is (its depfile is written)."""
+    assert done is not None
+    obj = builder.workdir / PLAIN_OZ
+    try:
+        sizes = object_sizes(obj)
+    except (OSError, ValueError) as e:
+        raise Fallback("oz-codegen", str(e)) from e
+    try:
+        atomic_copy(obj, Path(inv.output or "a.o"))
+    except OSError as e:
+        raise Fallback("output-write", str(e)) from e
+    oz = Finding(pass_list=str(OZ), valid=True, count_before=builder.count_before, sizes=sizes)
+    record = _record(inv, settings, oz=oz, chosen=oz, reason="too-small", ir_hash=ir_digest,
+                     count_before=builder.count_before, seconds=round(time.monotonic() - t0, 3),
+                     timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)),
+                     speculative=True)
+    return Outcome(kind="oz", reason="too-small", record=record, stdout=done.stdout, stderr=done.stderr)
 
 
 @dataclass(frozen=True)
