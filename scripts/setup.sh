@@ -21,4 +21,6 @@ fi
 # mode get the default.
 .venv/bin/pip install -q -e ".[train,dev,distributed]" --config-settings editable_mode=compat 2>/dev/null \
   || .venv/bin/pip install -q -e ".[train,dev,distributed]"
+# The native front as clang-llm / clang++-llm: no Python start-up per compiler call (configure).
+.venv/bin/clang-llm-tool front install >/dev/null
 echo "clang-llm installed: $(.venv/bin/clang-llm --version | head -1)"

@@ -24,7 +24,27 @@ from clang_llm.db import Database
 from clang_llm.driver.client import stop_daemon
 from clang_llm.driver.daemon import status
 
-CLIENT = [sys.executable, "-c", "from clang_llm.driver.client import main_c; main_c()"]
+PY_CLIENT = [sys.executable, "-c", "from clang_llm.driver.client import main_c; main_c()"]
+CLIENT = PY_CLIENT
+
+
+@pytest.fixture(scope="module")
+def native_front(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clang_llm.driver.native import build
+
+    path = tmp_path_factory.mktemp("front") / "clang-llm"
+    build(path)
+    return path
+
+
+@pytest.fixture(params=["python", "native"], autouse=True)
+def client(request: pytest.FixtureRequest, native_front: Path) -> Iterator[list[str]]:
+    """Every test runs with both thin clients: the Python one and the native front (front.c),
+    which must behave the same on every path, failures included."""
+    global CLIENT
+    CLIENT = PY_CLIENT if request.param == "python" else [str(native_front)]
+    yield CLIENT
+    CLIENT = PY_CLIENT
 
 
 @pytest.fixture
@@ -158,7 +178,7 @@ def _fake_daemon(d: Path, answer: bytes | None) -> tuple[socket.socket, threadin
 
 
 def _frame(msg: dict[str, object]) -> bytes:
-    data = marshal.dumps(msg)
+    data = marshal.dumps(msg, 0)  # the protocol's marshal version
     return len(data).to_bytes(4, "big") + data
 
 
@@ -166,7 +186,7 @@ def _frame(msg: dict[str, object]) -> bytes:
     (_frame({"error": "protocol", "protocol": 999, "code": "other"}), "protocol-mismatch"),
     (None, "timeout"),
     (b"garbage\n", "crashed"),
-    (_frame({"ack": 1}) + _frame({"exec": "not a list", "env": {}}), "protocol-mismatch"),
+    (_frame({"ack": 1}) + _frame({"exec": "not a list", "env": {}}), "crashed"),
 ])
 def test_wrong_protocol_and_hung_daemon(src: Path, dstate: Path, answer: bytes | None, reason: str) -> None:
     ref = _reference(src)
@@ -240,3 +260,16 @@ def test_passthrough_is_handed_back_to_the_client(src: Path, dstate: Path, tmp_p
     events = {(k, r): n for k, r, n in Database(dstate).event_counts()}
     assert events.get(("passthrough", "link")) == 1
     assert _daemon_reasons(dstate) == {"not-running": 1}  # the first call only
+
+
+def test_front_status_tells_the_native_front_from_the_python_client(native_front: Path, tmp_path: Path) -> None:
+    from clang_llm.driver.native import status
+
+    st = status(native_front)
+    assert st.native and st.current
+    script = tmp_path / "clang-llm"
+    script.write_text("#!/usr/bin/python3\nfrom clang_llm.driver.client import main_c\nmain_c()\n")
+    assert not status(script).native
+    other = tmp_path / "other"
+    other.write_bytes(native_front.read_bytes().replace(b"clang-llm-front:/", b"clang-llm-front:#"))
+    assert status(other).native and not status(other).current

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,32 @@ def test_makefile_per_file_rounds_and_cache(loop_model: Path, tmp_path: Path, st
     totals = db.size_totals()
     assert totals["model_calls"] == calls_before  # the rebuild asked the model nothing
     assert totals["cache_hits"] == 3
+
+
+class _Answers(_PromptSpy):
+    """The real model's interface, answering with given texts (what the loop does with them is
+    under test, not what the model would say)."""
+
+    def __init__(self, model: object, texts: list[str]) -> None:
+        super().__init__(model)
+        self.texts = texts
+
+    def generate(self, prompt: str, **kw: object) -> list[str]:
+        self.prompts.append(prompt)
+        return self.texts
+
+
+def test_an_answer_of_oz_reuses_the_baseline(loop_model: Path, tmp_path: Path) -> None:
+    """The baseline's own list costs no opt run: its candidate is the -Oz finding, not counted."""
+    s = Settings(rounds=1, samples=2, max_new_tokens=NEW_TOKENS, jobs=2)
+    tu = _tu("sum", tmp_path, s)
+    ran: list[str] = []
+    evaluate = tu.evaluate
+    tu = replace(tu, evaluate=lambda pl: ran.append(str(pl)) or evaluate(pl))
+    model = _Answers(load_model(loop_model, intra_threads=1),
+                     [render_answer("Oz", 9, 5, GOOD_IR), render_answer("Oz gvn-sink", 9, 5, GOOD_IR)])
+    decision = ModelLoop(model, s).optimize(tu)  # type: ignore[arg-type]
+    assert ran == ["Oz gvn-sink"]
+    (rnd,) = decision.rounds
+    assert rnd.opt_evaluations == 1
+    assert rnd.candidates[0].finding is tu.oz and rnd.candidates[1].finding.pass_list == "Oz gvn-sink"

@@ -21,6 +21,7 @@ app.command("cache")(user.cache)
 app.command("demo")(user.demo)
 app.command("serve")(user.serve)
 app.add_typer(user.daemon_app, name="daemon")
+app.add_typer(user.front_app, name="front")
 # Data: corpus, labels, screening, evaluation
 app.add_typer(corpus.corpus_app, name="corpus")
 app.command("autotune")(data.autotune_cmd)

@@ -172,6 +172,35 @@ def daemon_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     raise typer.Exit(0 if info else 1)
 
 
+front_app = typer.Typer(help="The native front: `clang-llm` without a Python start-up per call.", no_args_is_help=True)
+
+
+@front_app.command("install")
+def front_install(directory: Annotated[Path | None, typer.Option("--dir", help="Where to put clang-llm and "
+                                                                  "clang++-llm (default: this venv's bin)")] = None
+                  ) -> None:
+    """Build the native front and install it as clang-llm / clang++-llm."""
+    from clang_llm.driver.native import install
+
+    for p in install(directory):
+        console.print(f"installed {p}")
+
+
+@front_app.command("status")
+def front_status(directory: Annotated[Path | None, typer.Option("--dir")] = None) -> None:
+    """Whether clang-llm is the native front, built for this installation."""
+    from clang_llm.driver.native import NAMES, scripts_dir, status
+
+    ok = True
+    for name in NAMES:
+        st = status((directory or scripts_dir()) / name)
+        what = "native front, current" if st.current else "native front, built for another installation" \
+            if st.native else "Python client"
+        ok &= st.current
+        console.print(f"{st.path}: {what}")
+    raise typer.Exit(0 if ok else 1)
+
+
 @daemon_app.command("stop")
 def daemon_stop() -> None:
     """Stop this state dir's daemon (compiles in flight finish)."""

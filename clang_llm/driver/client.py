@@ -25,6 +25,7 @@ import sys
 PROTOCOL = 2
 ACK_TIMEOUT_S = 10.0  # a live daemon acknowledges at once (one fork); longer means it is hung
 MAX_FRAME = 4 << 20
+FRONT_REASON_ENV = "CLANG_LLM_FRONT_REASON"  # set by the native front (front.c) when it gives up
 _OFF = ("0", "false", "no", "off")
 _SOL_SOCKET, _SCM_RIGHTS = 1, 1  # Linux values; `_socket` has them too, as plain ints
 
@@ -41,15 +42,25 @@ def daemon_dir(state: str) -> str:
     return os.path.join(state, "daemon")
 
 
+def package_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_root() -> str:
+    """Which installation a client is: the daemon serves only clients of its own package and
+    interpreter (the native front has the same string built in)."""
+    return f"{package_root()}|{sys.hexversion:x}"
+
+
 def code_id() -> str:
-    """Which code the daemon runs: a change to any module (an upgrade, an edit) makes a new id."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """Which code the daemon runs: a change to any module (an upgrade, an edit) makes a new id.
+    The daemon compares it, recomputed on every call, with the one it started with."""
     newest, n = 0, 0
-    for d, _, files in os.walk(root):
+    for d, _, files in os.walk(package_root()):
         for f in files:
             if f.endswith(".py"):
                 newest, n = max(newest, os.stat(os.path.join(d, f)).st_mtime_ns), n + 1
-    return f"{newest:x}-{n}-{sys.hexversion:x}"
+    return f"{newest:x}-{n}"
 
 
 def wanted(argv: list[str], env: dict[str, str] | os._Environ[str]) -> bool:
@@ -81,9 +92,9 @@ def _jobserver_fds(env: dict[str, str] | os._Environ[str]) -> list[int]:
 
 
 def send_frame(sock: _socket.socket, msg: dict[str, object]) -> None:
-    """One message: a 4-byte big-endian length, then the marshalled dict (both ends run the same
-    interpreter: the code id names its version)."""
-    data = marshal.dumps(msg)
+    """One message: a 4-byte big-endian length, then the dict in marshal's version 0 (str, int,
+    list, dict only: simple enough for the native front to read and write)."""
+    data = marshal.dumps(msg, 0)
     sock.sendall(len(data).to_bytes(4, "big") + data)
 
 
@@ -146,7 +157,7 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
             return None, "timeout"
         except OSError:
             return None, "unreachable"
-        header = {"protocol": PROTOCOL, "code": code_id(), "argv": argv, "cxx": cxx, "cwd": os.getcwd(),
+        header = {"protocol": PROTOCOL, "code": code_root(), "argv": argv, "cxx": cxx, "cwd": os.getcwd(),
                   "env": dict(env)}
         try:
             send_frame(sock, header)
@@ -170,7 +181,7 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
         if done is not None and "exec" in done:
             handoff = _handoff(done)
             if handoff is None:
-                return None, "protocol-mismatch"
+                return None, "crashed"  # a garbled answer, as any other
         elif done is None or not isinstance(done.get("rc"), int):
             return None, "crashed"
         else:
@@ -225,10 +236,27 @@ def stop_daemon(state: str) -> bool:
         return False
 
 
+def after_front(reason: str) -> str:
+    """The native front gave up with `reason`: do what this client would have done about it."""
+    state = state_dir(os.environ)
+    if reason in ("not-running", "stale-socket"):
+        spawn_daemon(state)
+    elif reason == "protocol-mismatch":
+        stop_daemon(state)
+    return reason
+
+
 def main(cxx: bool) -> int:
     argv = sys.argv[1:]
     reason = ""
-    if wanted(argv, os.environ):
+    front = os.environ.pop(FRONT_REASON_ENV, None)
+    if front is not None:  # the native front tried the daemon already (or left the call to us)
+        reason = after_front(front) if front else ""
+        if not reason and wanted(argv, os.environ):
+            rc, reason = through_daemon(argv, cxx)
+            if rc is not None:
+                return rc
+    elif wanted(argv, os.environ):
         rc, reason = through_daemon(argv, cxx)
         if rc is not None:
             return rc

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm.build.jobslots import FDS_ENV
-from clang_llm.driver.client import PROTOCOL, code_id, daemon_dir, recv_frame, send_frame
+from clang_llm.driver.client import PROTOCOL, code_id, code_root, daemon_dir, recv_frame, send_frame
 
 DEFAULT_IDLE_S = 600.0
 MAX_CHILDREN = 64  # calls in flight; more wait in the listen backlog
@@ -71,7 +71,8 @@ def handle(conn: socket.socket, code: str) -> int:
     argv = header.get("argv") if header else None
     cwd = header.get("cwd") if header else None
     env = header.get("env") if header else None
-    if header is None or header.get("protocol") != PROTOCOL or header.get("code") != code or not (
+    if header is None or header.get("protocol") != PROTOCOL or header.get("code") != code_root() \
+            or code_id() != code or not (
             isinstance(argv, list) and all(isinstance(a, str) for a in argv) and isinstance(cwd, str)
             and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         send_frame(conn, {"error": "protocol", "protocol": PROTOCOL, "code": code})
@@ -116,7 +117,8 @@ def _preload() -> None:
     import clang_llm.optimizer.loop  # noqa: F401
     import clang_llm.records  # noqa: F401
 
-    try:  # the model-server client: its import (~0.15 s) would otherwise be paid per call
+    try:  # the model runtime (~30 ms to import) and the server client (~0.15 s), else paid per call
+        import ctranslate2  # noqa: F401
         import httpx  # noqa: F401
         import tokenizers  # noqa: F401
 

@@ -26,6 +26,7 @@ from clang_llm.optimizer.prompt import (
     normalize_ir,
     without_ir,
 )
+from clang_llm.passes import OZ
 from clang_llm.records import Candidate, Finding, Prediction, Round
 
 if TYPE_CHECKING:
@@ -182,11 +183,13 @@ class ModelLoop:
             t_cand = time.monotonic()
             # Evaluate each distinct valid pass list once, in parallel, in a fixed order.
             parsed = [p for _, p in pairs]
-            distinct = list({str(p.pass_list): p.pass_list for p in parsed if p.pass_list is not None}.values())
+            # The baseline's own list (a frequent answer for small TUs) is the baseline's finding.
+            distinct = list({str(p.pass_list): p.pass_list for p in parsed
+                             if p.pass_list is not None and str(p.pass_list) != str(OZ)}.values())
             with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
                 results = list(pool.map(tu.evaluate, distinct))
             candidates_s = time.monotonic() - t_cand
-            by_list = {str(pl): f for pl, f in zip(distinct, results, strict=True)}
+            by_list = {str(OZ): tu.oz, **{str(pl): f for pl, f in zip(distinct, results, strict=True)}}
             cands = [self._check(a, p, tu, by_list) for a, p in pairs]
             round_findings = [c.finding for c in cands]
             findings.extend(round_findings)
