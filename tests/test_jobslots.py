@@ -59,3 +59,26 @@ def test_named_but_unreachable_jobserver_is_ignored() -> None:
 @pytest.mark.parametrize("n", [1, 3])
 def test_machine_slots(tmp_path: Path, n: int) -> None:
     assert _hammer(JobSlots(None, tmp_path / "slots", n), 8) == n
+
+
+def test_a_speculative_run_frees_its_slot_when_it_exits(tmp_path: Path) -> None:
+    """Not when its result is asked for: the TU's own heavy steps wait for that slot meanwhile
+    (holding it until then deadlocked `make -j8` with 3 slots)."""
+    from clang_llm.build.speculative import Speculative
+
+    slots = JobSlots(None, tmp_path / "slots", 1)
+    spec = Speculative.start(["sh", "-c", "echo out; echo err >&2; exit 3"], slots)
+    assert spec is not None
+    deadline = time.monotonic() + 10
+    while (fd := slots.try_idle()) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fd is not None, "the slot stayed held after the run exited"
+    os.close(fd)
+    done = spec.finish()
+    assert done is not None and (done.returncode, done.stdout, done.stderr) == (3, b"out\n", b"err\n")
+    held = slots.try_idle()
+    assert held is not None
+    try:
+        assert Speculative.start(["true"], slots) is None  # no idle slot: nothing started
+    finally:
+        os.close(held)
