@@ -201,8 +201,8 @@ def test_small_source_runs_plain_clang_beside_the_ir_step(state: Path, tmp_path:
     logging_clang = tmp_path / "logging-clang"
     logging_clang.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec clang-22 "$@"\n')
     logging_clang.chmod(0o755)
-    env = {**os.environ, "CLANG_LLM_CLANG": str(logging_clang),
-           "CLANG_LLM_SPECULATE_BYTES": "8192" if speculate else "0"}
+    env = {**{k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}, "CLANG_LLM_CLANG": str(logging_clang),
+           "CLANG_LLM_SPECULATE_BYTES": "8192" if speculate else "0"}  # not under a parallel make
     (tmp_path / "probe.c").write_text("int main(void) { return 0; }\n")
     assert run_wrapper(["-c", "probe.c", "-o", "p.o"], tmp_path, env=env).returncode == 0
     assert run_clang(["-Oz", "-c", "probe.c", "-o", "ref.o"], tmp_path).returncode == 0

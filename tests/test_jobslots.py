@@ -67,18 +67,19 @@ def test_a_speculative_run_frees_its_slot_when_it_exits(tmp_path: Path) -> None:
     from clang_llm.build.speculative import Speculative
 
     slots = JobSlots(None, tmp_path / "slots", 1)
-    spec = Speculative.start(["sh", "-c", "echo out; echo err >&2; exit 3"], slots)
+    assert Speculative.start(["true"], slots, {"MAKEFLAGS": " -j8 --jobserver-auth=3,4"}) is None  # parallel make
+    spec = Speculative.start(["sh", "-c", "echo out; echo err >&2; exit 3"], slots, {})
     assert spec is not None
     deadline = time.monotonic() + 10
-    while (fd := slots.try_idle()) is None and time.monotonic() < deadline:
+    while (fd := slots.try_idle({})) is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert fd is not None, "the slot stayed held after the run exited"
     os.close(fd)
     done = spec.finish()
     assert done is not None and (done.returncode, done.stdout, done.stderr) == (3, b"out\n", b"err\n")
-    held = slots.try_idle()
+    held = slots.try_idle({})
     assert held is not None
     try:
-        assert Speculative.start(["true"], slots) is None  # no idle slot: nothing started
+        assert Speculative.start(["true"], slots, {}) is None  # no idle slot: nothing started
     finally:
         os.close(held)

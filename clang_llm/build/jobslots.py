@@ -137,13 +137,23 @@ class JobSlots:
             if data:
                 return data
 
-    def try_idle(self) -> int | None:
-        """A machine slot if one is idle now (a locked fd to close), for work that is worth doing
-        only on spare capacity. Never under make's jobserver: there, make already keeps every
-        slot busy, and a token read without waiting could race another process's read."""
-        if self.jobserver is not None:
+    def try_idle(self, env: Mapping[str, str]) -> int | None:
+        """A machine slot if all of them are idle now (a locked fd to close), for work worth doing
+        only on spare capacity: a serial caller such as a configure script. Never in a parallel
+        make (a jobserver named in MAKEFLAGS, reachable or not): make keeps the cores busy."""
+        if self.jobserver is not None or _AUTH.search(env.get("MAKEFLAGS", "")):
             return None
-        return try_machine_slot(self.machine_dir, self.per_machine)
+        held: list[int] = []
+        try:
+            for _ in range(self.per_machine):
+                fd = try_machine_slot(self.machine_dir, self.per_machine)
+                if fd is None:
+                    return None
+                held.append(fd)
+            return held.pop(0)
+        finally:
+            for fd in held:
+                os.close(fd)
 
     @contextmanager
     def slot(self) -> Iterator[None]:

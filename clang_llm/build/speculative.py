@@ -1,9 +1,10 @@
-"""A command started early on an idle slot, whose result the caller may or may not need.
+"""A command started early on an idle machine, whose result the caller may or may not need.
 
 The driver starts plain `clang -Oz -c` (the user's own command, into its work dir) beside its IR
-step for a small source when a machine slot is idle. If the TU turns out too small for the model,
-or the front end fails, that run already is the answer, exactly clang's, and the second compile
-from IR is saved; otherwise its object is dropped.
+step for a small source when the machine is idle (no parallel make, every heavy-step slot
+free). If the TU turns out too small for the model, or the front end fails, that run already is
+the answer, exactly clang's, and the second compile from IR is saved; otherwise its object is
+dropped.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from clang_llm.build.jobslots import JobSlots
@@ -44,9 +46,9 @@ class Speculative:
             os.close(self._slot)
 
     @classmethod
-    def start(cls, cmd: list[str], slots: JobSlots) -> Speculative | None:
-        """Start `cmd` if a machine slot is idle now; None (nothing started) otherwise."""
-        fd = slots.try_idle()
+    def start(cls, cmd: list[str], slots: JobSlots, env: Mapping[str, str]) -> Speculative | None:
+        """Start `cmd` if the machine's slots are all idle now; None (nothing started) otherwise."""
+        fd = slots.try_idle(env)
         return None if fd is None else cls(cmd, fd)
 
     def finish(self, timeout: float | None = None) -> subprocess.CompletedProcess[bytes] | None:

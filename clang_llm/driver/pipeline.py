@@ -107,7 +107,7 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             # The user's command at -Oz, beside the IR step: it writes the depfile exactly as clang
             # does, and its object ships if the TU is too small for the model.
             spec = Speculative.start([str(compiler), *inv.emit_args(), *inv.depfile_args(), "-Oz", *_color_flags(),
-                                      "-o", str(work / PLAIN_OZ)], slots)
+                                      "-o", str(work / PLAIN_OZ)], slots, os.environ)
         try:
             return _compile_tu(inv, settings, toolchain, compiler, db, optimizer_factory, slots, work, spec, t0)
         finally:
