@@ -170,7 +170,7 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
         module = ir.parse(in_bc)
         ir_text = str(module)
         ir_digest = ir.ir_hash(ir_text)  # once: the cache key and the record both use it
-        builder.count_before = ir.count_instructions(module)
+        builder.count_before = ir.count_text(ir_text)
         del module
     except Exception as e:
         raise Fallback("ir-parse", str(e)) from e
