@@ -37,7 +37,9 @@ def count_text(text: str) -> int:
     """Instructions in printed IR: the lines of a function body that start an instruction (two
     spaces, then neither a continuation of `switch`/`landingpad`, nor `]`, a `#dbg_` record or a
     comment). The same number as walking llvmlite's functions → blocks → instructions (checked
-    on every corpus module), several times faster than that walk's thousands of FFI calls."""
+    on all 6,091 corpus modules). Printing a module costs about what that walk's FFI calls do,
+    but where the text is at hand anyway (the TU's prompt and cache key) the scan is ~10x
+    cheaper than the walk."""
     n = 0
     in_body = False
     for line in text.split("\n"):
