@@ -273,3 +273,25 @@ def test_front_status_tells_the_native_front_from_the_python_client(native_front
     other = tmp_path / "other"
     other.write_bytes(native_front.read_bytes().replace(b"clang-llm-front:/", b"clang-llm-front:#"))
     assert status(other).native and not status(other).current
+
+
+def test_bytes_that_are_not_utf8_go_through_the_daemon(src: Path, dstate: Path) -> None:
+    """A Latin-1 file name and environment value: the native front leaves the call to the Python
+    client (which carries any bytes), and nobody takes it for another protocol (that would stop
+    the daemon on every call)."""
+    assert _compile(src, dstate, "warm.o").returncode == 0
+    assert _wait(lambda: status(str(dstate)) is not None, 20)
+    pid = status(str(dstate))["pid"]  # type: ignore[index]
+    odd = os.fsencode(str(src.parent)) + b"/l\xe9gacy.c"
+    Path(os.fsdecode(odd)).write_bytes(src.read_bytes())
+    env = {os.fsencode(k): os.fsencode(v) for k, v in _env(dstate).items()}
+    env[b"ODD_VALUE"] = b"x\xff"
+    for out in (b"a.o", b"b.o"):
+        res = subprocess.run([os.fsencode(CLIENT[0]), *[os.fsencode(a) for a in CLIENT[1:]], b"-c", odd, b"-o", out],
+                             cwd=src.parent, env=env, capture_output=True, timeout=120)  # type: ignore[arg-type]
+        assert res.returncode == 0, res.stderr
+    ref = subprocess.run([b"clang-22", b"-Oz", b"-c", odd, b"-o", b"ref.o"], cwd=src.parent, capture_output=True)
+    assert ref.returncode == 0
+    assert (src.parent / "a.o").read_bytes() == (src.parent / "b.o").read_bytes() == (src.parent / "ref.o").read_bytes()
+    assert _daemon_reasons(dstate) == {"not-running": 1}
+    assert status(str(dstate))["pid"] == pid  # type: ignore[index]

@@ -181,8 +181,14 @@ def front_install(directory: Annotated[Path | None, typer.Option("--dir", help="
                   ) -> None:
     """Build the native front and install it as clang-llm / clang++-llm."""
     from clang_llm.driver.native import install
+    from clang_llm.errors import ClangLLMError
 
-    for p in install(directory):
+    try:
+        paths = install(directory)
+    except (ClangLLMError, OSError) as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    for p in paths:
         console.print(f"installed {p}")
 
 

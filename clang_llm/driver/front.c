@@ -51,7 +51,32 @@ static void put_i32(buf_t *b, uint32_t v) {
     put(b, le, 4);
 }
 
-static void m_str(buf_t *b, const char *s, size_t n) { put(b, "u", 1); put_i32(b, (uint32_t)n); put(b, s, n); }
+/* Whether s[0..n) is UTF-8 (no overlongs, no surrogates: what marshal reads back). The Python
+ * client carries other bytes (surrogate-escaped); the front leaves such calls to it. */
+static int utf8(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!k || i + k > n) return 0;
+        unsigned cp = k == 1 ? c : c & (0x7f >> k);
+        for (size_t j = 1; j < k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + j] & 0x3f);
+        }
+        if ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && (cp < 0x10000 || cp > 0x10ffff))
+            || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+static int g_not_utf8;  /* some string was not UTF-8: the Python client takes the call */
+
+static void m_str(buf_t *b, const char *s, size_t n) {
+    if (!utf8((const unsigned char *)s, n)) g_not_utf8 = 1;
+    put(b, "u", 1); put_i32(b, (uint32_t)n); put(b, s, n);
+}
 static void m_cstr(buf_t *b, const char *s) { m_str(b, s, strlen(s)); }
 static void m_int(buf_t *b, int v) { put(b, "i", 1); put_i32(b, (uint32_t)v); }
 
@@ -285,6 +310,7 @@ int main(int argc, char **argv) {
     }
     put(&h, "0", 1);
     put(&h, "0", 1);
+    if (g_not_utf8) python_client(NULL, cxx);
     if (send_frame(fd, &h)) python_client("crashed", cxx);
 
     reply_t ack;
