@@ -21,7 +21,7 @@ import pytest
 from conftest import run_clang
 
 from clang_llm.db import Database
-from clang_llm.driver.client import stop_daemon
+from clang_llm.driver.client import recv_frame, stop_daemon
 from clang_llm.driver.daemon import status
 
 PY_CLIENT = [sys.executable, "-c", "from clang_llm.driver.client import main_c; main_c()"]
@@ -162,7 +162,7 @@ def _fake_daemon(d: Path, answer: bytes | None) -> tuple[socket.socket, threadin
             except OSError:
                 return
             held.append(conn)  # a hung daemon keeps the connection open and says nothing
-            conn.recv(65536)
+            recv_frame(conn)  # the whole header: the stdio comes after it, with the next byte
             ack = _frame({"ack": 1})
             if answer is not None and answer.startswith(ack):
                 conn.sendall(ack)

@@ -130,9 +130,11 @@ static int recv_all(int fd, void *p, size_t n) {
     return 0;
 }
 
-static int send_frame(int fd, const buf_t *body) {
-    unsigned char be[4] = {body->n >> 24, (body->n >> 16) & 0xff, (body->n >> 8) & 0xff, body->n & 0xff};
-    return send_all(fd, be, 4) || send_all(fd, body->p, body->n) ? -1 : 0;
+/* The frame in one send: its length, then `body` (which starts with 4 bytes kept free for it). */
+static int send_frame(int fd, buf_t *body) {
+    size_t n = body->n - 4;
+    body->p[0] = n >> 24; body->p[1] = (n >> 16) & 0xff; body->p[2] = (n >> 8) & 0xff; body->p[3] = n & 0xff;
+    return send_all(fd, body->p, body->n);
 }
 
 /* A reply, parsed just enough: the fields the protocol has. */
@@ -294,7 +296,7 @@ int main(int argc, char **argv) {
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd)) python_client(NULL, cxx);
     buf_t h = {0};
-    put(&h, "{", 1);
+    put(&h, "\0\0\0\0{", 5);  /* room for the frame's length */
     m_cstr(&h, "protocol"); m_int(&h, CLANG_LLM_PROTOCOL);
     m_cstr(&h, "code"); m_cstr(&h, CLANG_LLM_CODE);
     m_cstr(&h, "argv"); put(&h, "[", 1); put_i32(&h, (uint32_t)(argc - 1));
