@@ -28,44 +28,44 @@ from pathlib import Path
 from clang_llm.errors import SlotTimeout
 
 
-@contextmanager
-def machine_slot(directory: Path, n: int, wait_s: float) -> Iterator[int]:
-    """Hold one of `n` slots under `directory` for the duration of the block (its index)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_s
-    first = os.getpid() % max(1, n)  # spread the first try, so n waiters rarely collide
-    while True:
-        for j in range(max(1, n)):
-            i = (first + j) % max(1, n)
-            fd = os.open(directory / f"slot-{i}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            try:
-                yield i
-                return
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-        if time.monotonic() >= deadline:
-            raise SlotTimeout(f"all {n} model-request slots busy for {wait_s:.0f} s")
-        time.sleep(0.005)
-
-
-def try_machine_slot(directory: Path, n: int) -> int | None:
-    """One of `n` slots if one is free right now: the locked fd (close it to release), else None."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for i in range(max(1, n)):
+def _lock_free(directory: Path, n: int, first: int = 0) -> tuple[int, int] | None:
+    """(index, locked fd) of the first of `n` slots free right now, trying from `first`."""
+    for j in range(n):
+        i = (first + j) % n
         fd = os.open(directory / f"slot-{i}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             continue
-        return fd
+        return i, fd
     return None
+
+
+@contextmanager
+def machine_slot(directory: Path, n: int, wait_s: float) -> Iterator[int]:
+    """Hold one of `n` slots under `directory` for the duration of the block (its index)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    n = max(1, n)
+    deadline = time.monotonic() + wait_s
+    first = os.getpid() % n  # spread the first try, so n waiters rarely collide
+    while (got := _lock_free(directory, n, first)) is None:
+        if time.monotonic() >= deadline:
+            raise SlotTimeout(f"all {n} model-request slots busy for {wait_s:.0f} s")
+        time.sleep(0.005)
+    i, fd = got
+    try:
+        yield i
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def try_machine_slot(directory: Path, n: int) -> int | None:
+    """One of `n` slots if one is free right now: the locked fd (close it to release), else None."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    got = _lock_free(directory, max(1, n))
+    return None if got is None else got[1]
 
 
 _AUTH = re.compile(r"--jobserver-(?:auth|fds)=(\S+)")

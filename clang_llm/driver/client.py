@@ -148,10 +148,8 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
         try:
             sock.connect(path)
         except FileNotFoundError:
-            spawn_daemon(state)
             return None, "not-running"
         except ConnectionRefusedError:
-            spawn_daemon(state)  # it replaces the stale socket
             return None, "stale-socket"
         except TimeoutError:
             return None, "timeout"
@@ -165,7 +163,6 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
             if ack is None:
                 return None, "crashed"
             if ack.get("error") == "protocol":
-                stop_daemon(state)
                 return None, "protocol-mismatch"
             if "ack" not in ack:
                 return None, "protocol-mismatch"
@@ -236,8 +233,10 @@ def stop_daemon(state: str) -> bool:
         return False
 
 
-def after_front(reason: str) -> str:
-    """The native front gave up with `reason`: do what this client would have done about it."""
+def after_failure(reason: str) -> str:
+    """What a failed daemon call leaves to do, whichever client saw it: start a daemon for the
+    next calls (none, or a stale socket: the new one replaces it), or stop one that runs other
+    code (the next call starts one with ours)."""
     state = state_dir(os.environ)
     if reason in ("not-running", "stale-socket"):
         spawn_daemon(state)
@@ -251,15 +250,12 @@ def main(cxx: bool) -> int:
     reason = ""
     front = os.environ.pop(FRONT_REASON_ENV, None)
     if front is not None:  # the native front tried the daemon already (or left the call to us)
-        reason = after_front(front) if front else ""
-        if not reason and wanted(argv, os.environ):
-            rc, reason = through_daemon(argv, cxx)
-            if rc is not None:
-                return rc
-    elif wanted(argv, os.environ):
+        reason = after_failure(front) if front else ""
+    if not reason and wanted(argv, os.environ):
         rc, reason = through_daemon(argv, cxx)
         if rc is not None:
             return rc
+        after_failure(reason)
     from clang_llm.driver.main import safe_main
 
     return safe_main(argv, cxx, daemon_reason=reason)

@@ -285,16 +285,7 @@ def _too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_diges
         raise Fallback("oz-timeout", str(e)) from e
     if done.returncode != 0:
         raise Fallback("oz-codegen", done.stderr.decode(errors="replace")[-500:])
-    sizes = object_sizes(obj)
-    try:
-        atomic_copy(obj, Path(inv.output or "a.o"))
-    except OSError as e:
-        raise Fallback("output-write", str(e)) from e
-    oz = Finding(pass_list=str(OZ), valid=True, count_before=builder.count_before, sizes=sizes)
-    record = _record(inv, settings, oz=oz, chosen=oz, reason="too-small", ir_hash=ir_digest,
-                     count_before=builder.count_before, seconds=round(time.monotonic() - t0, 3),
-                     timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)))
-    return Outcome(kind="oz", reason="too-small", record=record, stdout=res.stdout, stderr=res.stderr)
+    return _ship_too_small(inv, settings, builder, ir_digest, obj, res, t0, t_emit, speculative=False)
 
 
 def _too_small_done(inv: Invocation, settings: Settings, builder: TUBuilder, ir_digest: str,
@@ -302,7 +293,14 @@ def _too_small_done(inv: Invocation, settings: Settings, builder: TUBuilder, ir_
     """A TU too small for the model whose plain clang -Oz already ran beside the IR step: that
     run's object ships as it is (its depfile is written)."""
     assert done is not None
-    obj = builder.workdir / PLAIN_OZ
+    return _ship_too_small(inv, settings, builder, ir_digest, builder.workdir / PLAIN_OZ, done, t0, t_emit,
+                           speculative=True)
+
+
+def _ship_too_small(inv: Invocation, settings: Settings, builder: TUBuilder, ir_digest: str, obj: Path,
+                    shown: subprocess.CompletedProcess[bytes], t0: float, t_emit: float,
+                    speculative: bool) -> Outcome:
+    """Ship clang's -Oz object `obj` of a too-small TU, with `shown`'s diagnostics, and record it."""
     try:
         sizes = object_sizes(obj)
     except (OSError, ValueError) as e:
@@ -315,8 +313,8 @@ def _too_small_done(inv: Invocation, settings: Settings, builder: TUBuilder, ir_
     record = _record(inv, settings, oz=oz, chosen=oz, reason="too-small", ir_hash=ir_digest,
                      count_before=builder.count_before, seconds=round(time.monotonic() - t0, 3),
                      timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)),
-                     speculative=True)
-    return Outcome(kind="oz", reason="too-small", record=record, stdout=done.stdout, stderr=done.stderr)
+                     speculative=speculative)
+    return Outcome(kind="oz", reason="too-small", record=record, stdout=shown.stdout, stderr=shown.stderr)
 
 
 @dataclass(frozen=True)
