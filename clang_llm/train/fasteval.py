@@ -51,10 +51,9 @@ def target_machine(triple: str, target: TargetOptions) -> llvm.TargetMachine | N
         codemodel=opts.get("code-model", "default"))
 
 
-def _digest(module: object) -> str:
+def _digest(text: str) -> str:
     """The optimized module's identity: its text without the `; ModuleID` line (bitcode bytes of
     one module differ between a whole-pipeline run and a re-read, the IR does not)."""
-    text = str(module)
     return hashlib.sha256(text[text.find("\n") + 1:].encode()).hexdigest()
 
 
@@ -82,7 +81,7 @@ class IncrementalEvaluator:
             kept = self.builder.workdir / f"seed{next(self._ids)}.bc"
             kept.write_bytes(finding.ir_path.read_bytes())
             module = ir.parse(kept)
-            digest = _digest(module)
+            digest = _digest(str(module))
             self._by_digest[digest] = _Built(finding.count_after or 0, replace(finding.sizes))
             self._keep(pass_list.tokens, kept)
             self._calibrate(module, finding.sizes)
@@ -158,14 +157,15 @@ class IncrementalEvaluator:
             if res.returncode != 0:
                 return opt_failed(f, res)
             module = ir.parse(out_bc)
-            digest = _digest(module)
+            text = str(module)  # printed once: the memo key and the instruction count
+            digest = _digest(text)
             built = self._by_digest.get(digest)
             if built is None and self._tm is not None:
-                count = ir.count_instructions(module)
+                count = ir.count_text(text)
                 built = self._by_digest[digest] = _Built(count, self._emit_sizes(self._tm, module))
                 self.codegen_runs += 1
             elif built is None:
-                count = ir.count_instructions(module)
+                count = ir.count_text(text)
                 res = run(b.codegen_command(out_bc, out_o), timeout=b.timeout)
                 self.codegen_runs += 1
                 if res.returncode != 0:
