@@ -59,6 +59,7 @@ class Finding:
     object_path: Path | None = None  # object built from this list (inside the private temp dir)
     ir_path: Path | None = None  # optimized bitcode (for Long feedback / BLEU)
     seconds: float = 0.0
+    verified: bool = False  # built by one run of `opt -verify-each` from the source IR (may ship as is)
 
     def to_json(self) -> JsonDict:
         d = asdict(self)

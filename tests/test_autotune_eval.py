@@ -437,7 +437,7 @@ def _loop_directly(model: Any, model_dir: Path, bc: Path, method: str, work: Pat
     b.count_before = ir.count_instructions(mod)
     oz = b.evaluate(OZ, verify_each=False)
     assert oz.sizes is not None
-    tu = TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, oz=oz, evaluate=b.evaluate,
+    tu = TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, baseline=oz, evaluate=b.evaluate,
                    settings=settings)
     d = ModelLoop(model, settings).optimize(tu)
     cands = [{**c.finding.to_json(), **{f"p_{k}": v for k, v in c.prediction.to_json().items()}}

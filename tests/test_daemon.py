@@ -295,3 +295,26 @@ def test_bytes_that_are_not_utf8_go_through_the_daemon(src: Path, dstate: Path) 
     assert (src.parent / "a.o").read_bytes() == (src.parent / "b.o").read_bytes() == (src.parent / "ref.o").read_bytes()
     assert _daemon_reasons(dstate) == {"not-running": 1}
     assert status(str(dstate))["pid"] == pid  # type: ignore[index]
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
+def test_the_model_runtime_loads_in_the_daemon_only_once_a_call_needed_it(src: Path, dstate: Path) -> None:
+    """The daemon answers before its imports are done, and imports the model runtime only after a
+    call used it: a build with --llm-off never pays for CTranslate2 in the daemon."""
+    assert _compile(src, dstate, CLANG_LLM_OFF="1").returncode == 0  # starts it
+    assert _wait(lambda: status(str(dstate)) is not None, 20)
+    pid = int(status(str(dstate))["pid"])  # type: ignore[index]
+    assert _compile(src, dstate, "b.o", CLANG_LLM_OFF="1").returncode == 0
+    time.sleep(2.0)  # time enough for every compile-path import
+    assert "llvmlite" in _maps(pid) and "ctranslate2" not in _maps(pid)
+    done = _compile(src, dstate, "c.o", CLANG_LLM_MODEL="")  # the packaged model
+    assert done.returncode == 0, done.stderr
+    db = Database(dstate)
+    assert [r.model_id for r in db.all_records() if r.object.endswith("c.o")] != ["none"]
+    assert _wait(lambda: "ctranslate2" in _maps(pid), 20)

@@ -293,3 +293,33 @@ def test_chosen_list_ships_only_after_a_verified_run(state: Path, src: Path, tmp
     monkeypatch.setenv("CLANG_LLM_OPT", str(strict))
     reason, obj, _ = _outcome(src, state, lambda s: _ChoosesMem2reg())
     assert reason == "verify-each-failed" and obj == _reference(src)
+
+
+class _ChoosesMem2regVerified(_ChoosesMem2reg):
+    """The same candidate evaluated as the loop evaluates a decision's only list: verified."""
+
+    def optimize(self, tu: TUContext) -> Decision:
+        assert tu.evaluate_verified is not None
+        f = tu.evaluate_verified(parse_pass_list("mem2reg"))
+        chosen, reason = select_best(tu.oz, [f])
+        return Decision(chosen=chosen, reason=reason)
+
+
+def test_a_verified_candidate_ships_without_a_second_run(state: Path, src: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate that already ran with -verify-each from the source IR is not run again; one
+    the verifier rejects is simply invalid (-Oz ships)."""
+    monkeypatch.chdir(src.parent)
+    log = tmp_path / "opt.log"
+    logging_opt = _script(tmp_path / "logging-opt", f'echo "$*" >> {log}; exec opt-22 "$@"')
+    monkeypatch.setenv("CLANG_LLM_OPT", str(logging_opt))
+    reason, obj, rec = _outcome(src, state, lambda s: _ChoosesMem2regVerified())
+    assert reason == "beats-oz" and obj != _reference(src)
+    runs = [line for line in log.read_text().splitlines() if "annotation2metadata" not in line]  # not -Oz
+    assert len(runs) == 1 and "-verify-each" in runs[0]
+    assert rec.chosen.verified  # type: ignore[union-attr]
+    strict = _script(tmp_path / "strict-opt", 'case "$*" in *-verify-each*mem2reg*) echo "verifier: broken" >&2; '
+                     'exit 1;; esac; exec opt-22 "$@"')
+    monkeypatch.setenv("CLANG_LLM_OPT", str(strict))
+    reason, obj, _ = _outcome(src, state, lambda s: _ChoosesMem2regVerified())
+    assert reason == "no-candidate-beat-oz" and obj == _reference(src)

@@ -81,7 +81,7 @@ def _tu(name: str, work: Path, settings: Settings, opt: str = "opt-22") -> TUCon
     mod = ir.parse(bc)
     b.count_before = ir.count_instructions(mod)
     oz = b.evaluate(OZ, verify_each=False)
-    return TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, oz=oz, evaluate=b.evaluate,
+    return TUContext(ir_path=bc, ir_text=str(mod), count_before=b.count_before, baseline=oz, evaluate=b.evaluate,
                      settings=settings)
 
 
@@ -262,3 +262,24 @@ def test_an_answer_of_oz_reuses_the_baseline(loop_model: Path, tmp_path: Path) -
     (rnd,) = decision.rounds
     assert rnd.opt_evaluations == 1
     assert rnd.candidates[0].finding is tu.oz and rnd.candidates[1].finding.pass_list == "Oz gvn-sink"
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_the_last_rounds_only_candidate_runs_verified(loop_model: Path, tmp_path: Path, rounds: int) -> None:
+    """A decision's last round with one list evaluates it with -verify-each (if it wins it ships,
+    and the driver would otherwise re-run it verified); earlier rounds' lists run unverified."""
+    s = Settings(rounds=rounds, samples=1, feedback="fast", max_new_tokens=NEW_TOKENS, jobs=1)
+    tu = _tu("sum", tmp_path, s)
+    b = TUBuilder(Path(CLANG), Path("opt-22"), [], "c", tu.ir_path, tmp_path, 30)
+    b.count_before = tu.count_before
+    ran: list[tuple[str, bool]] = []
+
+    def evaluate(pl: object, verify: bool) -> object:
+        ran.append((str(pl), verify))
+        return b.evaluate(pl, verify_each=verify)  # type: ignore[arg-type]
+
+    tu = replace(tu, evaluate=lambda pl: evaluate(pl, False), evaluate_verified=lambda pl: evaluate(pl, True))
+    model = _Answers(load_model(loop_model, intra_threads=1), [render_answer("Oz gvn-sink", 9999, 5, GOOD_IR)])
+    decision = ModelLoop(model, s).optimize(tu)  # type: ignore[arg-type]
+    assert ran == [("Oz gvn-sink", False)] * (rounds - 1) + [("Oz gvn-sink", True)]
+    assert [r.candidates[0].finding.verified for r in decision.rounds] == [False] * (rounds - 1) + [True]

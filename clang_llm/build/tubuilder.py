@@ -176,4 +176,5 @@ class TUBuilder:
             f.object_path = out_o
             self.objects.add(out_o)
             f.valid = True
+            f.verified = verify_each
         return f

@@ -1,7 +1,9 @@
 """The warm daemon behind the thin client, sccache's way: one per user and state dir.
 
 A single-threaded parent listens on ``<state>/daemon/socket`` (0600, in a 0700 directory that
-must be ours), with every compile-path module imported once. Each call gets a forked child: it
+must be ours) as soon as it starts, and imports the compile path's modules one by one while no
+call waits (the model runtime only once a call needed it), so that forked children find them
+warm. Each call gets a forked child: it
 takes the client's stdin/stdout/stderr (passed as file descriptors), working directory and
 environment, runs the same `safe_main` as an in-process call, and answers with the exit status.
 A fork per call keeps calls apart (cwd, environment, signals, crashes) at the price of one fork.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import importlib
 import json
 import os
 import selectors
@@ -105,26 +108,53 @@ def handle(conn: socket.socket, code: str) -> int:
             os.close(fd)
 
 
-def _preload() -> None:
-    """Import what a compile imports, once, so that every forked child has it warm."""
-    import elftools.elf.elffile  # noqa: F401  (objsize imports it on first use)
+# What the parent imports, one module per step between calls, so that the socket answers from
+# the start: a cold build's first calls would otherwise each run in-process, a Python start and
+# all these imports apiece (~0.2 s), while a daemon that imports everything first (~0.6 s) is
+# not yet there to take them.
+COMPILE_PATH = (
+    "clang_llm.driver.main", "clang_llm.db", "clang_llm.records", "elftools.elf.elffile", "clang_llm.objsize",
+    "clang_llm.build.speculative", "clang_llm.ir", "clang_llm.build.tubuilder", "clang_llm.driver.pipeline",
+    "clang_llm.optimizer.factory", "clang_llm.optimizer.loop",
+)
+# Imported once a child has needed them (it says so on a pipe): a build with `--llm-off` never
+# pays for the model runtime (~0.1 s) or the server client (~0.25 s).
+ON_DEMAND = ("ctranslate2", "tokenizers", "clang_llm.model.ct2", "httpx", "clang_llm.model.http")
 
-    import clang_llm.build.tubuilder  # noqa: F401
-    import clang_llm.driver.main  # noqa: F401
-    import clang_llm.driver.pipeline  # noqa: F401
-    import clang_llm.ir  # noqa: F401
-    import clang_llm.optimizer.factory  # noqa: F401
-    import clang_llm.optimizer.loop  # noqa: F401
-    import clang_llm.records  # noqa: F401
 
-    try:  # the model runtime (~30 ms to import) and the server client (~0.15 s), else paid per call
-        import ctranslate2  # noqa: F401
-        import httpx  # noqa: F401
-        import tokenizers  # noqa: F401
+class Preloads:
+    """The parent's import queue: the compile path first, then what the children asked for."""
 
-        import clang_llm.model.http  # noqa: F401
-    except ImportError:
-        pass
+    def __init__(self) -> None:
+        self.todo = list(COMPILE_PATH)
+        self.asked: set[str] = set(COMPILE_PATH)
+
+    def want(self, names: list[str]) -> None:
+        for name in names:
+            if name in ON_DEMAND and name not in self.asked:
+                self.asked.add(name)
+                self.todo.append(name)
+
+    def step(self) -> None:
+        """Import the next module; once the queue is empty, freeze what is loaded (it stays out
+        of the children's collections: fewer pages copied)."""
+        name = self.todo.pop(0)
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # an extra that is not installed: the child reports its own failure
+        if not self.todo:
+            gc.freeze()
+
+
+def report_imports(fd: int) -> None:
+    """In a child, before it exits: which on-demand modules it had to import itself."""
+    names = [n for n in ON_DEMAND if n in sys.modules]
+    if names:
+        try:
+            os.write(fd, ("\n".join(names) + "\n").encode())  # < PIPE_BUF: one atomic write
+        except OSError:
+            pass
 
 
 class Daemon:
@@ -168,15 +198,17 @@ class Daemon:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # another daemon serves this state dir
-        _preload()
-        gc.freeze()  # the preloaded objects stay out of the children's collections: fewer pages copied
         sock = self._listen()
         status = {"pid": os.getpid(), "pgid": os.getpgid(0), "started": time.time(), "protocol": PROTOCOL,
                   "code": self.code, "python": sys.executable}
         (self.dir / "status.json").write_text(json.dumps(status))
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        preloads = Preloads()
+        wants_r, wants_w = os.pipe()  # children name the modules they had to import
+        os.set_blocking(wants_r, False)
         sel = selectors.DefaultSelector()
         sel.register(sock, selectors.EVENT_READ)
+        sel.register(wants_r, selectors.EVENT_READ)
         try:
             while not self.stopping:
                 self._reap()
@@ -184,8 +216,18 @@ class Daemon:
                     break
                 if not (self.dir / "socket").exists():
                     break  # removed (or the state dir was): nobody can reach us any more
-                if len(self.children) >= MAX_CHILDREN or not sel.select(timeout=0.5):
-                    time.sleep(0.01) if len(self.children) >= MAX_CHILDREN else None
+                if len(self.children) >= MAX_CHILDREN:
+                    time.sleep(0.01)
+                    continue
+                ready = {key.fileobj for key, _ in sel.select(timeout=0 if preloads.todo else 0.5)}
+                if wants_r in ready:
+                    try:
+                        preloads.want(os.read(wants_r, 65536).decode(errors="replace").split())
+                    except OSError:
+                        pass
+                if sock not in ready:
+                    if preloads.todo:
+                        preloads.step()  # nobody waiting: the next import
                     continue
                 try:
                     conn, _ = sock.accept()
@@ -196,6 +238,7 @@ class Daemon:
                 if pid == 0:
                     sel.close()
                     sock.close()
+                    os.close(wants_r)
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     code = 1
                     try:
@@ -203,12 +246,15 @@ class Daemon:
                     except BaseException:
                         code = 1
                     finally:
+                        report_imports(wants_w)
                         os._exit(code)
                 conn.close()
                 self.children.add(pid)
         finally:
             sel.close()
             sock.close()
+            os.close(wants_r)
+            os.close(wants_w)
             try:
                 if json.loads((self.dir / "status.json").read_text()).get("pid") == os.getpid():
                     (self.dir / "socket").unlink(missing_ok=True)

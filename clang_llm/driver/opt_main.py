@@ -46,7 +46,7 @@ def _optimize(src: Path, out: Path, text_output: bool, flags: dict[str, str]) ->
         oz = b.evaluate(OZ, verify_each=False)
         if not oz.valid:
             raise RuntimeError(oz.error or "opt failed")
-        tu = TUContext(ir_path=in_bc, ir_text=str(module), count_before=b.count_before, oz=oz,
+        tu = TUContext(ir_path=in_bc, ir_text=str(module), count_before=b.count_before, baseline=oz,
                        evaluate=b.evaluate, settings=settings, source=str(src))
         decision = make_optimizer(settings).optimize(tu)
         chosen = decision.chosen if decision.chosen.valid and decision.chosen.ir_path else oz

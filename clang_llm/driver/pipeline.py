@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -198,33 +199,19 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
                           speculative=spec is not None)
             return Outcome(kind="optimized" if rec.optimized else "oz", reason="cache-hit:object", record=rec,
                            stdout=res.stdout, stderr=res.stderr)
-    oz = builder.evaluate(OZ, verify_each=False)
-    if not oz.valid or oz.sizes is None:
-        raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
-    cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
-    # Candidates run without -verify-each (2-4x cheaper); the one chosen to ship is re-run
-    # with it from the source IR below, and only that run's object ships.
-    tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
-                   evaluate=lambda pl: builder.evaluate(pl, verify_each=False), settings=settings,
-                   source=inv.source or "")
-    cache_hit = False
-    if cached:
-        decision = _replay(cached, tu)
-        cache_hit = decision is not None
-    t_decide = time.monotonic()
-    if not cache_hit:
-        try:
-            decision = optimizer.optimize(tu)
-        except ModelError as e:  # the model or its server failed: one line, no traceback
-            log.warning("%s: model failed, using -Oz: %s", inv.source, e)
-            decision = Decision(chosen=oz, reason=e.reason)
-        except Exception as e:  # a broken optimizer must not break the build
-            log.exception("optimizer raised")
-            decision = Decision(chosen=oz, reason="optimizer-error", rounds=[Round(error=repr(e)[:500])])
-        if use_cache and _cacheable(decision.reason):
-            db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
-                    {"reason": decision.reason}, settings.cache_max_entries)
-    assert decision is not None
+    # The -Oz baseline runs beside the decision (on its own heavy-step slot, so make's bound
+    # holds): the model's first prompt needs only the unoptimized IR, and the baseline is first
+    # needed to judge the candidates.
+    try:  # the toolchain facts on this thread, where the database connection is
+        builder.base_pipeline("Oz")
+        builder.target_options()
+    except (RuntimeError, OSError, ValueError, ToolTimeout):
+        pass  # the baseline's run meets the same failure and reports it as its own
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oz-baseline") as pool:
+        baseline = pool.submit(_baseline, builder)
+        decision, cache_hit, t_decide = _decide(builder, baseline, settings, optimizer, db, key, use_cache, inv,
+                                                in_bc, ir_text)
+        oz = baseline.result()  # its Fallback, if the baseline failed, whatever the optimizer did
     decide_s = time.monotonic() - t_decide
     chosen = decision.chosen
     # Invariants 2 and 3, checked again whatever the optimizer said: the object must be one
@@ -261,6 +248,43 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
                      speculative=spec is not None)
     return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
                    stdout=res.stdout, stderr=res.stderr)
+
+
+def _baseline(builder: TUBuilder) -> Finding:
+    oz = builder.evaluate(OZ, verify_each=False)
+    if not oz.valid or oz.sizes is None:
+        raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
+    return oz
+
+
+def _decide(builder: TUBuilder, baseline: Future[Finding], settings: Settings, optimizer: Optimizer, db: Database,
+            key: str, use_cache: bool, inv: Invocation, in_bc: Path, ir_text: str) -> tuple[Decision, bool, float]:
+    """The decision (a cached list replayed, else the optimizer's), whether it came from the
+    cache, and when deciding started. A failed baseline raises its Fallback here too."""
+    cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
+    # Candidates run without -verify-each (2-4x cheaper); the one chosen to ship is re-run
+    # with it from the source IR, and only that run's object ships.
+    tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before or 0, baseline=baseline,
+                   evaluate=lambda pl: builder.evaluate(pl, verify_each=False), settings=settings,
+                   source=inv.source or "", evaluate_verified=lambda pl: builder.evaluate(pl, verify_each=True))
+    decision = _replay(cached, tu) if cached else None
+    cache_hit = decision is not None
+    t_decide = time.monotonic()
+    if decision is None:
+        try:
+            decision = optimizer.optimize(tu)
+        except Fallback:
+            raise  # the baseline's own failure, met by the optimizer
+        except ModelError as e:  # the model or its server failed: one line, no traceback
+            log.warning("%s: model failed, using -Oz: %s", inv.source, e)
+            decision = Decision(chosen=tu.oz, reason=e.reason)
+        except Exception as e:  # a broken optimizer must not break the build
+            log.exception("optimizer raised")
+            decision = Decision(chosen=tu.oz, reason="optimizer-error", rounds=[Round(error=repr(e)[:500])])
+        if use_cache and _cacheable(decision.reason):
+            db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
+                    {"reason": decision.reason}, settings.cache_max_entries)
+    return decision, cache_hit, t_decide
 
 
 def _record(inv: Invocation, settings: Settings, **fields: object) -> TURecord:
@@ -360,7 +384,10 @@ def _stored_object(db: Database, key: str, dest: Path) -> StoredObject | None:
 
 def _verified(builder: TUBuilder, chosen: Finding) -> Finding | None:
     """The chosen list re-run whole with `opt -verify-each` from the source IR: its object, if
-    the verifier passes every step and the object is byte for byte the one measured; else None."""
+    the verifier passes every step and the object is byte for byte the one measured; else None.
+    A finding that came from such a run already is its own verified run."""
+    if chosen.verified:
+        return chosen
     try:
         pl = parse_pass_list(chosen.pass_list)
     except PassListError:
@@ -395,6 +422,6 @@ def _replay(cached: tuple[str, dict[str, Any]], tu: TUContext) -> Decision | Non
         pl = parse_pass_list(text)
     except PassListError:
         return None
-    f = tu.evaluate(pl)
+    f = (tu.evaluate_verified or tu.evaluate)(pl)  # the one list: if it ships, this run is its verified one
     chosen, reason = select_best(tu.oz, [f])
     return Decision(chosen=chosen, reason=f"cached-{reason}", rounds=[Round(cache="hit", pass_list=text, finding=f)])

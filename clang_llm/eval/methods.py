@@ -352,7 +352,7 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
 
         ir_text = str(ir.parse(builder.in_bc))
     assert builder.count_before is not None
-    tu = TUContext(ir_path=builder.in_bc, ir_text=ir_text, count_before=builder.count_before, oz=oz,
+    tu = TUContext(ir_path=builder.in_bc, ir_text=ir_text, count_before=builder.count_before, baseline=oz,
                    evaluate=evaluate, settings=settings, source=source)
     try:
         decision = loop.optimize(tu)

@@ -8,6 +8,7 @@ object built by `evaluate` from a validated pass list — the model never writes
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,10 +27,21 @@ class TUContext:
     ir_path: Path  # unoptimized bitcode
     ir_text: str  # its textual form (normalized later for prompts)
     count_before: int
-    oz: Finding  # the -Oz baseline (always valid; what clang -Oz -c ships)
+    # The -Oz baseline (always valid; what clang -Oz -c ships), or its run still going: the
+    # driver starts it beside the model, whose first prompt needs only the unoptimized IR.
+    baseline: Finding | Future[Finding]
     evaluate: Evaluate
     settings: Settings
     source: str = ""
+    # The same evaluation with `opt -verify-each`, whose object may ship without a re-run: the
+    # loop uses it for a decision's only candidate (the driver would re-run it verified anyway).
+    evaluate_verified: Evaluate | None = None
+
+    @property
+    def oz(self) -> Finding:
+        """The baseline, waiting for its run if need be (a failed run raises its error here)."""
+        b = self.baseline
+        return b.result() if isinstance(b, Future) else b
 
 
 @dataclass
