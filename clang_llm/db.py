@@ -159,6 +159,10 @@ class Database:
             return None
 
     # -- stats -----------------------------------------------------------------
+    def touch(self) -> None:
+        """Open the database (creating it if need be) and leave it open."""
+        self._connect()
+
     def add_event(self, event: Event) -> None:
         m = event.columns()
         cols = ["ts", *m.keys()]

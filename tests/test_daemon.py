@@ -318,3 +318,25 @@ def test_the_model_runtime_loads_in_the_daemon_only_once_a_call_needed_it(src: P
     db = Database(dstate)
     assert [r.model_id for r in db.all_records() if r.object.endswith("c.o")] != ["none"]
     assert _wait(lambda: "ctranslate2" in _maps(pid), 20)
+
+
+def test_a_keeper_holds_the_database_open_for_the_daemons_life(src: Path, dstate: Path) -> None:
+    """While one connection stays open, each call's connect and close skip sqlite's WAL recovery
+    and checkpoint; the keeper that holds it goes when the daemon goes."""
+    assert _compile(src, dstate).returncode == 0
+    assert _wait(lambda: status(str(dstate)) is not None, 20)
+    keeper = int(status(str(dstate))["keeper"])  # type: ignore[index]
+    db_file = str((dstate / "clang-llm.sqlite").resolve())
+
+    def holds() -> bool:
+        try:
+            return any(os.readlink(f"/proc/{keeper}/fd/{fd}") == db_file for fd in os.listdir(f"/proc/{keeper}/fd"))
+        except OSError:
+            return False
+
+    assert _wait(holds, 10)
+    assert _compile(src, dstate, "b.o").returncode == 0
+    assert Database(dstate).event_counts()  # the calls' own writes landed beside it
+    stop_daemon(str(dstate))
+    assert _wait(lambda: not Path(f"/proc/{keeper}").exists() or "zombie" in Path(f"/proc/{keeper}/status")
+                 .read_text().lower(), 10)
