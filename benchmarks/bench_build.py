@@ -91,7 +91,7 @@ def _tu_split(state: Path) -> dict[str, float]:
         recs = [r.to_json() for r in db.all_records()]
     finally:
         db.close()
-    keys = ("frontend_s", "oz_baseline_s", "model_s", "candidates_s", "total_s")
+    keys = ("frontend_s", "oz_baseline_s", "model_s", "candidates_s", "codegen_s", "total_s")
     tot = {k: sum(float((r.get("timing") or {}).get(k, 0.0)) for r in recs) for k in keys}
     n = len(recs) or 1
     return {"tus": len(recs), **{k: round(v / n, 4) for k, v in tot.items()}}
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['ratio_vs_clang']:.2f}x | {b['text'] / ref_text:.4f} | {ident}/{len(ref_sizes)} |")
     print(f"\nper TU with the defaults (mean of {split['tus']}): front end {split['frontend_s']:.3f} s, "
           f"-Oz baseline {split['oz_baseline_s']:.3f} s, model {split['model_s']:.3f} s, candidates "
-          f"{split['candidates_s']:.3f} s, total {split['total_s']:.3f} s")
+          f"{split['candidates_s']:.3f} s (codegen, in both: {split['codegen_s']:.3f} s), "
+          f"total {split['total_s']:.3f} s")
     if configure:
         print(f"gzip ./configure: clang-22 {configure['clang-22']:.1f} s, clang-llm {configure['clang-llm']:.1f} s "
               f"({result['configure_ratio']:.2f}x)")

@@ -181,6 +181,9 @@ class Timing:
     model_load_s: float = 0.0
     model_s: float = 0.0
     candidates_s: float = 0.0
+    # Of the baseline's, the candidates' and the verified run's time, what clang's backend took
+    # (the rest is opt); summed over every object built for the TU.
+    codegen_s: float = 0.0
     total_s: float = 0.0
 
 

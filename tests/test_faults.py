@@ -318,6 +318,8 @@ def test_a_verified_candidate_ships_without_a_second_run(state: Path, src: Path,
     runs = [line for line in log.read_text().splitlines() if "annotation2metadata" not in line]  # not -Oz
     assert len(runs) == 1 and "-verify-each" in runs[0]
     assert rec.chosen.verified  # type: ignore[union-attr]
+    timing = rec.timing  # type: ignore[union-attr]
+    assert 0 < timing.codegen_s < timing.total_s  # two objects built: the baseline's and the list's
     strict = _script(tmp_path / "strict-opt", 'case "$*" in *-verify-each*mem2reg*) echo "verifier: broken" >&2; '
                      'exit 1;; esac; exec opt-22 "$@"')
     monkeypatch.setenv("CLANG_LLM_OPT", str(strict))

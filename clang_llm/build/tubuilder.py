@@ -89,6 +89,7 @@ class TUBuilder:
         self._ids = itertools.count(1)  # thread-safe: candidates are validated in parallel
         self.count_before: int | None = None
         self.objects: set[Path] = set()  # every object this builder made (the only ones that may ship)
+        self.codegen_s = 0.0  # seconds in clang's backend, all evaluations together
 
     def _remembered(self, what: str, ask: Callable[[], str]) -> str:
         """`ask()` clang, or reuse its answer for this toolchain and flag set."""
@@ -168,7 +169,11 @@ class TUBuilder:
                 return opt_failed(f, res)
             f.count_after = ir.count_file(out_bc)
             f.ir_path = out_bc
-            res = run(self.codegen_command(out_bc, out_o), timeout=self.timeout)
+            t_codegen = time.monotonic()
+            try:
+                res = run(self.codegen_command(out_bc, out_o), timeout=self.timeout)
+            finally:
+                self.codegen_s += time.monotonic() - t_codegen
             if res.returncode != 0:
                 f.error_kind, f.error = "codegen", _trim(res.stderr) or "codegen failed"
                 return f

@@ -243,7 +243,7 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
                      backend=settings.public()["backend"], cache_hit=cache_hit,
                      seconds=round(time.monotonic() - t0, 3),
                      timing=replace(_timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0),
-                                    model_load_s=round(load_s, 4)),
+                                    model_load_s=round(load_s, 4), codegen_s=round(builder.codegen_s, 4)),
                      opt_evaluations=1 + sum(r.opt_evaluations for r in decision.rounds),
                      speculative=spec is not None)
     return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
