@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Commit-ready snapshot of a labelling that is still running: the complete lines of its output
+(a line being written is left for the next snapshot), gzip'd reproducibly (mtime 0), written
+atomically; then the numbers the data card quotes.
+
+    .venv/bin/python scripts/snapshot-labels.py /work/corpus/labels/labels-v2-train.jsonl \
+        data/labels-v2-train.jsonl.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from clang_llm.atomic import atomic_path
+from clang_llm.records import LabelRecord
+from clang_llm.train.dataset import label_stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("live", type=Path, help="the labelling's --out file (JSONL, may be growing)")
+    ap.add_argument("out", type=Path, help="the .jsonl.gz to write")
+    args = ap.parse_args(argv)
+
+    lines: list[str] = []
+    with open(args.live, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # being written
+            try:
+                json.loads(line)
+            except ValueError:
+                continue  # a line torn by a killed run; the labelling redoes that module
+            lines.append(line)
+    with atomic_path(args.out) as tmp, open(tmp, "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write("".join(lines).encode())
+    recs = [LabelRecord.from_json(json.loads(line)) for line in lines]
+    evals = sorted(r.evals or 0 for r in recs if r.ok)
+    by_group: dict[str, list[LabelRecord]] = defaultdict(list)
+    for r in recs:
+        by_group["all"].append(r)
+        by_group["csmith" if r.package.startswith("csmith") else "packages"].append(r)
+    print(f"{args.out}: {len(recs)} records, {sum(r.ok for r in recs)} ok")
+    if evals:
+        deciles = statistics.quantiles(evals, n=10)
+        print(f"evaluations per module: median {statistics.median(evals):g}, 10th percentile {deciles[0]:g}, "
+              f"minimum {evals[0]}, maximum {evals[-1]}")
+    for name, group in by_group.items():
+        st = label_stats(group)
+        t, a = st["text"], st["alloc"]
+        print(f"{name:9s} n={t['n']:5d}  .text gm {t['geomean'] * 100:+.2f} %  alloc gm {a['geomean'] * 100:+.2f} %  "
+              f"improved {t['share_improved'] * 100:.1f} %  cpu {st['cpu_s'] / 3600:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
