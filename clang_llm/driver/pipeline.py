@@ -262,8 +262,9 @@ def _decide(builder: TUBuilder, baseline: Future[Finding], settings: Settings, o
     """The decision (a cached list replayed, else the optimizer's), whether it came from the
     cache, and when deciding started. A failed baseline raises its Fallback here too."""
     cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
-    # Candidates run without -verify-each (2-4x cheaper); the one chosen to ship is re-run
-    # with it from the source IR, and only that run's object ships.
+    # Candidates run without -verify-each (opt is 2-5x cheaper so); the one chosen to ship is
+    # re-run with it from the source IR, and only that run's object ships. A decision's only
+    # list runs verified in the first place (`evaluate_verified`): it needs no second run.
     tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before or 0, baseline=baseline,
                    evaluate=lambda pl: builder.evaluate(pl, verify_each=False), settings=settings,
                    source=inv.source or "", evaluate_verified=lambda pl: builder.evaluate(pl, verify_each=True))
