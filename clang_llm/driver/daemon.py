@@ -177,9 +177,10 @@ def _keep_database_open(state: str) -> tuple[int, int] | None:
         os._exit(code)
 
 
-def report_imports(fd: int) -> None:
-    """In a child, before it exits: which on-demand modules it had to import itself."""
-    names = [n for n in ON_DEMAND if n in sys.modules]
+def report_imports(fd: int, had: set[str]) -> None:
+    """In a child, before it exits: which on-demand modules it had to import itself (`had`: those
+    it was forked with; a call that needed nothing new writes nothing)."""
+    names = [n for n in ON_DEMAND if n in sys.modules and n not in had]
     if names:
         try:
             os.write(fd, ("\n".join(names) + "\n").encode())  # < PIPE_BUF: one atomic write
@@ -276,12 +277,13 @@ class Daemon:
                         os.close(keeper)
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     code = 1
+                    had = {n for n in ON_DEMAND if n in sys.modules}
                     try:
                         code = handle(conn, self.code)
                     except BaseException:
                         code = 1
                     finally:
-                        report_imports(wants_w)
+                        report_imports(wants_w, had)
                         os._exit(code)
                 conn.close()
                 self.children.add(pid)
