@@ -31,7 +31,10 @@ def _default_state_dir() -> str:
 @dataclass
 class Settings:
     rounds: int = 1  # feedback rounds (1 = no feedback)
-    samples: int = 1  # candidates per round (one batched generate call)
+    samples: int = 1  # lists the model writes per round (one batched generate call); 0 with rank: none
+    # Stored lists (a cllm-v2 model's pool) ranked by the model and tried per round, besides the
+    # samples; a model without a pool ignores it.
+    rank: int = 0
     feedback: str = "short"  # fast | short | long
     model: str = ""  # model directory; "" = the packaged default model
     off: bool = False  # no model for this TU: -Oz through the wrapper (counted)
@@ -72,7 +75,7 @@ class Settings:
 
     def decision_key(self) -> dict[str, Any]:
         """The settings that change a decision (part of the cache key)."""
-        return {k: getattr(self, k) for k in ("rounds", "samples", "feedback", "seed", "temperature",
+        return {k: getattr(self, k) for k in ("rounds", "samples", "rank", "feedback", "seed", "temperature",
                                               "max_new_tokens", "off")}
 
     def public(self) -> dict[str, Any]:
@@ -116,8 +119,10 @@ def _coerce(name: str, value: object) -> SettingValue:
         raise ValueError(f"not a boolean: {value!r}")
     if typ is int:
         v = int(value)  # type: ignore[call-overload]  # TOML int, env string or flag string
-        if name in ("rounds", "samples", "jobs", "backend_concurrency") and not 1 <= v <= 64:
+        if name in ("rounds", "jobs", "backend_concurrency") and not 1 <= v <= 64:
             raise ValueError(f"{name} must be 1..64")
+        if name in ("samples", "rank") and not 0 <= v <= 64:  # samples 0: only ranked stored lists
+            raise ValueError(f"{name} must be 0..64")
         return v
     if typ is float:
         v = float(value)  # type: ignore[arg-type]

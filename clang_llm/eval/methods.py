@@ -8,7 +8,11 @@ and only a method with no valid candidate at all falls back to -Oz):
 - ``autotune@B``    the autotuner's search with B opt evaluations (train-split winners broadcast);
 - ``coreset@k``     the k lists that win most often on the TRAIN labels, each tried, best kept;
 - ``model@k``       the model loop, k samples, one round;
-- ``feedback-<fast|short|long>@R``  the model loop, one sample per round, R rounds of feedback.
+- ``feedback-<fast|short|long>@R``  the model loop, one sample per round, R rounds of feedback;
+- ``rank@R[sS][rN]``  R stored lists ranked by the model (a cllm-v2 model's pool in one forward
+  pass; a cllm-v1 model scores the coreset instead), S lists it writes itself, N rounds of Short
+  feedback (each round ranks again, skipping what was tried);
+- ``default``       the model loop with the wrapper's own defaults (what `CC=clang-llm` does).
 
 Opt evaluations counted for a method include the -Oz baseline (the driver always runs it).
 """
@@ -19,11 +23,8 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 import re
 import time
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,18 +33,21 @@ from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.errors import MethodError, PassListError
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.passes import PassList, parse_pass_list
-from clang_llm.records import Candidate, EvalRecord, Finding, LabelRecord, ListResult, ModelStats
+from clang_llm.records import Candidate, EvalRecord, Finding, ListResult, ModelStats
 from clang_llm.train.autotune import search_module, top_lists
-from clang_llm.train.configs import DEFAULT_BROADCAST, AutotuneConfig
+from clang_llm.train.configs import AutotuneConfig
+from clang_llm.train.coreset import coreset_lists  # noqa: F401  (the coreset methods' lists)
 
 if TYPE_CHECKING:
     from clang_llm.model import Model
     from clang_llm.optimizer.loop import ModelLoop
 
-KINDS = ("oz", "autotune", "coreset", "model", "feedback", "rank")
-MODEL_KINDS = ("model", "feedback", "rank")
-RANK_POOL = 32  # rank@k: the model orders this many stored lists (the coreset) and k of them are tried
-_NAME = re.compile(r"^(oz|autotune@\d+|coreset@\d+|model@\d+|rank@\d+|feedback-(fast|short|long)@\d+)(\+backup)?$")
+KINDS = ("oz", "autotune", "coreset", "model", "feedback", "rank", "default")
+MODEL_KINDS = ("model", "feedback", "rank", "default")
+RANK_POOL = 32  # rank@k with a cllm-v1 model: it orders this many stored lists (the coreset)
+_NAME = re.compile(r"^(oz|default|autotune@\d+|coreset@\d+|model@\d+|rank@\d+(s\d+)?(r\d+)?|"
+                   r"feedback-(fast|short|long)@\d+)(\+backup)?$")
+_RANK = re.compile(r"^(\d+)(?:s(\d+))?(?:r(\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,16 @@ class MethodSpec:
     n: int = 0
     form: str = ""
     backup: bool = False
+    samples: int = 0  # rank: lists the model writes beside the R ranked ones
+    rounds: int = 1  # rank: rounds of feedback
 
     @property
     def name(self) -> str:
-        if self.kind == "oz":
-            base = "oz"
+        if self.kind in ("oz", "default"):
+            base = self.kind
+        elif self.kind == "rank":
+            base = f"rank@{self.n}" + (f"s{self.samples}" if self.samples else "") + (
+                f"r{self.rounds}" if self.rounds > 1 else "")
         elif self.kind == "feedback":
             base = f"feedback-{self.form}@{self.n}"
         else:
@@ -69,6 +78,8 @@ class MethodSpec:
     def family(self) -> str:
         """The curve this method belongs to in plots (name without the number)."""
         fam = f"feedback-{self.form}" if self.kind == "feedback" else self.kind
+        if self.kind == "rank" and (self.samples or self.rounds > 1):
+            fam += (f"-s{self.samples}" if self.samples else "") + (f"-r{self.rounds}" if self.rounds > 1 else "")
         return fam + ("+backup" if self.backup and self.kind != "oz" else "")
 
     @property
@@ -80,60 +91,27 @@ def parse_method(text: str, backup: bool = False) -> MethodSpec:
     """Parse ``coreset@4+backup`` and friends; `backup` adds the -Oz backup to any method."""
     t = text.strip()
     if not _NAME.match(t):
-        raise MethodError(f"unknown method {text!r} (oz, autotune@B, coreset@k, model@k, rank@k, "
-                          "feedback-<fast|short|long>@R, optional +backup)")
+        raise MethodError(f"unknown method {text!r} (oz, default, autotune@B, coreset@k, model@k, "
+                          "rank@R[sS][rN], feedback-<fast|short|long>@R, optional +backup)")
     has_backup = t.endswith("+backup") or backup
     t = t.removesuffix("+backup")
     if t == "oz":
         return MethodSpec("oz")
+    if t == "default":
+        return MethodSpec("default", 0, "", has_backup)
     head, n = t.split("@")
+    if head == "rank":
+        m = _RANK.match(n)
+        assert m is not None
+        r, samples, rounds = int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 1)
+        if r < 1 or rounds < 1:
+            raise MethodError(f"{text!r}: R and N must be >= 1")
+        return MethodSpec("rank", r, "", has_backup, samples=samples, rounds=rounds)
     if int(n) < 1:
         raise MethodError(f"{text!r}: the number after @ must be >= 1")
     if head.startswith("feedback-"):
         return MethodSpec("feedback", int(n), head.removeprefix("feedback-"), has_backup)
     return MethodSpec(head, int(n), "", has_backup)
-
-
-def _marginal_gain(s: str, current: list[float], ratio: list[dict[str, float]]) -> float:
-    """How much `s` lowers the summed log .text ratios of the modules, over the chosen lists."""
-    return sum(cur - min(cur, known.get(s, 0.0)) for cur, known in zip(current, ratio, strict=True))
-
-
-def coreset_lists(labels: Iterable[LabelRecord], k: int, split: str = "train") -> list[str]:
-    """The k lists that together cover the most of `split`'s wins, chosen greedily by marginal
-    gain (coreset v2): each label's top lists say how small each list makes that module; a list
-    is worth the geomean `.text` it adds over the lists already chosen (a module a list was not
-    measured on counts as -Oz for it). Ties and a shortfall fall back to how often a list was
-    the best, then to the fixed broadcast list."""
-    if split == "test":
-        raise ValueError("the coreset is never built from the test split")
-    recs = [r for r in labels if r.split == split and r.ok and r.oz and r.oz.text > 0]
-    ratio: list[dict[str, float]] = []  # per module: list -> log(.text / -Oz .text), only wins
-    for r in recs:
-        oz, best = r.oz, r.best
-        assert oz is not None and best is not None
-        known = {t.pass_list: math.log(t.text / oz.text) for t in r.top if t.text < oz.text and t.alloc <= oz.alloc}
-        if best.text < oz.text and best.alloc <= oz.alloc:
-            known.setdefault(best.pass_list, math.log(best.text / oz.text))
-        ratio.append(known)
-    wins: Counter[str] = Counter(r.best.pass_list for r in recs if r.improved and r.best)
-    current = [0.0] * len(ratio)  # log ratio of the best chosen list per module (0 = -Oz)
-    out: list[str] = []
-    candidates = sorted({s for known in ratio for s in known}, key=lambda s: (-wins[s], s))
-    while len(out) < k and candidates:
-        gains = {s: _marginal_gain(s, current, ratio) for s in candidates}
-        pick = max(candidates, key=gains.__getitem__)  # the first of equals: the most frequent winner
-        if gains[pick] <= 0:
-            break
-        out.append(pick)
-        candidates.remove(pick)
-        current = [min(cur, known.get(pick, 0.0)) for cur, known in zip(current, ratio, strict=True)]
-    for s in [*(s for s, _ in wins.most_common()), *DEFAULT_BROADCAST]:
-        if len(out) >= k:
-            break
-        if s not in out:
-            out.append(s)
-    return out[:k]
 
 
 def _model_identity(model_dir: str) -> str:
@@ -266,7 +244,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
             findings.append(builder.evaluate(pl, verify_each=setup.verify_each))
             evals += 1
         chosen = _pick(oz, findings, spec.backup)
-    elif spec.kind == "rank":
+    elif spec.kind == "rank" and not _has_pool(setup):
         return _run_rank(spec, setup, builder, oz, ir_text, t0)
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
@@ -284,6 +262,16 @@ def ranked(model: Model, ir_text: str, pool: list[str]) -> list[tuple[str, float
     scores = model.score(prompt, [f"passes: {pl}\n" for pl in pool])
     order = sorted(range(len(pool)), key=lambda i: -scores[i])
     return [(pool[i], scores[i]) for i in order]
+
+
+def _has_pool(setup: MethodSetup) -> bool:
+    """Whether the method's model ranks a pool of its own (cllm-v2) in the loop."""
+    try:
+        model = load_model_cached(str(setup.model_settings.get("model", "")),
+                                  threads=int(setup.model_settings.get("threads", 1)))
+    except Exception:
+        return False  # the loop path reports the load failure
+    return bool(getattr(model, "pool", None))
 
 
 def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
@@ -331,9 +319,11 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
 
     overrides: dict[str, Any] = {"jobs": 1, **setup.model_settings}
     if spec.kind == "model":
-        overrides.update(samples=spec.n, rounds=1)
-    else:
-        overrides.update(samples=1, rounds=spec.n, feedback=spec.form)
+        overrides.update(samples=spec.n, rounds=1, rank=0)
+    elif spec.kind == "rank":
+        overrides.update(rank=spec.n, samples=spec.samples, rounds=spec.rounds, feedback="short")
+    elif spec.kind == "feedback":
+        overrides.update(samples=1, rounds=spec.n, feedback=spec.form, rank=0)
     settings = Settings(**{k: v for k, v in overrides.items() if k in Settings.__dataclass_fields__})
     try:
         model = load_model_cached(settings.model, threads=int(overrides.get("threads", 1)))

@@ -26,6 +26,8 @@ class ModelCard:
     prompt_format: str
     context_length: int
     prompt_budget: int = 0  # tokens of IR in round 1's prompt (what training used); 0: from context
+    # cllm-v2: the stored pass lists the model ranks; list i is the answer's choice token <|Li|>.
+    pool: list[str] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)  # data summary, steps, dims, loss
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluation results
     name: str = ""
@@ -51,6 +53,9 @@ class ModelCard:
                 raise ModelError(f"{where}: field '{key}' missing or not {typ.__name__}")
         if data["context_length"] <= 0:
             raise ModelError(f"{where}: context_length must be positive")
+        pool = data.get("pool", [])
+        if not isinstance(pool, list) or not all(isinstance(p, str) and p.strip() for p in pool):
+            raise ModelError(f"{where}: field 'pool' must be a list of pass lists")
         for key in ("training", "metrics"):
             if not isinstance(data.get(key, {}), dict):
                 raise ModelError(f"{where}: field '{key}' must be an object")
@@ -60,6 +65,7 @@ class ModelCard:
             prompt_format=data["prompt_format"],
             context_length=data["context_length"],
             prompt_budget=int(data.get("prompt_budget", 0) or 0),
+            pool=list(pool),
             training=dict(data.get("training", {})),
             metrics=dict(data.get("metrics", {})),
             name=str(data.get("name", "")),

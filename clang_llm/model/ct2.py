@@ -24,7 +24,7 @@ from clang_llm import LLVM_MAJOR
 from clang_llm.errors import ModelError, first_line
 from clang_llm.model.card import CARD_FILE, ModelCard, read_card
 from clang_llm.passes import Vocabulary
-from clang_llm.prompt_format import ANSWER_MARK, BOS, END_MARK, EOS, PROMPT_FORMAT
+from clang_llm.prompt_format import ANSWER_MARK, BOS, CLLM_FORMATS, END_MARK, EOS, POOL_MAX, pool_token
 
 if TYPE_CHECKING:
     import ctranslate2
@@ -125,6 +125,36 @@ class Model:
         # log_probs[i] is the log-probability of token i + 1 given the tokens before it.
         return [float(sum(r.log_probs[n_prompt - 1:])) for r in results]
 
+    @property
+    def pool(self) -> list[str]:
+        """The stored pass lists this model ranks (cllm-v2; empty for a cllm-v1 model)."""
+        return self.card.pool
+
+    def rank_pool(self, prompt: str) -> list[float]:
+        """Log-probability of each stored list's choice token as the answer's first token: the
+        model's ranking of its whole pool from one forward pass over the prompt (the pool is
+        what `score` would rank, at the cost of one prompt instead of one per list)."""
+        import numpy as np
+
+        if not self.card.pool:
+            return []
+        ids = [self._tokenizer.token_to_id(pool_token(i)) for i in range(len(self.card.pool))]
+        encoded = self._encode_prompt(prompt)
+        if len(encoded) >= self.context_length:
+            raise ModelError(f"prompt of {len(encoded)} tokens does not fit the context of {self.context_length}")
+        with _LOCK:
+            if self._generator is None:
+                self._generator = self._new_generator()
+            try:  # greedy, one step: draws no random numbers, so the generator stays fresh
+                result = self._generator.generate_batch([encoded], max_length=1, include_prompt_in_result=False,
+                                                        sampling_topk=1, return_logits_vocab=True)
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"ranking failed ({first_line(exc)})") from None
+        logits = np.asarray(result[0].logits[0], dtype=np.float64).reshape(-1)
+        top = float(logits.max())
+        log_z = top + float(np.log(np.exp(logits - top).sum()))
+        return [float(logits[i]) - log_z for i in ids]
+
     def generate_detailed(
         self,
         prompts: list[str] | str,
@@ -198,9 +228,14 @@ def load_model(model_dir: str | Path, *, intra_threads: int | None = None, devic
     card = read_card(path)
     if card.llvm_major != LLVM_MAJOR:
         raise ModelError(f"{path}: model is for LLVM {card.llvm_major}, this is LLVM {LLVM_MAJOR}")
-    if card.prompt_format != PROMPT_FORMAT:
-        raise ModelError(f"{path}: prompt format {card.prompt_format!r}, expected {PROMPT_FORMAT!r}")
+    if card.prompt_format not in CLLM_FORMATS:
+        raise ModelError(f"{path}: prompt format {card.prompt_format!r}, expected one of {', '.join(CLLM_FORMATS)}")
+    if len(card.pool) > POOL_MAX:
+        raise ModelError(f"{path}: a pool of {len(card.pool)} lists (at most {POOL_MAX})")
     tokenizer = _load_tokenizer(path / "tokenizer.json")
+    lacking = [pool_token(i) for i in range(len(card.pool)) if tokenizer.token_to_id(pool_token(i)) is None]
+    if lacking:
+        raise ModelError(f"{path}: the card names {len(card.pool)} stored lists, the tokenizer lacks {lacking[0]}")
     threads = intra_threads if intra_threads is not None else min(4, os.cpu_count() or 1)
     model = Model(path, card, tokenizer, threads, device)
     vocab_version = Vocabulary.default().version

@@ -8,11 +8,12 @@ feedback rounds); `llm-compiler-ftd` is Meta LLM Compiler FTD's published flag-t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from clang_llm.optimizer.prompt import Answer, build_prompt, parse_answer
-from clang_llm.prompt_format import END_MARK, FTD_FORMAT, PROMPT_FORMAT, PROMPT_FORMATS
+from clang_llm.prompt_format import END_MARK, FTD_FORMAT, PROMPT_FORMAT, PROMPT_FORMAT_V2, PROMPT_FORMATS
 
 CountTokens = Callable[[str], int]
 
@@ -34,19 +35,26 @@ class PromptFormat:
 
 
 def _cllm_complete(text: str) -> bool:
-    """Our answers put the pass list on the first line: complete once that line has ended."""
+    """Our answers put the pass list on the first line (after cllm-v2's choice token): complete
+    once that line has ended."""
     head, sep, _ = text.lstrip().partition("\n")
     return bool(sep) or END_MARK in head
 
 
 CLLM = PromptFormat(name=PROMPT_FORMAT, feedback=True, stop=(), build=build_prompt, parse=parse_answer,
                     complete=_cllm_complete)
+# cllm-v2: the same answers after a choice token, prompts with the whole-TU summary.
+CLLM_V2 = PromptFormat(name=PROMPT_FORMAT_V2, feedback=True, stop=(),
+                       build=functools.partial(build_prompt, summary=True), parse=parse_answer,
+                       complete=_cllm_complete)
 
 
 def get_format(name: str) -> PromptFormat:
     """The format of that name; `ValueError` naming the known ones otherwise."""
     if name in ("", PROMPT_FORMAT):
         return CLLM
+    if name == PROMPT_FORMAT_V2:
+        return CLLM_V2
     if name == FTD_FORMAT:
         from clang_llm.optimizer import ftd
 

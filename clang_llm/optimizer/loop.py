@@ -1,6 +1,8 @@
 """The feedback loop (Grubisic et al. 2024): the model proposes, the real toolchain judges.
 
-Round r: the model gives k distinct candidates (its greedy answer, then seeded samples); each parsed pass list is run
+Round r: the model gives k distinct candidates (its greedy answer, then seeded samples) and, for a
+cllm-v2 model with `rank` set, the `rank` stored lists of its pool it ranks highest for this
+prompt (one forward pass ranks the whole pool); each parsed pass list is run
 through real opt + codegen (in parallel, up to `jobs`); generated IR, if any, is parsed and
 scored with BLEU against the IR opt really produced. If no candidate beats -Oz with a correct
 prediction, the feedback on the round's best answer (Fast / Short / Long) extends the original
@@ -16,9 +18,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from clang_llm import ir
-from clang_llm.errors import ModelError, PromptTooLong
+from clang_llm.errors import ModelError, PassListError, PromptTooLong
 from clang_llm.optimizer.base import Decision, TUContext, select_best
-from clang_llm.optimizer.formats import CLLM, PromptFormat
+from clang_llm.optimizer.formats import CLLM, PromptFormat, get_format
 from clang_llm.optimizer.prompt import (
     Answer,
     build_feedback_prompt,
@@ -26,7 +28,8 @@ from clang_llm.optimizer.prompt import (
     normalize_ir,
     without_ir,
 )
-from clang_llm.passes import OZ
+from clang_llm.passes import OZ, parse_pass_list
+from clang_llm.prompt_format import NEW_MARK, pool_token
 from clang_llm.records import Candidate, Finding, Prediction, Round
 
 if TYPE_CHECKING:
@@ -39,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("clang_llm")
 
 # Bumped when the loop's behaviour changes, so that cached evaluation results are not reused.
-LOOP_VERSION = 3  # 2: greedy answer first, then samples; 3: samples drawn until k lists are distinct
+LOOP_VERSION = 4  # 2: greedy answer first, then samples; 3: samples drawn until k lists are distinct;
+# 4: ranked stored lists (cllm-v2) beside the samples
 MAX_DRAWS_PER_SAMPLE = 4  # sampling stops after 4k draws, distinct or not (bounds the latency)
 
 
@@ -71,10 +75,11 @@ def prompt_budgets(context: int, max_new_tokens: int, first_cap: int = 0) -> tup
 class ModelLoop:
     """An Optimizer backed by a local model; `model_id` enters the decision cache key."""
 
-    def __init__(self, model: Model | HttpModel, settings: Settings, prompt_format: PromptFormat = CLLM) -> None:
+    def __init__(self, model: Model | HttpModel, settings: Settings, prompt_format: PromptFormat | None = None) -> None:
         self.model = model  # a local `Model` or an `HttpModel`: the same interface
         self.settings = settings
-        self.format = prompt_format
+        # A local model's card names its format (cllm-v1 or cllm-v2); a server's is passed in.
+        self.format = prompt_format or (get_format(model.card.prompt_format) if model.card.prompt_format else CLLM)
         self._ir_texts: dict[Path | None, str | None] = {}  # per TU: opt's IR by file, parsed once
 
     @property
@@ -124,6 +129,33 @@ class ModelLoop:
                 return previous, fb
             chars //= 2
 
+    def _pool(self) -> list[str]:
+        """The model's stored lists when it can rank them (a local cllm-v2 model), else none."""
+        if self.settings.rank < 1 or not hasattr(self.model, "rank_pool"):
+            return []
+        return list(getattr(self.model, "pool", []) or [])
+
+    def _ranked(self, prompt: str, tried: set[str]) -> list[tuple[str, Answer]]:
+        """The `rank` stored lists the model ranks highest for this prompt, skipping lists
+        already tried in earlier rounds (and -Oz, the baseline); as answers naming them."""
+        pool = self._pool()
+        if not pool:
+            return []
+        scores = self.model.rank_pool(prompt)  # type: ignore[union-attr]
+        out: list[tuple[str, Answer]] = []
+        for i in sorted(range(len(pool)), key=lambda j: (-scores[j], j)):
+            if len(out) >= self.settings.rank:
+                break
+            try:
+                pl = parse_pass_list(pool[i])
+            except PassListError:  # a list from another vocabulary: never tried
+                continue
+            if str(pl) in tried or str(pl) == str(OZ):
+                continue
+            tried.add(str(pl))
+            out.append((f"{pool_token(i)}passes: {pl}", Answer(pass_text=str(pl), pass_list=pl, choice=i)))
+        return out
+
     def _answers(self, prompt: str, k: int, seed: int) -> list[tuple[str, Answer]]:
         """Answers with k distinct pass lists: the greedy one first, then samples at the
         configured temperature, drawn until k lists are distinct or 4k samples are spent.
@@ -134,6 +166,8 @@ class ModelLoop:
         Answers that name no valid list are kept (they are reported) but fill no slot.
         """
         s = self.settings
+        if k < 1:  # only ranked stored lists this round
+            return []
         parse = self.format.parse_answer  # each answer is read once; the pairs are passed on
         answers = [(a, parse(a)) for a in self.model.generate(prompt, k=1, seed=seed, temperature=0.0,
                                                               max_new_tokens=s.max_new_tokens)]
@@ -170,10 +204,14 @@ class ModelLoop:
             return self._decision(tu, findings, [Round(error=str(e)[:300])], 0, e.reason)
         current = prompt
         calls = 0
+        tried: set[str] = set()  # stored lists ranked in any round (each is tried once per TU)
+        ranking = bool(self._pool())
         for r in range(s.rounds):
             t_model = time.monotonic()
             try:
-                pairs = self._answers(current, s.samples, s.seed + r)
+                pairs = self._ranked(current, tried)
+                # Beside ranked stored lists, the samples are lists the model writes itself.
+                pairs += self._answers(current + NEW_MARK if ranking else current, s.samples, s.seed + r)
             except ModelError as e:  # a failing model or server ends the rounds; what was found stays
                 log.warning("model failed in round %d: %s", r + 1, e)
                 rounds.append(Round(round=r + 1, error=str(e)[:300]))

@@ -54,12 +54,15 @@ from clang_llm.prompt_format import (  # noqa: F401  (re-exported: the prompt's 
     FEEDBACK_FORMS,
     FEEDBACK_MARK,
     MARKERS,
+    NEW_MARK,
     PROMPT_FORMAT,
+    PROMPT_FORMAT_V2,
     PROMPT_MARK,
 )
 from clang_llm.records import Finding, Prediction
 
 HEADER = f"{PROMPT_MARK} {PROMPT_FORMAT} size\n"
+HEADER_V2 = f"{PROMPT_MARK} {PROMPT_FORMAT_V2} size\n"
 GLOBAL_LINE_CHARS = 160
 
 CountTokens = Callable[[str], int]
@@ -176,8 +179,8 @@ def _function(index: int, lines: list[str]) -> _Function:
     return _Function(index, "\n".join(lines) + "\n", n)
 
 
-def _assemble(body: str) -> str:
-    return f"{HEADER}{body}{ANSWER_MARK}\n"
+def _assemble(body: str, head: str = HEADER) -> str:
+    return f"{head}{body}{ANSWER_MARK}\n"
 
 
 def _summary(n_functions: int, n_instructions: int) -> str:
@@ -200,17 +203,25 @@ def _cut_function(fn: _Function, budget: int, count_tokens: CountTokens) -> str 
     return best
 
 
-def build_prompt(ir_text: str, max_tokens: int, count_tokens: CountTokens) -> str:
-    """The prompt for one TU, always within ``max_tokens`` (strategy in the module docstring)."""
+def build_prompt(ir_text: str, max_tokens: int, count_tokens: CountTokens, *, summary: bool = False) -> str:
+    """The prompt for one TU, always within ``max_tokens`` (strategy in the module docstring).
+
+    `summary` (format cllm-v2): the header names cllm-v2 and is followed by the whole TU's
+    `; tu:` / `; ops:` lines (optimizer/summary.py), which the cut to the budget never removes."""
     norm = escape_markers(normalize_ir(ir_text))
-    fixed = count_tokens(_assemble(""))
+    head = HEADER
+    if summary:
+        from clang_llm.optimizer.summary import summarize
+
+        head = HEADER_V2 + summarize(norm).render()
+    fixed = count_tokens(_assemble("", head))
     if fixed > max_tokens:
         raise ValueError(f"max_tokens={max_tokens} is too small for a prompt (needs {fixed})")
     module, functions = _split_module(norm)
     costs = {f.index: count_tokens(f.text) for f in functions}
     estimate = fixed + count_tokens("\n".join(module)) + sum(costs.values())
     if estimate <= max_tokens * 1.1 + 16:  # pieces add up to about the whole; else skip a costly count
-        full = _assemble(norm)
+        full = _assemble(norm, head)
         if count_tokens(full) <= max_tokens:
             return full
     total_insts = sum(f.instructions for f in functions)
@@ -234,7 +245,7 @@ def build_prompt(ir_text: str, max_tokens: int, count_tokens: CountTokens) -> st
 
     module_fallbacks = [f"; ... {len(module)} module-level lines omitted\n", ""] if module else []
     while True:
-        text = _render(module_text, functions, chosen, partial)
+        text = _render(module_text, functions, chosen, partial, head)
         over = count_tokens(text) - max_tokens
         if over <= 0:
             return text
@@ -250,7 +261,7 @@ def build_prompt(ir_text: str, max_tokens: int, count_tokens: CountTokens) -> st
         elif module_fallbacks:
             module_text = module_fallbacks.pop(0)
         else:
-            return _assemble("")
+            return _assemble("", head)
 
 
 def _module_section(module: list[str], budget: int, count_tokens: CountTokens) -> str:
@@ -275,6 +286,7 @@ def _render(
     functions: list[_Function],
     chosen: list[_Function],
     partial: tuple[_Function, str] | None,
+    head: str,
 ) -> str:
     shown = {f.index: f.text for f in chosen}
     if partial is not None:
@@ -287,7 +299,7 @@ def _render(
         omitted += partial[0].instructions - _count_shown(partial[1])
     if rest or partial is not None:
         parts.append(("\n" if parts else "") + _summary(len(rest), omitted))
-    return _assemble("".join(parts))
+    return _assemble("".join(parts), head)
 
 
 def _count_shown(text: str) -> int:
@@ -307,8 +319,10 @@ class Answer:
     count_after: int | None = None
     ir: str | None = None
     problems: list[str] = field(default_factory=list)
+    choice: int | None = None  # cllm-v2: the stored list the answer opened with (`<|L3|>` gives 3)
 
 
+_CHOICE = re.compile(r"\s*<\|(?:L(\d{1,3})|new)\|>")
 _KEY = re.compile(r"^\s*(passes|count_before|count_after|ir)\s*:(.*)$", re.IGNORECASE)
 _IR_SECTION = re.compile(r"(?im)^\s*ir\s*:.*$")
 
@@ -319,13 +333,17 @@ def without_ir(answer: str) -> str:
 _MAX_COUNT = 2**40
 
 
-def render_answer(passes: str, count_before: int, count_after: int, ir: str | None = None) -> str:
+def render_answer(passes: str, count_before: int, count_after: int, ir: str | None = None, *,
+                  choice: str = "") -> str:
     """The answer text the model learns to write (training target), ending with the end marker.
 
     ``ir`` is normalized like prompt IR, so generated IR and prompts share one vocabulary.
+    ``choice`` (cllm-v2) is the answer's first token: `pool_token(i)` for stored list i, or
+    `NEW_MARK` for a list that is not stored.
     """
     body = escape_markers(normalize_ir(ir)) if ir and ir.strip() else ""
-    return f"passes: {passes}\ncount_before: {count_before}\ncount_after: {count_after}\nir:\n{body}{END_MARK}"
+    return (f"{choice}passes: {passes}\ncount_before: {count_before}\ncount_after: {count_after}\n"
+            f"ir:\n{body}{END_MARK}")
 
 
 def parse_answer(text: object, vocab: Vocabulary | None = None) -> Answer:
@@ -341,6 +359,9 @@ def _parse_answer(text: str, vocab: Vocabulary | None) -> Answer:
     if ANSWER_MARK in text:
         text = text.rsplit(ANSWER_MARK, 1)[1]
     text = text.split(END_MARK, 1)[0]
+    if (c := _CHOICE.match(text)) is not None:
+        answer.choice = int(c.group(1)) if c.group(1) is not None else None
+        text = text[c.end():]
     lines = text.splitlines()
     seen: set[str] = set()
     ir_start: int | None = None
@@ -504,7 +525,10 @@ def build_feedback_prompt(
     With ``max_tokens`` and ``count_tokens`` it stays within budget: first the previous
     answer's IR goes, then feedback lines from the end; at worst the original prompt is returned.
     """
-    answer = escape_markers(previous_answer.split(END_MARK, 1)[0].rstrip("\n"))
+    previous = previous_answer.split(END_MARK, 1)[0].rstrip("\n")
+    choice = _CHOICE.match(previous)  # cllm-v2's choice token stays one token; the rest is text
+    head = previous[: choice.end()].strip() if choice else ""
+    answer = head + escape_markers(previous[choice.end():] if choice else previous)
 
     def make(ans: str, fb: str) -> str:
         return f"{original_prompt}{ans}\n{END_MARK}\n{FEEDBACK_MARK}\n{fb.rstrip()}\n{ANSWER_MARK}\n"

@@ -10,9 +10,11 @@ normalization, same round-1 budget), so the model sees at run time what it saw i
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from clang_llm import ir
 from clang_llm.atomic import atomic_path
@@ -75,9 +77,10 @@ def examples_for(rec: LabelRecord, prompt: str, count_tokens: CountTokens, conte
 
 
 def write_prompts(ids: list[str], modules_dir: Path, out_path: Path, count_tokens: CountTokens,
-                  budget: int) -> dict[str, str]:
+                  budget: int, summary: bool = False) -> dict[str, str]:
     """Round-1 prompts per module id (they depend on the IR and tokenizer only, not on labels),
-    appended to a JSONL cache: resumable, and ready before the labels are."""
+    appended to a JSONL cache: resumable, and ready before the labels are. `summary`: cllm-v2
+    prompts (with the whole-TU summary)."""
     prompts: dict[str, str] = {}
     if out_path.exists():
         with open(out_path) as f:
@@ -94,7 +97,7 @@ def write_prompts(ids: list[str], modules_dir: Path, out_path: Path, count_token
         for module_id in todo:
             text = module_text(modules_dir, module_id)
             if text is not None:
-                prompts[module_id] = build_prompt(text, budget, count_tokens)
+                prompts[module_id] = build_prompt(text, budget, count_tokens, summary=summary)
                 f.write(json.dumps({"id": module_id, "prompt": prompts[module_id]}) + "\n")
                 f.flush()
             bar.advance(task)
@@ -117,10 +120,11 @@ def write_examples(labels: Iterable[LabelRecord], prompts: dict[str, str], out_p
 
 
 def tokenizer_texts(module_ids: list[str], labels: Iterable[LabelRecord], modules_dir: Path,
-                    limit: int = 1000, seed: int = 0) -> Iterator[str]:
-    """Texts to fit the BPE on: normalized IR of a sample of training modules, every vocabulary
-    token, and the answers and feedback lines of the labels."""
+                    limit: int = 1000, seed: int = 0, summary: bool = False) -> Iterator[str]:
+    """Texts to fit the BPE on: normalized IR of a sample of training modules (with its TU
+    summary for cllm-v2), every vocabulary token, and the answers and feedback lines of the labels."""
     from clang_llm.optimizer.prompt import normalize_ir
+    from clang_llm.optimizer.summary import summarize
     from clang_llm.passes import Vocabulary
 
     ids = list(module_ids)
@@ -128,7 +132,10 @@ def tokenizer_texts(module_ids: list[str], labels: Iterable[LabelRecord], module
     for module_id in ids[:limit]:
         text = module_text(modules_dir, module_id)
         if text is not None:
-            yield normalize_ir(text)[:200_000]
+            norm = normalize_ir(text)
+            if summary:
+                yield summarize(norm).render()
+            yield norm[:200_000]
     yield "passes: " + " ".join(Vocabulary.default().tokens)
     for rec in labels:
         if usable(rec) and rec.best and rec.count_before is not None:
@@ -137,3 +144,144 @@ def tokenizer_texts(module_ids: list[str], labels: Iterable[LabelRecord], module
             oz = _finding(_oz(rec), before)
             yield feedback_text("short", _finding(rec.best, before), None, oz=oz,
                                 prediction=_claimed(rec.best, before))
+
+
+# --------------------------------------------------------------------------- cllm-v2 examples
+
+RANK_TEMPERATURE = 0.01  # a list 1 % larger than the module's best gets e^-1 of its target weight
+
+
+def choice_of(pass_list: str, pool_index: dict[str, int]) -> str:
+    """The choice token that opens an answer naming `pass_list`: its stored list, else `<|new|>`."""
+    from clang_llm.prompt_format import NEW_MARK, pool_token
+
+    i = pool_index.get(pass_list)
+    return pool_token(i) if i is not None else NEW_MARK
+
+
+def _eligible(rec: LabelRecord) -> list[ListResult]:
+    """The module's known lists that are not larger than -Oz in `.text` or allocated bytes, best first."""
+    assert rec.oz is not None
+    out = [t for t in rec.top if t.text <= rec.oz.text and t.alloc <= rec.oz.alloc]
+    return sorted(out, key=lambda t: (t.text, t.alloc, t.count or 0))
+
+
+def rank_targets(rec: LabelRecord, pool_index: dict[str, int], exclude: frozenset[str] = frozenset(),
+                 temperature: float = RANK_TEMPERATURE) -> list[tuple[str, float]]:
+    """The first answer token's target distribution: every choice that leads to one of the
+    module's good lists, weighted by how close to the best `.text` that list comes.
+
+    Stored lists take their own token; lists not stored share `<|new|>` (weighted by the best of
+    them). A module where nothing beats -Oz targets the stored `Oz` list (pool entry 0): the
+    model learns that this TU has nothing to gain. `exclude` removes lists already tried (a
+    feedback prompt's previous answer): the loop never tries a list twice."""
+    from clang_llm.prompt_format import NEW_MARK
+
+    assert rec.oz is not None
+    oz_text = max(1, rec.oz.text)
+    lists = [t for t in _eligible(rec) if t.pass_list not in exclude and t.text < rec.oz.text]
+    if not lists:
+        return [(choice_of("Oz", pool_index), 1.0)]
+    best = math.log(max(1, lists[0].text) / oz_text)
+    weights: dict[str, float] = {}
+    for t in lists:
+        w = math.exp(-(math.log(max(1, t.text) / oz_text) - best) / temperature)
+        tok = choice_of(t.pass_list, pool_index)
+        weights[tok] = max(weights.get(tok, 0.0), w) if tok == NEW_MARK else weights.get(tok, 0.0) + w
+    total = sum(weights.values())
+    kept = sorted(((tok, w / total) for tok, w in weights.items() if w / total >= 1e-3), key=lambda kv: -kv[1])
+    norm = sum(w for _, w in kept)
+    return [(tok, round(w / norm, 4)) for tok, w in kept]
+
+
+def _rendered(entry: ListResult, before: int, pool_index: dict[str, int]) -> str:
+    """An answer for `entry` as the loop records it: a ranked stored list is its choice token and
+    its list; a list the model wrote carries its counts (sampled after `<|new|>`, which is the
+    prompt's, not the answer's)."""
+    from clang_llm.prompt_format import pool_token
+
+    i = pool_index.get(entry.pass_list)
+    if i is not None:
+        return f"{pool_token(i)}passes: {entry.pass_list}"
+    return render_answer(entry.pass_list, before, entry.count or 0)
+
+
+def _worse(rec: LabelRecord, best: ListResult, rng: random.Random) -> ListResult:
+    """A list the search passed through before its best: an earlier new best of its trajectory,
+    or one of its other top lists, or -Oz itself."""
+    assert rec.oz is not None
+    earlier = [ListResult(p.pass_list, p.text, p.alloc, p.count) for p in (rec.trajectory or ())
+               if p.pass_list != best.pass_list and (p.text, p.alloc) > (best.text, best.alloc)]
+    others = [t for t in rec.top[1:] if t.pass_list != best.pass_list and (t.text, t.alloc) > (best.text, best.alloc)]
+    pool = earlier or others
+    return rng.choice(pool) if pool else _oz(rec)
+
+
+def examples_v2_for(rec: LabelRecord, prompt: str, pool_index: dict[str, int], count_tokens: CountTokens,
+                    context: int, max_new_tokens: int, rng: random.Random, form: str = "short") -> list[dict[str, Any]]:
+    """cllm-v2 examples of one module, each with `targets` for its first answer token.
+
+    - direct: the prompt, answered by the best list (its choice token, then the list and counts);
+    - new: when the best is a stored list and a list not stored also beats -Oz, the prompt
+      answered by `<|new|>` and the best such list (what a sample after `<|new|>` should write);
+    - feedback: the search's own path: a worse list it met, that list's real findings (Short
+      form), answered by the best list, targets excluding the worse one.
+    """
+    from clang_llm.prompt_format import NEW_MARK
+
+    _, budget = prompt_budgets(context, max_new_tokens)
+    before, best = rec.count_before, rec.best
+    assert before is not None and best is not None and rec.oz is not None
+    good = _eligible(rec)
+    top = good[0] if good and good[0].text < rec.oz.text else _oz(rec)
+    targets = rank_targets(rec, pool_index)
+    out: list[dict[str, Any]] = [{
+        "prompt": prompt, "answer": render_answer(top.pass_list, before, top.count or 0,
+                                                  choice=choice_of(top.pass_list, pool_index)),
+        "kind": "direct", "id": rec.id, "targets": targets}]
+    novel = [t for t in good if t.text < rec.oz.text and t.pass_list not in pool_index]
+    if top.pass_list in pool_index and novel:
+        out.append({"prompt": prompt, "answer": render_answer(novel[0].pass_list, before, novel[0].count or 0,
+                                                              choice=NEW_MARK),
+                    "kind": "new", "id": rec.id, "targets": targets})
+    if top.pass_list != "Oz":
+        worse = _worse(rec, top, rng)
+        oz = _oz(rec)
+        fb = feedback_text(form, _finding(worse, before), None, oz=_finding(oz, before),
+                           prediction=None if worse.pass_list in pool_index else _claimed(worse, before))
+        fb_prompt = build_feedback_prompt(prompt, _rendered(worse, before, pool_index), fb, max_tokens=budget,
+                                          count_tokens=count_tokens)
+        out.append({"prompt": fb_prompt,
+                    "answer": render_answer(top.pass_list, before, top.count or 0,
+                                            choice=choice_of(top.pass_list, pool_index)),
+                    "kind": "feedback", "id": rec.id,
+                    "targets": rank_targets(rec, pool_index, exclude=frozenset({worse.pass_list}))})
+    return out
+
+
+def model_pool(labels: Iterable[LabelRecord], size: int) -> list[str]:
+    """The stored lists a cllm-v2 model ranks: `Oz` first (choice 0: nothing to gain), then
+    the coreset of the train labels (greedy by marginal geomean gain, eval/methods.py)."""
+    from clang_llm.train.coreset import coreset_lists
+
+    rest = [s for s in coreset_lists(list(labels), size) if s != "Oz"]
+    return ["Oz", *rest][:size]
+
+
+def write_examples_v2(labels: Iterable[LabelRecord], prompts: dict[str, str], pool: list[str], out_path: Path,
+                      count_tokens: CountTokens, context: int, max_new_tokens: int,
+                      splits: tuple[str, ...] = ("train",), seed: int = 0) -> int:
+    """Write the cllm-v2 examples of the given splits as JSONL, after a first line that holds
+    the pool (`{"pool": [...]}`: the model's stored lists travel with its examples); returns
+    how many examples."""
+    rng = random.Random(seed)
+    index = {s: i for i, s in enumerate(pool)}
+    n = 0
+    with atomic_path(out_path) as tmp, open(tmp, "w") as f:
+        f.write(json.dumps({"pool": pool}) + "\n")
+        for rec in labels:
+            if usable(rec) and rec.split in splits and rec.id in prompts:
+                for ex in examples_v2_for(rec, prompts[rec.id], index, count_tokens, context, max_new_tokens, rng):
+                    f.write(json.dumps(ex) + "\n")
+                    n += 1
+    return n

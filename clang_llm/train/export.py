@@ -30,6 +30,8 @@ def export(
     training: dict[str, Any] | None = None,
     force: bool = False,
     prompt_budget: int = 0,
+    prompt_format: str = PROMPT_FORMAT,
+    pool: list[str] | None = None,
 ) -> Path:
     """Convert a Hugging Face checkpoint (from `train`) into ``out_dir``; returns ``out_dir``.
 
@@ -56,7 +58,8 @@ def export(
     card = ModelCard(
         llvm_major=LLVM_MAJOR,
         pass_vocabulary_version=Vocabulary.default().version,
-        prompt_format=PROMPT_FORMAT,
+        prompt_format=prompt_format,
+        pool=list(pool or []),
         context_length=int(config["max_position_embeddings"]),
         prompt_budget=prompt_budget,
         training=summary,

@@ -35,6 +35,9 @@ class ModelRecipe:
     lr: float = 1e-3
     seed: int = 0
     cpu_threads: int | None = None
+    prompt_format: str = "cllm-v1"  # cllm-v2: TU summary in the prompt, a ranked pool of stored lists
+    pool_size: int = 64  # cllm-v2: stored lists (Oz and the train labels' coreset)
+    rank_weight: float = 4.0  # cllm-v2: weight of the first answer token's ranking loss
 
 
 def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, out: Path, recipe: ModelRecipe,
@@ -52,21 +55,33 @@ def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, o
     if examples_path and tokenizer_path:
         _copy_text(tokenizer_path, tok_path)
         _copy_text(examples_path, examples)
-        labels: list[dict[str, Any]] | None = None
+        labels: list[LabelRecord] | None = None
     elif labels_path and modules_dir:
         labels = _prepare(labels_path, modules_dir, work, tok_path, examples, recipe, index_path)
     else:
         raise ValueError("make_model needs labels + corpus modules, or an examples file + tokenizer")
+    pool = read_pool(examples) if recipe.prompt_format == "cllm-v2" else []
     t0 = time.monotonic()
     ckpt = train(examples, tok_path, work / "train", steps=recipe.steps, schedule_steps=recipe.schedule_steps,
                  batch_size=recipe.batch_size, seq_len=recipe.context, hidden_size=recipe.hidden_size,
                  num_layers=recipe.num_layers, num_heads=recipe.num_heads, lr=recipe.lr, seed=recipe.seed,
-                 cpu_threads=recipe.cpu_threads)
+                 cpu_threads=recipe.cpu_threads, rank_weight=recipe.rank_weight)
     training: dict[str, Any] = {
         "recipe": asdict(recipe), "labels": labels_path.name if labels_path else None,
         "data": _data_summary(labels, examples), "train_wall_seconds_this_run": round(time.monotonic() - t0, 1),
     }
-    return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget)
+    return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget,
+                  prompt_format=recipe.prompt_format, pool=pool)
+
+
+def read_pool(examples: Path) -> list[str]:
+    """The stored lists of a cllm-v2 model: the examples file's first line (`{"pool": [...]}`),
+    so that a committed examples file alone rebuilds the model."""
+    with open(examples, encoding="utf-8") as f:
+        first = json.loads(f.readline() or "{}")
+    if "pool" not in first:
+        raise ValueError(f"{examples}: a cllm-v2 examples file starts with its pool record")
+    return list(first["pool"])
 
 
 def _prepare(labels_path: Path, modules_dir: Path, work: Path, tok_path: Path, examples: Path,
@@ -75,25 +90,31 @@ def _prepare(labels_path: Path, modules_dir: Path, work: Path, tok_path: Path, e
     from tokenizers import Tokenizer
 
     from clang_llm.optimizer.loop import prompt_budgets
-    from clang_llm.train.examples import tokenizer_texts, write_examples, write_prompts
+    from clang_llm.train.examples import model_pool, tokenizer_texts, write_examples, write_examples_v2, write_prompts
     from clang_llm.train.tokenizer import fit_tokenizer
 
     labels = read_labels(labels_path)
     train_ids = _train_ids(index_path or modules_dir.parent / "index.jsonl.gz", labels)
     split_of = {i: "train" for i in train_ids}
     labels = [replace(r, split=split_of.get(r.id, "other")) for r in labels]  # the index decides splits
+    v2 = recipe.prompt_format == "cllm-v2"
     if not tok_path.exists():
-        fit_tokenizer(tokenizer_texts(train_ids, labels, modules_dir, seed=recipe.seed), tok_path,
-                      vocab_size=recipe.vocab_size)
+        fit_tokenizer(tokenizer_texts(train_ids, labels, modules_dir, seed=recipe.seed, summary=v2), tok_path,
+                      vocab_size=recipe.vocab_size, choice_tokens=v2)
     tok = Tokenizer.from_file(str(tok_path))
 
     def count(text: str) -> int:
         return len(tok.encode(text).ids)
 
     first_budget, _ = prompt_budgets(recipe.context, recipe.max_new_tokens, recipe.prompt_budget)
-    prompts = write_prompts(train_ids, modules_dir, work / "prompts.jsonl", count, first_budget)
+    prompts = write_prompts(train_ids, modules_dir, work / "prompts.jsonl", count, first_budget, summary=v2)
     if not examples.exists():
-        write_examples(labels, prompts, examples, count, recipe.context, recipe.max_new_tokens, seed=recipe.seed)
+        if v2:
+            pool = model_pool([r for r in labels if r.split == "train"], recipe.pool_size)
+            write_examples_v2(labels, prompts, pool, examples, count, recipe.context, recipe.max_new_tokens,
+                              seed=recipe.seed)
+        else:
+            write_examples(labels, prompts, examples, count, recipe.context, recipe.max_new_tokens, seed=recipe.seed)
     return labels
 
 

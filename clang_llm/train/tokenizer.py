@@ -12,15 +12,19 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from clang_llm.atomic import atomic_path
-from clang_llm.prompt_format import BOS, EOS, MARKERS, PAD, UNK
+from clang_llm.prompt_format import BOS, CHOICE_TOKENS, EOS, MARKERS, PAD, UNK
 
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK, *MARKERS]  # ids 0..7, in this order
+# cllm-v2 adds the answer's choice tokens after them (ids 8..): `<|new|>`, then `<|L0|>` ...
+V2_SPECIAL_TOKENS = [*SPECIAL_TOKENS, *CHOICE_TOKENS]
 
 
 def fit_tokenizer(
-    texts: Iterable[str], out_path: str | Path, *, vocab_size: int = 8000, min_frequency: int = 2
+    texts: Iterable[str], out_path: str | Path, *, vocab_size: int = 8000, min_frequency: int = 2,
+    choice_tokens: bool = False,
 ) -> Path:
-    """Train a byte-level BPE on ``texts`` and save it as a ``tokenizer.json`` at ``out_path``."""
+    """Train a byte-level BPE on ``texts`` and save it as a ``tokenizer.json`` at ``out_path``;
+    `choice_tokens` adds cllm-v2's choice tokens as special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -29,7 +33,7 @@ def fit_tokenizer(
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=V2_SPECIAL_TOKENS if choice_tokens else SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

@@ -74,29 +74,39 @@ class Dims:
 class _Example:
     ids: list[int]
     n_prompt: int  # tokens (BOS included) that carry no loss
+    # cllm-v2: the first answer token's target distribution (token id, weight), learnt instead
+    # of that token's one-hot label: the model should rank every good stored list, not one.
+    targets: tuple[tuple[int, float], ...] = ()
 
 
 def load_examples(examples_path: Path, tokenizer: Tokenizer, seq_len: int) -> tuple[list[_Example], int]:
-    """Tokenize examples; cut long prompts from the left, skip answers that cannot fit."""
+    """Tokenize examples; cut long prompts from the left, skip answers that cannot fit. Lines
+    without a prompt (a cllm-v2 file's pool record) are not examples."""
     bos = tokenizer.token_to_id(BOS)
-    prompts, answers = [], []
+    prompts, answers, targets = [], [], []
     with open(examples_path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 ex = json.loads(line)
+                if "prompt" not in ex:
+                    continue
                 prompts.append(ex["prompt"])
                 answers.append(ex["answer"])
+                targets.append(ex.get("targets") or [])
     out: list[_Example] = []
     skipped = 0
     p_enc = tokenizer.encode_batch(prompts)
     a_enc = tokenizer.encode_batch(answers)
-    for p, a in zip(p_enc, a_enc, strict=True):
+    for p, a, tg in zip(p_enc, a_enc, targets, strict=True):
         room = seq_len - 1 - len(a.ids)
         if room < min(16, len(p.ids)) or not a.ids:
             skipped += 1
             continue
         prompt_ids = p.ids[-room:] if len(p.ids) > room else p.ids
-        out.append(_Example([bos, *prompt_ids, *a.ids], 1 + len(prompt_ids)))
+        soft = [(tokenizer.token_to_id(tok), float(w)) for tok, w in tg]
+        if any(i is None for i, _ in soft):
+            raise ValueError(f"{examples_path}: a target token is not in the tokenizer ({tg})")
+        out.append(_Example([bos, *prompt_ids, *a.ids], 1 + len(prompt_ids), tuple(soft)))  # type: ignore[arg-type]
     return out, skipped
 
 
@@ -105,12 +115,40 @@ def _batch(examples: list[_Example], pad: int) -> dict[str, torch.Tensor]:
     ids = torch.full((len(examples), width), pad, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
+    n_soft = max((len(e.targets) for e in examples), default=0)
+    soft_ids = torch.zeros((len(examples), max(1, n_soft)), dtype=torch.long)
+    soft_w = torch.zeros((len(examples), max(1, n_soft)), dtype=torch.float32)
+    soft_pos = torch.zeros(len(examples), dtype=torch.long)
     for i, e in enumerate(examples):
         n = len(e.ids)
         ids[i, :n] = torch.tensor(e.ids)
         labels[i, e.n_prompt : n] = ids[i, e.n_prompt : n]
         mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if e.targets:
+            labels[i, e.n_prompt] = IGNORE  # the first answer token learns the distribution instead
+            soft_pos[i] = e.n_prompt - 1  # the position whose logits predict that token
+            for j, (tok, w) in enumerate(e.targets):
+                soft_ids[i, j], soft_w[i, j] = tok, w
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
+            "soft_ids": soft_ids, "soft_w": soft_w, "soft_pos": soft_pos}
+
+
+def _loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor], rank_weight: float) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens, plus `rank_weight` times the soft cross-entropy of
+    each ranked example's first answer token (each counted as `rank_weight` tokens)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    labels = batch["labels"][:, 1:]
+    flat = logits[:, :-1].reshape(-1, logits.size(-1))
+    ce = torch.nn.functional.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    n_tokens = (labels != IGNORE).sum()
+    ranked = batch["soft_w"].sum(dim=1) > 0
+    if not bool(ranked.any()):
+        return ce / n_tokens.clamp(min=1)
+    rows = torch.arange(logits.size(0), device=logits.device)
+    logp = torch.log_softmax(logits[rows, batch["soft_pos"]], dim=-1)  # (batch, vocab)
+    soft = -(batch["soft_w"] * logp.gather(1, batch["soft_ids"])).sum(dim=1)  # zero for unranked rows
+    n_ranked = ranked.sum()
+    return (ce + rank_weight * soft.sum()) / (n_tokens + rank_weight * n_ranked).clamp(min=1)
 
 
 class _Order:
@@ -205,6 +243,7 @@ def train(
     device: str | None = None,
     cpu_threads: int | None = None,
     progress: bool = True,
+    rank_weight: float = 4.0,
 ) -> Path:
     """Train (or resume) and return the checkpoint directory (a Hugging Face model dir).
 
@@ -241,6 +280,7 @@ def train(
             resume=resume,
             device=device,
             progress=progress,
+            rank_weight=rank_weight,
         )
     finally:
         torch.set_num_threads(threads_before)
@@ -270,6 +310,7 @@ def _train(
     resume: bool,
     device: str | None,
     progress: bool,
+    rank_weight: float,
 ) -> Path:
     from tokenizers import Tokenizer
 
@@ -339,6 +380,7 @@ def _train(
             "device": dev.type,
             "seconds": round(seconds, 1),
             "seed": seed,
+            "rank_weight": rank_weight,
         }
 
     def save() -> None:
@@ -359,13 +401,13 @@ def _train(
             for group in opt.param_groups:
                 group["lr"] = lr * _lr_factor(step, schedule_steps, warmup)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = model(**batch).loss
+                loss = _loss(model, batch, rank_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             step += 1
-            n_tok = int(batch["attention_mask"].sum())
+            n_tok = int(batch["attention_mask"].sum())  # what the forward pass cost
             tokens_seen += n_tok
             value = float(loss.detach())
             ema = value if ema is None else 0.9 * ema + 0.1 * value
