@@ -28,6 +28,12 @@ def train_cmd(
     cpu_threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is fastest on a busy box)")] = None,
     name: str = "clang-llm-default",
     force: Annotated[bool, typer.Option(help="Replace an existing model directory")] = False,
+    prompt_format: Annotated[str, typer.Option(
+        help="cllm-v1, or cllm-v2 (TU summary in the prompt, a ranked pool of stored lists)")] = "cllm-v1",
+    pool_size: Annotated[int, typer.Option(help="cllm-v2: stored lists in the pool (Oz + coreset)")] = 64,
+    rank_weight: Annotated[float, typer.Option(help="cllm-v2: weight of the ranking loss")] = 4.0,
+    index: Annotated[Path | None, typer.Option(
+        help="Corpus index whose train split is used (default: the corpus's index.jsonl.gz)")] = None,
 ) -> None:
     """Tokenizer → examples (direct + feedback) → training (CPU or CUDA, resumable) → int8 export."""
     require("torch", "transformers")
@@ -37,9 +43,12 @@ def train_cmd(
         raise typer.BadParameter("give --labels and --corpus, or --examples and --tokenizer")
     recipe = ModelRecipe(context=context, prompt_budget=prompt_budget, vocab_size=vocab_size, hidden_size=hidden_size,
                          num_layers=num_layers, num_heads=num_heads, steps=steps, schedule_steps=schedule_steps,
-                         batch_size=batch_size, lr=lr, seed=seed, cpu_threads=cpu_threads)
+                         batch_size=batch_size, lr=lr, seed=seed, cpu_threads=cpu_threads,
+                         prompt_format=prompt_format, pool_size=pool_size, rank_weight=rank_weight)
+    if prompt_format not in ("cllm-v1", "cllm-v2"):
+        raise typer.BadParameter("--prompt-format must be cllm-v1 or cllm-v2")
     path = make_model(labels, corpus / "modules" if corpus else None, work, out, recipe, name=name,
-                      force_export=force, examples_path=examples, tokenizer_path=tokenizer)
+                      force_export=force, examples_path=examples, tokenizer_path=tokenizer, index_path=index)
     typer.echo(f"model written to {path}")
 
 

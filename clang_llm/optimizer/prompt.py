@@ -64,6 +64,9 @@ from clang_llm.records import Finding, Prediction
 HEADER = f"{PROMPT_MARK} {PROMPT_FORMAT} size\n"
 HEADER_V2 = f"{PROMPT_MARK} {PROMPT_FORMAT_V2} size\n"
 GLOBAL_LINE_CHARS = 160
+# No token of a prompt tokenizer spans more characters than this (byte-level BPE on IR: the
+# longest tokens are about 20), so len(text) / TOKEN_CHARS_MAX is a lower bound of its tokens.
+TOKEN_CHARS_MAX = 32
 
 CountTokens = Callable[[str], int]
 
@@ -218,7 +221,10 @@ def build_prompt(ir_text: str, max_tokens: int, count_tokens: CountTokens, *, su
     if fixed > max_tokens:
         raise ValueError(f"max_tokens={max_tokens} is too small for a prompt (needs {fixed})")
     module, functions = _split_module(norm)
-    costs = {f.index: count_tokens(f.text) for f in functions}
+    # A function longer than TOKEN_CHARS_MAX characters per budget token cannot fit: it is not
+    # counted (tokenizing the largest functions was most of the time spent on a large TU).
+    costs = {f.index: count_tokens(f.text) if len(f.text) <= TOKEN_CHARS_MAX * max_tokens else max_tokens + 1
+             for f in functions}
     estimate = fixed + count_tokens("\n".join(module)) + sum(costs.values())
     if estimate <= max_tokens * 1.1 + 16:  # pieces add up to about the whole; else skip a costly count
         full = _assemble(norm, head)

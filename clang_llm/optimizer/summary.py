@@ -41,7 +41,7 @@ class TUSummary:
     blocks: int
     loops: int  # back edges in text order
     switches: int
-    calls: int  # call/invoke instructions, direct or not
+    calls: int  # call/invoke instructions, direct or not, intrinsics excluded
     indirect_calls: int
     globals: int  # global variables and constants
     constant_globals: int
@@ -100,9 +100,11 @@ def summarize(norm_ir: str) -> TUSummary:
         opcodes[op] += 1
         body_insts += 1
         if op in ("call", "invoke", "callbr"):
-            calls += 1
             callee = _CALLEE.search(line)
-            indirect += callee is None or not callee.group(1).startswith("@")
+            name = callee.group(1) if callee else ""
+            if not name.startswith("@llvm."):  # intrinsics (lifetime markers, memcpy) are not calls
+                calls += 1
+                indirect += not name.startswith("@")
         elif op == "switch":
             switches += 1
             in_switch = "[" in line and "]" not in line
