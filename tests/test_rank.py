@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from model_fixture import compile_ir
+from test_loop import _PromptSpy, _tu
 
 from clang_llm import ir
 from clang_llm.config import Settings
@@ -17,7 +18,6 @@ from clang_llm.model import load_model
 from clang_llm.optimizer.loop import ModelLoop, prompt_budgets
 from clang_llm.optimizer.prompt import build_prompt, render_answer
 from clang_llm.prompt_format import NEW_MARK, pool_token
-from test_loop import _PromptSpy, _tu
 
 CONTEXT = 768
 NEW_TOKENS = 64

@@ -53,7 +53,7 @@ def test_summary_survives_truncation_and_prompt_stays_in_budget(tmp_path: Path) 
     assert _count(prompt) <= 300
     assert prompt.startswith("<|prompt|> cllm-v2 size\n" + head)
     assert "more functions" in prompt  # the IR was cut, the summary was not
-    assert f"fns 80 " in head and "loops 80 " in head
+    assert "fns 80 " in head and "loops 80 " in head
     v1 = build_prompt(text, 300, _count)
     assert v1.startswith("<|prompt|> cllm-v1 size\n") and "; tu:" not in v1
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,25 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
              if c.finding.error_kind not in ("parse", "unknown-pass") and c.pass_list != "Oz"}
     assert 1 <= len(first.candidates) <= 1 + 4 * 2
     assert first.opt_evaluations == len(lists) <= 2
+    assert record.chosen.sizes.text <= record.oz.sizes.text
+
+    # The same labels as a cllm-v2 model: a pool of stored lists (Oz first, then the coreset)
+    # travels in the examples file and the card, and the wrapper ranks it.
+    v2 = make_model(labels, corpus / "modules", tmp_path / "work2", tmp_path / "model2",
+                    replace(recipe, prompt_format="cllm-v2", pool_size=4), name="tiny-v2")
+    card2 = json.loads((v2 / "model-card.json").read_text())
+    examples = [json.loads(s) for s in (tmp_path / "work2/examples.jsonl").read_text().splitlines()]
+    assert card2["prompt_format"] == "cllm-v2" and card2["pool"] == examples[0]["pool"]
+    assert card2["pool"][0] == "Oz" and 1 <= len(card2["pool"]) <= 4
+    assert all(ex["targets"] and ex["prompt"].startswith("<|prompt|> cllm-v2 size\n; tu: ") for ex in examples[1:])
+    r = subprocess.run([*_wrapper(), "-c", "new.c", "-o", "new2.o", f"--llm-model={v2}", "--llm-rank=2",
+                        "--llm-samples=0"], cwd=proj, env=env, capture_output=True)
+    assert r.returncode == 0 and r.stderr == b""
+    record = Database(state).get_record(str(proj / "new2.o"))
+    assert record is not None and record.model_calls == 1
+    ranked = record.rounds[0].candidates
+    assert len(ranked) == min(2, len(card2["pool"]) - 1)  # never Oz, never twice
+    assert all(c.answer.startswith("<|L") and c.pass_list in card2["pool"][1:] for c in ranked)
     assert record.chosen.sizes.text <= record.oz.sizes.text
 
 

@@ -177,6 +177,9 @@ def eval_cmd(
     plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
     coreset_split: Annotated[str, typer.Option(help="Split whose labels choose the coreset lists (never test).")]
     = "train",
+    verify: Annotated[bool, typer.Option(help="Run opt with -verify-each (--no-verify: same sizes, about 3x "
+                                              "faster opt; for choosing settings, not for shipped numbers)")]
+    = True,
 ) -> None:
     """Evaluate methods (oz, autotune, coreset, model, feedback) against clang -Oz.
 
@@ -203,7 +206,8 @@ def eval_cmd(
                 **({"model": model} if model else {})}
     res = evaluate(methods, tasks, labels_path=labels,
                    cache_path=cache or out_dir / "cache.jsonl.gz", jobs=jobs, timeout=timeout, backup=backup,
-                   seed=seed, model_settings=settings, split_of=split_of, coreset_split=coreset_split)
+                   seed=seed, model_settings=settings, split_of=split_of, coreset_split=coreset_split,
+                   verify_each=verify)
     paths = write_outputs(res, out_dir, plots=plots)
     typer.echo((out_dir / "table.md").read_text())
     typer.echo(json.dumps({k: str(v) for k, v in paths.items()}))
