@@ -86,7 +86,8 @@ def test_loop_tries_the_ranked_lists_once_and_never_oz(v2_model: Path, tmp_path:
     spy = _PromptSpy(load_model(v2_model, intra_threads=1))
     d = ModelLoop(spy, s).optimize(_tu("sum", tmp_path / "w", s))  # type: ignore[arg-type]
     tried = [c.pass_list for r in d.rounds for c in r.candidates]
-    assert tried == [POOL[3], POOL[1]]  # round 2 ranks again and skips round 1's list
+    # round 1: sum's top stored list; round 2 ranks the feedback prompt again and skips it (and Oz)
+    assert len(tried) == 2 and tried[0] == POOL[3] and tried[1] in POOL[1:3] + POOL[4:]
     assert d.rounds[0].candidates[0].answer.startswith(pool_token(3))
     assert [r.opt_evaluations for r in d.rounds] == [1, 1]
     assert spy.prompts == []  # samples=0: nothing generated
@@ -153,3 +154,17 @@ def test_soft_ranking_loss_is_cross_entropy_for_a_one_hot_target() -> None:
     assert float(got_hard) == pytest.approx(float(want), rel=1e-5)
     assert float(got_soft) == pytest.approx(float(want), rel=1e-5)
     assert float(spread) != pytest.approx(float(want), rel=1e-3)
+
+
+def test_a_choice_token_names_its_stored_list(v2_model: Path) -> None:
+    from clang_llm.optimizer.prompt import parse_answer
+
+    loop = ModelLoop(load_model(v2_model, intra_threads=1), Settings(rank=2))
+    a = loop._stored(parse_answer("<|L2|>passes: Oz dse\ncount_before: 3\ncount_after: 2\n"))
+    assert str(a.pass_list) == POOL[2] and any("not its stored list" in p for p in a.problems)
+    b = loop._stored(parse_answer("<|L2|>passes: not-a-pass\n"))  # the text does not matter
+    assert str(b.pass_list) == POOL[2] and not any(p.startswith("unknown pass") for p in b.problems)
+    c = loop._stored(parse_answer("<|L60|>passes: Oz dse\n"))  # no such stored list: the text stands
+    assert str(c.pass_list) == "Oz dse"
+    d = loop._stored(parse_answer("<|new|>passes: Oz dse\n"))
+    assert str(d.pass_list) == "Oz dse" and d.choice is None

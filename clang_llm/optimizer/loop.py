@@ -156,6 +156,23 @@ class ModelLoop:
             out.append((f"{pool_token(i)}passes: {pl}", Answer(pass_text=str(pl), pass_list=pl, choice=i)))
         return out
 
+    def _stored(self, ans: Answer) -> Answer:
+        """A cllm-v2 answer that opens with a stored list's choice token names that list: the
+        text after the token only repeats it (a differing text is noted, not used)."""
+        pool = list(getattr(self.model, "pool", []) or [])
+        if ans.choice is None or not 0 <= ans.choice < len(pool):
+            return ans
+        try:
+            pl = parse_pass_list(pool[ans.choice])
+        except PassListError:
+            return ans
+        problems = list(ans.problems)
+        if ans.pass_text is not None and ans.pass_text.strip() != str(pl):
+            problems.append(f"the text after choice {ans.choice} is not its stored list; used the stored list")
+        return replace(ans, pass_text=str(pl), pass_list=pl,
+                       problems=[p for p in problems if not p.startswith(("unknown pass", "bad pass list",
+                                                                           "could not parse"))])
+
     def _answers(self, prompt: str, k: int, seed: int) -> list[tuple[str, Answer]]:
         """Answers with k distinct pass lists: the greedy one first, then samples at the
         configured temperature, drawn until k lists are distinct or 4k samples are spent.
@@ -168,7 +185,9 @@ class ModelLoop:
         s = self.settings
         if k < 1:  # only ranked stored lists this round
             return []
-        parse = self.format.parse_answer  # each answer is read once; the pairs are passed on
+        def parse(text: str) -> Answer:  # each answer is read once; the pairs are passed on
+            return self._stored(self.format.parse_answer(text))
+
         answers = [(a, parse(a)) for a in self.model.generate(prompt, k=1, seed=seed, temperature=0.0,
                                                               max_new_tokens=s.max_new_tokens)]
         seen = {str(p.pass_list) for _, p in answers if p.pass_list is not None}

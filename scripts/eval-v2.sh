@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Evaluations on the v2 labels: choosing the wrapper's defaults on the validation split, and the
+# test-split numbers. Resumable: results are cached per (method, module) in the output folder.
+#
+#   STAGE=validation bash scripts/eval-v2.sh   # candidate defaults at <= 16 opt evaluations -> docs/eval-v2/validation/
+#   STAGE=test bash scripts/eval-v2.sh         # the chosen default against the baselines -> docs/eval/
+#
+# TRAIN_LABELS: how many lines of data/labels-v2-train.jsonl.gz choose the coreset (the labels
+# are appended in labelling order, so the first N lines are the snapshot a model was trained on;
+# default: all). MODEL: the model directory (default: the shipped one). VERIFY=0 runs opt
+# without -verify-each (same sizes, faster; for choosing settings only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CORPUS=${CORPUS:-build/heldout}
+if [ ! -f "$CORPUS/index.jsonl.gz" ]; then
+  mkdir -p "$CORPUS"
+  tar -xJf data/modules-heldout.tar.xz -C "$CORPUS"
+  cp data/corpus-index.jsonl.gz "$CORPUS/index.jsonl.gz"
+fi
+TOOL=${TOOL:-.venv/bin/clang-llm-tool}
+mkdir -p build
+labels=build/labels-v2-eval.jsonl.gz
+{ zcat data/labels-v2.jsonl.gz; zcat data/labels-v2-train.jsonl.gz | head -n "${TRAIN_LABELS:-100000000}"; } \
+  | gzip > "$labels"
+verify=(); [ "${VERIFY:-1}" = 0 ] && verify=(--no-verify)
+model=(); [ -n "${MODEL:-}" ] && model=(--model "$MODEL")
+case "${STAGE:-validation}" in
+  validation)
+    out=docs/eval-v2/validation
+    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split validation --labels "$labels" "${model[@]}" \
+      --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
+      -m oz -m coreset@1 -m coreset@8+backup -m coreset@15+backup -m coreset@16+backup \
+      -m rank@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup -m rank@12s3+backup -m rank@7r2+backup \
+      -m model@1 -m model@8+backup ;;
+  test)
+    out=docs/eval
+    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" \
+      --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
+      -m oz -m coreset@1 -m coreset@8+backup -m coreset@16+backup -m model@1 -m model@8+backup \
+      -m "${DEFAULT_METHOD:-default}+backup" ;;
+  *) echo "STAGE is validation or test" >&2; exit 2 ;;
+esac
