@@ -14,9 +14,11 @@ from clang_llm.records import LabelRecord
 from clang_llm.train.configs import DEFAULT_BROADCAST
 
 
-def _marginal_gain(s: str, current: list[float], ratio: list[dict[str, float]]) -> float:
-    """How much `s` lowers the summed log .text ratios of the modules, over the chosen lists."""
-    return sum(cur - min(cur, known.get(s, 0.0)) for cur, known in zip(current, ratio, strict=True))
+def _marginal_gain(where: list[tuple[int, float]], current: list[float]) -> float:
+    """How much a list lowers the summed log .text ratios of the modules, over the chosen lists.
+    `where` holds (module, log ratio) for the modules where the list wins: elsewhere it counts as
+    -Oz and adds nothing, so only those terms are summed (in module order, as a dense sum would)."""
+    return sum(current[m] - min(current[m], v) for m, v in where)
 
 
 def coreset_lists(labels: Iterable[LabelRecord], k: int, split: str = "train") -> list[str]:
@@ -42,14 +44,19 @@ def coreset_lists(labels: Iterable[LabelRecord], k: int, split: str = "train") -
     current = [0.0] * len(ratio)  # log ratio of the best chosen list per module (0 = -Oz)
     out: list[str] = []
     candidates = sorted({s for known in ratio for s in known}, key=lambda s: (-wins[s], s))
+    where: dict[str, list[tuple[int, float]]] = {s: [] for s in candidates}
+    for m, known in enumerate(ratio):
+        for s, v in known.items():
+            where[s].append((m, v))
     while len(out) < k and candidates:
-        gains = {s: _marginal_gain(s, current, ratio) for s in candidates}
+        gains = {s: _marginal_gain(where[s], current) for s in candidates}
         pick = max(candidates, key=gains.__getitem__)  # the first of equals: the most frequent winner
         if gains[pick] <= 0:
             break
         out.append(pick)
         candidates.remove(pick)
-        current = [min(cur, known.get(pick, 0.0)) for cur, known in zip(current, ratio, strict=True)]
+        for m, v in where[pick]:
+            current[m] = min(current[m], v)
     for s in [*(s for s, _ in wins.most_common()), *DEFAULT_BROADCAST]:
         if len(out) >= k:
             break
