@@ -25,6 +25,7 @@ app.add_typer(user.front_app, name="front")
 # Data: corpus, labels, screening, evaluation
 app.add_typer(corpus.corpus_app, name="corpus")
 app.command("autotune")(data.autotune_cmd)
+app.command("pool-sweep")(data.pool_sweep_cmd)
 app.add_typer(data.dataset_app, name="dataset")
 app.command("screen")(data.screen_cmd)
 app.command("eval")(data.eval_cmd)

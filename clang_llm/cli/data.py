@@ -81,6 +81,35 @@ def autotune_cmd(
     typer.echo(json.dumps(summary.to_json()))
 
 
+def pool_sweep_cmd(
+    out: Annotated[Path, typer.Option(help="Sweep file (JSONL); appended, done modules skipped.")],
+    pool: Annotated[Path, typer.Option(help="The stored lists: a model directory (its card's pool) or a cllm-v2 "
+                                            "examples file (its first line)")],
+    index: IndexOpt = None,
+    recordings: RecordingsOpt = None,
+    split: SplitOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Sweep at most this many modules (after ordering).")] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = os.cpu_count() or 1,
+    seed: Annotated[int, typer.Option(help="Seed of the module order.")] = 0,
+) -> None:
+    """Size of every stored list on every module (a cllm-v2 model's ranking targets). Resumable."""
+    from clang_llm.train.pool_sweep import sweep
+
+    if pool.is_dir():
+        from clang_llm.model.card import read_card
+
+        lists = read_card(pool).pool
+    else:
+        from clang_llm.train.make_model import read_pool
+
+        lists = read_pool(pool)
+    if not lists:
+        raise typer.BadParameter(f"{pool}: no stored lists (not a cllm-v2 model or examples file)")
+    tasks = _tasks(index, recordings, split or ["train"], limit, seed)
+    n = sweep(tasks, lists, out, jobs=jobs)
+    typer.echo(json.dumps({"swept_now": n, "lists": len(lists), "out": str(out)}))
+
+
 dataset_app = typer.Typer(help="The corpus and its autotuned labels.", no_args_is_help=True)
 
 
