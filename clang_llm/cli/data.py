@@ -110,6 +110,42 @@ def pool_sweep_cmd(
     typer.echo(json.dumps({"swept_now": n, "lists": len(lists), "out": str(out)}))
 
 
+def rank_offline_cmd(
+    sweep: Annotated[Path, typer.Option(help="Pool sweep of the split's modules (clang-llm-tool pool-sweep)")],
+    model: Annotated[Path, typer.Option(help="A cllm-v2 model directory (its pool is the sweep's)")],
+    index: Annotated[Path, typer.Option(help="Corpus index (modules/<id>.bc beside it)")],
+    labels: Annotated[Path | None, typer.Option(help="Labels of the split (the autotuner's gain)")] = None,
+    split: SplitOpt = None,
+    k: Annotated[str, typer.Option(help="Numbers of tried lists, comma-separated")] = "1,2,4,8,12,15,16,32",
+    out: Annotated[Path | None, typer.Option(help="Also write the table (markdown) here")] = None,
+    allow_test: Annotated[bool, typer.Option(help="Read the test split too (never to choose settings)")] = False,
+) -> None:
+    """coreset@k+backup and rank@k+backup scored on a pool sweep, for any k, with no opt run
+    (for choosing defaults on the validation split; measure the choice with `eval`)."""
+    from clang_llm.atomic import atomic_write_text
+    from clang_llm.eval.offline import format_rows, model_scores, offline_rows
+    from clang_llm.model.card import read_card
+    from clang_llm.records import read_labels
+    from clang_llm.train.pool_sweep import read_sweep
+
+    pool = read_card(model).pool
+    if not pool:
+        raise typer.BadParameter(f"{model}: not a cllm-v2 model (no pool)")
+    tasks = _tasks(index, None, split or ["validation"], None, 0)
+    if "test" in {t.split for t in tasks} and not allow_test:
+        raise typer.BadParameter("settings are chosen on the validation split (--allow-test to report the test split)")
+    swept = read_sweep(sweep, pool)
+    modules = {t.id: Path(t.bc) for t in tasks if t.id in swept}
+    scores = model_scores(model, modules)
+    recs = {r.id: r for r in read_labels(labels)} if labels else {}
+    rows = offline_rows({i: swept[i] for i in modules}, pool, scores, recs, {t.id: t.package for t in tasks},
+                        [int(x) for x in k.split(",") if x.strip()])
+    text = format_rows(rows)
+    if out:
+        atomic_write_text(out, text)
+    typer.echo(text)
+
+
 dataset_app = typer.Typer(help="The corpus and its autotuned labels.", no_args_is_help=True)
 
 
