@@ -63,3 +63,18 @@ def test_pool_starts_with_oz_then_the_coreset() -> None:
             _rec([("O1", 700, 2000)], rid="c")]
     pool = model_pool(recs, 3)
     assert pool[0] == "Oz" and set(pool[1:]) == {"Os", "O1"} and len(pool) == 3
+
+
+def test_a_sweep_adds_every_stored_lists_size_to_the_targets() -> None:
+    from clang_llm.train.examples import with_sweep
+    from clang_llm.train.pool_sweep import PoolSizes, pool_sha
+
+    rec = _rec([("Oz dse", 950, 2000)])  # the search kept only a list that is not stored
+    assert dict(rank_targets(rec, INDEX)) == {"<|new|>": 1.0}
+    sizes = PoolSizes("m1", pool_sha(POOL), ObjectSize(1000, 2000, 60),
+                      (ObjectSize(1000, 2000, 60), ObjectSize(940, 2000, 50), None, ObjectSize(900, 2100, 50)))
+    swept = with_sweep(rec, sizes, POOL)
+    t = dict(rank_targets(swept, INDEX))
+    # Oz gvn-sink (940) beats the search's own best; O1 is larger in allocated bytes; Os failed
+    assert set(t) == {"<|L1|>", "<|new|>"} and t["<|L1|>"] > t["<|new|>"]
+    assert with_sweep(rec, None, POOL) is rec

@@ -32,6 +32,10 @@ def train_cmd(
         help="cllm-v1, or cllm-v2 (TU summary in the prompt, a ranked pool of stored lists)")] = "cllm-v1",
     pool_size: Annotated[int, typer.Option(help="cllm-v2: stored lists in the pool (Oz + coreset)")] = 64,
     rank_weight: Annotated[float, typer.Option(help="cllm-v2: weight of the ranking loss")] = 4.0,
+    pool: Annotated[Path | None, typer.Option(
+        help="cllm-v2: a fixed pool (data/pool-v2.json, an examples file or a model) instead of the coreset")] = None,
+    sweep: Annotated[Path | None, typer.Option(
+        help="cllm-v2: the pool's sweep of the train modules (clang-llm-tool pool-sweep): ranking targets")] = None,
     index: Annotated[Path | None, typer.Option(
         help="Corpus index whose train split is used (default: the corpus's index.jsonl.gz)")] = None,
 ) -> None:
@@ -44,7 +48,8 @@ def train_cmd(
     recipe = ModelRecipe(context=context, prompt_budget=prompt_budget, vocab_size=vocab_size, hidden_size=hidden_size,
                          num_layers=num_layers, num_heads=num_heads, steps=steps, schedule_steps=schedule_steps,
                          batch_size=batch_size, lr=lr, seed=seed, cpu_threads=cpu_threads,
-                         prompt_format=prompt_format, pool_size=pool_size, rank_weight=rank_weight)
+                         prompt_format=prompt_format, pool_size=pool_size, rank_weight=rank_weight,
+                         pool_from=str(pool or ""), sweep=str(sweep or ""))
     if prompt_format not in ("cllm-v1", "cllm-v2"):
         raise typer.BadParameter("--prompt-format must be cllm-v1 or cllm-v2")
     path = make_model(labels, corpus / "modules" if corpus else None, work, out, recipe, name=name,

@@ -13,6 +13,7 @@ import json
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from clang_llm.optimizer.loop import prompt_budgets
 from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, render_answer
 from clang_llm.progress import make_progress
 from clang_llm.records import Finding, LabelRecord, ListResult, Prediction
+from clang_llm.train.pool_sweep import PoolSizes
 
 CountTokens = Callable[[str], int]
 
@@ -268,9 +270,21 @@ def model_pool(labels: Iterable[LabelRecord], size: int) -> list[str]:
     return ["Oz", *rest][:size]
 
 
+def with_sweep(rec: LabelRecord, sizes: PoolSizes | None, pool: list[str]) -> LabelRecord:
+    """The label with every stored list's measured size added to its known lists: the search
+    kept only its own top lists, the sweep measured the whole pool on the module."""
+    if sizes is None or sizes.status != "ok" or len(sizes.sizes) != len(pool):
+        return rec
+    known = {t.pass_list for t in rec.top}
+    extra = [ListResult(p, s.text, s.alloc, s.count) for p, s in zip(pool, sizes.sizes, strict=True)
+             if s is not None and p not in known and p != "Oz"]
+    return replace(rec, top=(*rec.top, *extra))
+
+
 def write_examples_v2(labels: Iterable[LabelRecord], prompts: dict[str, str], pool: list[str], out_path: Path,
                       count_tokens: CountTokens, context: int, max_new_tokens: int,
-                      splits: tuple[str, ...] = ("train",), seed: int = 0) -> int:
+                      splits: tuple[str, ...] = ("train",), seed: int = 0,
+                      sweep: dict[str, PoolSizes] | None = None) -> int:
     """Write the cllm-v2 examples of the given splits as JSONL, after a first line that holds
     the pool (`{"pool": [...]}`: the model's stored lists travel with its examples); returns
     how many examples."""
@@ -281,6 +295,7 @@ def write_examples_v2(labels: Iterable[LabelRecord], prompts: dict[str, str], po
         f.write(json.dumps({"pool": pool}) + "\n")
         for rec in labels:
             if usable(rec) and rec.split in splits and rec.id in prompts:
+                rec = with_sweep(rec, (sweep or {}).get(rec.id), pool)
                 for ex in examples_v2_for(rec, prompts[rec.id], index, count_tokens, context, max_new_tokens, rng):
                     f.write(json.dumps(ex) + "\n")
                     n += 1

@@ -38,6 +38,8 @@ class ModelRecipe:
     prompt_format: str = "cllm-v1"  # cllm-v2: TU summary in the prompt, a ranked pool of stored lists
     pool_size: int = 64  # cllm-v2: stored lists (Oz and the train labels' coreset)
     rank_weight: float = 4.0  # cllm-v2: weight of the first answer token's ranking loss
+    pool_from: str = ""  # cllm-v2: a fixed pool (JSON {"pool": [...]}, an examples file or a model); "" = coreset
+    sweep: str = ""  # cllm-v2: a pool sweep of the train modules (clang-llm-tool pool-sweep): ranking targets
 
 
 def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, out: Path, recipe: ModelRecipe,
@@ -72,6 +74,16 @@ def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, o
     }
     return export(ckpt, out, name=name, training=training, force=force_export, prompt_budget=recipe.prompt_budget,
                   prompt_format=recipe.prompt_format, pool=pool)
+
+
+def load_pool(path: Path) -> list[str]:
+    """A fixed pool: a model directory's card, or a JSON file / examples file whose first line is
+    `{"pool": [...]}`."""
+    if path.is_dir():
+        from clang_llm.model.card import read_card
+
+        return read_card(path).pool
+    return read_pool(path)
 
 
 def read_pool(examples: Path) -> list[str]:
@@ -110,9 +122,13 @@ def _prepare(labels_path: Path, modules_dir: Path, work: Path, tok_path: Path, e
     prompts = write_prompts(train_ids, modules_dir, work / "prompts.jsonl", count, first_budget, summary=v2)
     if not examples.exists():
         if v2:
-            pool = model_pool([r for r in labels if r.split == "train"], recipe.pool_size)
+            pool = (load_pool(Path(recipe.pool_from)) if recipe.pool_from
+                    else model_pool([r for r in labels if r.split == "train"], recipe.pool_size))
+            from clang_llm.train.pool_sweep import read_sweep
+
+            swept = read_sweep(Path(recipe.sweep), pool) if recipe.sweep else None
             write_examples_v2(labels, prompts, pool, examples, count, recipe.context, recipe.max_new_tokens,
-                              seed=recipe.seed)
+                              seed=recipe.seed, sweep=swept)
         else:
             write_examples(labels, prompts, examples, count, recipe.context, recipe.max_new_tokens, seed=recipe.seed)
     return labels
