@@ -93,16 +93,10 @@ def pool_sweep_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the module order.")] = 0,
 ) -> None:
     """Size of every stored list on every module (a cllm-v2 model's ranking targets). Resumable."""
+    from clang_llm.train.make_model import load_pool
     from clang_llm.train.pool_sweep import sweep
 
-    if pool.is_dir():
-        from clang_llm.model.card import read_card
-
-        lists = read_card(pool).pool
-    else:
-        from clang_llm.train.make_model import read_pool
-
-        lists = read_pool(pool)
+    lists = load_pool(pool)
     if not lists:
         raise typer.BadParameter(f"{pool}: no stored lists (not a cllm-v2 model or examples file)")
     tasks = _tasks(index, recordings, split or ["train"], limit, seed)

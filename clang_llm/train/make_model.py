@@ -83,6 +83,8 @@ def load_pool(path: Path) -> list[str]:
         from clang_llm.model.card import read_card
 
         return read_card(path).pool
+    if path.suffix == ".json":
+        return list(json.loads(path.read_text())["pool"])
     return read_pool(path)
 
 
