@@ -133,11 +133,13 @@ class TUBuilder:
             self._target = TargetOptions(tuple(json.loads(text)))
         return self._target
 
-    def opt_command(self, pass_list: PassList, out_bc: Path, verify_each: bool) -> list[str | Path]:
-        """opt with clang's pipeline strings for the list's bases and clang's target options."""
+    def opt_command(self, pass_list: PassList, out_bc: Path, verify_each: bool,
+                    source: Path | None = None) -> list[str | Path]:
+        """opt with clang's pipeline strings for the list's bases and clang's target options, on
+        the source IR (or on `source`, the output of a list this one extends)."""
         bases = {t: self.base_pipeline(t) for t in pass_list.bases}
         cmd: list[str | Path] = [self.opt, *self.target_options().opt_flags,
-                                 f"-passes={render(pass_list, bases)}", self.in_bc, "-o", out_bc]
+                                 f"-passes={render(pass_list, bases)}", source or self.in_bc, "-o", out_bc]
         if verify_each:
             cmd.insert(1, "-verify-each")
         return cmd
@@ -159,12 +161,30 @@ class TUBuilder:
         with self.slots.slot():
             return self._evaluate(pass_list, verify_each)
 
-    def _evaluate(self, pass_list: PassList, verify_each: bool) -> Finding:
+    def evaluate_after(self, start: Finding, pass_list: PassList) -> Finding:
+        """An unverified candidate, cheaper when it extends `start` (the -Oz baseline): a list
+        `Oz X Y` runs only `X Y`, on the baseline's optimized IR. That is exact: a base pipeline
+        ends before the next pass begins, so the optimized module and its object are byte for
+        byte a whole run's (`tests/test_tubuilder_incremental.py`); the list that ships is re-run
+        whole with -verify-each anyway. Any other list runs whole from the source IR."""
+        rest = pass_list.tokens[1:]
+        extends = (start.valid and start.ir_path is not None and start.ir_path.is_file() and rest
+                   and pass_list.tokens[0] == start.pass_list and not PassList(rest).bases)
+        if not extends:
+            return self.evaluate(pass_list, verify_each=False)
+        assert start.ir_path is not None
+        if self.slots is None:
+            return self._evaluate(pass_list, False, PassList(rest), start.ir_path)
+        with self.slots.slot():
+            return self._evaluate(pass_list, False, PassList(rest), start.ir_path)
+
+    def _evaluate(self, pass_list: PassList, verify_each: bool, run_list: PassList | None = None,
+                  source: Path | None = None) -> Finding:
         tag = f"c{next(self._ids)}"
         out_bc, out_o = self.workdir / f"{tag}.bc", self.workdir / f"{tag}.o"
         f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)
         with measuring(f):
-            res = run(self.opt_command(pass_list, out_bc, verify_each), timeout=self.timeout)
+            res = run(self.opt_command(run_list or pass_list, out_bc, verify_each, source), timeout=self.timeout)
             if res.returncode != 0:
                 return opt_failed(f, res)
             f.count_after = ir.count_file(out_bc)

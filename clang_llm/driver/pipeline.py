@@ -265,8 +265,9 @@ def _decide(builder: TUBuilder, baseline: Future[Finding], settings: Settings, o
     # Candidates run without -verify-each (opt is 2-5x cheaper so); the one chosen to ship is
     # re-run with it from the source IR, and only that run's object ships. A decision's only
     # list runs verified in the first place (`evaluate_verified`): it needs no second run.
+    # A candidate extending -Oz runs only its own passes on the baseline's output (evaluate_after).
     tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before or 0, baseline=baseline,
-                   evaluate=lambda pl: builder.evaluate(pl, verify_each=False), settings=settings,
+                   evaluate=lambda pl: builder.evaluate_after(tu.oz, pl), settings=settings,
                    source=inv.source or "", evaluate_verified=lambda pl: builder.evaluate(pl, verify_each=True))
     decision = _replay(cached, tu) if cached else None
     cache_hit = decision is not None

@@ -1,0 +1,54 @@
+"""A candidate that extends the -Oz baseline runs only its own passes on the baseline's output:
+the same optimized module and the byte-identical object as a whole run from the source IR."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from clang_llm import ir
+from clang_llm.build.tubuilder import TUBuilder
+from clang_llm.passes import OZ, parse_pass_list
+from clang_llm.toolchain import Toolchain
+
+SOURCE = ("int t[16]; int f(int n) { int s = 0; for (int i = 0; i < n; i++) { if (i & 1) s += t[i & 15];"
+          " else s -= i * 3; } return s; }\nint g(int x) { switch (x) { case 1: return 4; case 2: return 9;"
+          " case 3: return f(x); default: return f(x + 1) * 2; } }\n")
+LISTS = ["Oz gvn-sink", "Oz simplifycfg<hoist-common-insts;sink-common-insts> loop-reduce early-cse",
+         "Oz ipsccp globalopt", "Oz dse loop-deletion", "O1 gvn-sink", "Oz"]
+
+
+def _builder(tmp: Path, name: str) -> TUBuilder:
+    src, bc = tmp / "m.c", tmp / "m.bc"
+    if not bc.exists():
+        src.write_text(SOURCE)
+        subprocess.run(["clang-22", "-Oz", "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-c", str(src), "-o",
+                        str(bc)], check=True)
+    tc = Toolchain.discover()
+    (tmp / name).mkdir()
+    b = TUBuilder(tc.compiler(False), tc.opt, [], "c", bc, tmp / name, 30)
+    b.count_before = ir.count_file(bc)
+    return b
+
+
+def test_extensions_of_oz_match_whole_runs_byte_for_byte(tmp_path: Path) -> None:
+    inc, whole = _builder(tmp_path, "inc"), _builder(tmp_path, "whole")
+    oz = inc.evaluate(OZ, verify_each=False)
+    for text in LISTS:
+        pl = parse_pass_list(text)
+        a = inc.evaluate_after(oz, pl)
+        b = whole.evaluate(pl, verify_each=True)
+        assert a.valid and b.valid and a.pass_list == b.pass_list == text
+        assert a.count_after == b.count_after and a.sizes == b.sizes
+        assert a.object_path is not None and b.object_path is not None
+        assert a.object_path.read_bytes() == b.object_path.read_bytes(), text
+        assert not a.verified  # a screening run: the shipped list is re-run whole with -verify-each
+
+
+def test_a_failed_baseline_or_another_base_runs_whole(tmp_path: Path) -> None:
+    b = _builder(tmp_path, "w")
+    oz = b.evaluate(OZ, verify_each=False)
+    oz.ir_path.unlink()  # the baseline's output is gone: nothing to extend
+    f = b.evaluate_after(oz, parse_pass_list("Oz gvn-sink"))
+    g = b.evaluate(parse_pass_list("Oz gvn-sink"), verify_each=False)
+    assert f.valid and f.sizes == g.sizes and f.object_path.read_bytes() == g.object_path.read_bytes()
