@@ -230,7 +230,9 @@ class ModelLoop:
             try:
                 pairs = self._ranked(current, tried)
                 # Beside ranked stored lists, the samples are lists the model writes itself.
-                pairs += self._answers(current + NEW_MARK if ranking else current, s.samples, s.seed + r)
+                # A model without a pool to rank always writes at least one list.
+                pairs += self._answers(current + NEW_MARK if ranking else current,
+                                       s.samples if ranking else max(1, s.samples), s.seed + r)
             except ModelError as e:  # a failing model or server ends the rounds; what was found stays
                 log.warning("model failed in round %d: %s", r + 1, e)
                 rounds.append(Round(round=r + 1, error=str(e)[:300]))
