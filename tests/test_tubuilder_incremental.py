@@ -52,3 +52,17 @@ def test_a_failed_baseline_or_another_base_runs_whole(tmp_path: Path) -> None:
     f = b.evaluate_after(oz, parse_pass_list("Oz gvn-sink"))
     g = b.evaluate(parse_pass_list("Oz gvn-sink"), verify_each=False)
     assert f.valid and f.sizes == g.sizes and f.object_path.read_bytes() == g.object_path.read_bytes()
+
+
+def test_a_list_that_leaves_the_ir_as_another_did_costs_no_codegen(tmp_path: Path) -> None:
+    """Unverified runs are memoized by the optimized module's text: identical IR, the same
+    object (byte for byte what its own codegen would give), one codegen."""
+    b = _builder(tmp_path, "w")
+    oz = b.evaluate(OZ, verify_each=False)
+    again = b.evaluate_after(oz, parse_pass_list("Oz globaldce"))  # -Oz left nothing dead
+    whole = _builder(tmp_path, "whole").evaluate(parse_pass_list("Oz globaldce"), verify_each=True)
+    assert b.codegen_skipped == 1 and again.object_path == oz.object_path
+    assert again.sizes == whole.sizes and again.count_after == whole.count_after
+    assert again.object_path.read_bytes() == whole.object_path.read_bytes()
+    other = b.evaluate_after(oz, parse_pass_list("Oz loop-deletion"))  # rewrites the loops' exits
+    assert other.object_path != oz.object_path and b.codegen_skipped == 1  # its own codegen

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from clang_llm import ir
@@ -89,6 +90,10 @@ class TUBuilder:
         self._ids = itertools.count(1)  # thread-safe: candidates are validated in parallel
         self.count_before: int | None = None
         self.objects: set[Path] = set()  # every object this builder made (the only ones that may ship)
+        # Unverified runs by the digest of their optimized module: a list that leaves the IR as
+        # another did (about half of a pool's lists on a TU) gets that run's object, no codegen.
+        self._built: dict[str, Finding] = {}
+        self.codegen_skipped = 0
         self.codegen_s = 0.0  # seconds in clang's backend, all evaluations together
 
     def _remembered(self, what: str, ask: Callable[[], str]) -> str:
@@ -187,8 +192,19 @@ class TUBuilder:
             res = run(self.opt_command(run_list or pass_list, out_bc, verify_each, source), timeout=self.timeout)
             if res.returncode != 0:
                 return opt_failed(f, res)
-            f.count_after = ir.count_file(out_bc)
             f.ir_path = out_bc
+            digest = None
+            if verify_each:
+                f.count_after = ir.count_file(out_bc)
+            else:
+                text = str(ir.parse(out_bc))
+                f.count_after = ir.count_text(text)
+                digest = hashlib.sha256(text[text.find("\n") + 1:].encode()).hexdigest()  # no ModuleID line
+                same = self._built.get(digest)
+                if same is not None and same.sizes is not None and same.object_path is not None:
+                    f.sizes, f.object_path, f.valid = replace(same.sizes), same.object_path, True
+                    self.codegen_skipped += 1
+                    return f
             t_codegen = time.monotonic()
             try:
                 res = run(self.codegen_command(out_bc, out_o), timeout=self.timeout)
@@ -202,4 +218,6 @@ class TUBuilder:
             self.objects.add(out_o)
             f.valid = True
             f.verified = verify_each
+            if digest is not None:
+                self._built[digest] = f
         return f
