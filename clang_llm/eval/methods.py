@@ -241,7 +241,8 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                 pl = parse_pass_list(text)
             except PassListError:
                 continue
-            findings.append(builder.evaluate(pl, verify_each=setup.verify_each))
+            findings.append(builder.evaluate(pl, verify_each=True) if setup.verify_each
+                            else builder.evaluate_after(oz, pl))
             evals += 1
         chosen = _pick(oz, findings, spec.backup)
     elif spec.kind == "rank" and not _has_pool(setup):
@@ -300,7 +301,8 @@ def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Find
             pl = parse_pass_list(text)
         except PassListError:
             continue
-        findings.append(builder.evaluate(pl, verify_each=setup.verify_each))
+        findings.append(builder.evaluate(pl, verify_each=True) if setup.verify_each
+                        else builder.evaluate_after(oz, pl))
     chosen = _pick(oz, findings, spec.backup)
     stats = ModelStats(candidates=len(findings), valid=sum(1 for f in findings if f.valid))
     return _result("ok", chosen=_outcome(chosen), evals=1 + len(findings),
@@ -333,7 +335,8 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     recorded: list[Finding] = []
 
     def evaluate(pl: PassList) -> Finding:
-        f = builder.evaluate(pl, verify_each=setup.verify_each)
+        # Unverified: the driver's own screening run (extending -Oz runs on its output).
+        f = builder.evaluate(pl, verify_each=True) if setup.verify_each else builder.evaluate_after(oz, pl)
         recorded.append(f)
         return f
 

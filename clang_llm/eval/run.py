@@ -77,6 +77,17 @@ class ReplayingBuilder(TUBuilder):
         self._done[key] = dataclasses.replace(f)
         return f
 
+    def evaluate_after(self, start: Finding, pass_list: PassList) -> Finding:
+        """An unverified run that extends `start` (the driver's screening run), replayed too."""
+        key = (str(pass_list), False)
+        if key in self._done:
+            first = self._done[key]
+            self.replayed_seconds += first.seconds
+            return dataclasses.replace(first)
+        f = super().evaluate_after(start, pass_list)
+        self._done[key] = dataclasses.replace(f)
+        return f
+
 
 def _module_worker(task: ModuleTask, specs: list[MethodSpec], setup: MethodSetup) -> list[EvalRecord]:
     """All pending methods on one module (shared -Oz baseline); one record per method."""
