@@ -11,11 +11,13 @@
 # without -verify-each (same sizes, faster; for choosing settings only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${CORPUS:-build/heldout}
+# The held-out bitcode with the v2 index: its train split is the one the v2 labels were made on,
+# so the coreset sees every train label (the v1 index knows only 883 of them).
+CORPUS=${CORPUS:-build/heldout-v2}
 if [ ! -f "$CORPUS/index.jsonl.gz" ]; then
   mkdir -p "$CORPUS"
   tar -xJf data/modules-heldout.tar.xz -C "$CORPUS"
-  cp data/corpus-index.jsonl.gz "$CORPUS/index.jsonl.gz"
+  cp data/corpus-index-v2.jsonl.gz "$CORPUS/index.jsonl.gz"
 fi
 TOOL=${TOOL:-.venv/bin/clang-llm-tool}
 mkdir -p build
@@ -23,18 +25,20 @@ labels=build/labels-v2-eval.jsonl.gz
 { zcat data/labels-v2.jsonl.gz; zcat data/labels-v2-train.jsonl.gz | head -n "${TRAIN_LABELS:-100000000}"; } \
   | gzip > "$labels"
 verify=(); [ "${VERIFY:-1}" = 0 ] && verify=(--no-verify)
+# coreset@k: the first k stored lists of the cllm-v2 pool (the lists a cllm-v2 model ranks).
+coreset=(--coreset "${POOL:-data/pool-v2.json}")
 model=(); [ -n "${MODEL:-}" ] && model=(--model "$MODEL")
 case "${STAGE:-validation}" in
   validation)
     out=docs/eval-v2/validation
-    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split validation --labels "$labels" "${model[@]}" \
+    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split validation --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@1 -m coreset@8+backup -m coreset@15+backup -m coreset@16+backup \
       -m rank@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup -m rank@12s3+backup -m rank@7r2+backup \
       -m model@1 -m model@8+backup ;;
   test)
     out=docs/eval
-    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" \
+    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@1 -m coreset@8+backup -m coreset@16+backup -m model@1 -m model@8+backup \
       -m "${DEFAULT_METHOD:-default}+backup" ;;

@@ -236,6 +236,9 @@ def eval_cmd(
     plots: Annotated[bool, typer.Option(help="Write the PNG plots.")] = True,
     coreset_split: Annotated[str, typer.Option(help="Split whose labels choose the coreset lists (never test).")]
     = "train",
+    coreset_file: Annotated[Path | None, typer.Option(
+        "--coreset", help="A fixed pool (data/pool-v2.json): coreset@k tries its first k lists (Oz aside) "
+                          "instead of a coreset recomputed from --labels")] = None,
     verify: Annotated[bool, typer.Option(help="Run opt with -verify-each (--no-verify: same sizes, about 3x "
                                               "faster opt; for choosing settings, not for shipped numbers)")]
     = True,
@@ -266,7 +269,7 @@ def eval_cmd(
     res = evaluate(methods, tasks, labels_path=labels,
                    cache_path=cache or out_dir / "cache.jsonl.gz", jobs=jobs, timeout=timeout, backup=backup,
                    seed=seed, model_settings=settings, split_of=split_of, coreset_split=coreset_split,
-                   verify_each=verify)
+                   verify_each=verify, coreset_file=coreset_file)
     paths = write_outputs(res, out_dir, plots=plots)
     typer.echo((out_dir / "table.md").read_text())
     typer.echo(json.dumps({k: str(v) for k, v in paths.items()}))

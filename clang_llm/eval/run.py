@@ -123,7 +123,8 @@ def _module_worker(task: ModuleTask, specs: list[MethodSpec], setup: MethodSetup
 
 def build_setup(specs: list[MethodSpec], labels_path: Path | None, timeout: float = 20.0, verify_each: bool = True,
                 seed: int = 0, model_settings: dict[str, Any] | None = None,
-                split_of: dict[str, str] | None = None, coreset_split: str = "train") -> MethodSetup:
+                split_of: dict[str, str] | None = None, coreset_split: str = "train",
+                coreset_file: Path | None = None) -> MethodSetup:
     """Lists from the TRAIN labels: coreset (most frequent winners) and autotune's broadcast set.
 
     `split_of` (module id -> split, from the current index) overrides the split stored in each
@@ -135,7 +136,13 @@ def build_setup(specs: list[MethodSpec], labels_path: Path | None, timeout: floa
     kmax = max([s.n for s in specs if s.kind == "coreset"]
                + [max(s.n, RANK_POOL) for s in specs if s.kind == "rank"], default=0)
     train = [r for r in labels if r.split == "train"]
-    return MethodSetup(coreset=coreset_lists(labels, kmax, coreset_split) if kmax else [],
+    if coreset_file is not None:  # a fixed pool (a cllm-v2 model's): coreset@k is its first k lists
+        from clang_llm.train.make_model import load_pool
+
+        coreset = [p for p in load_pool(coreset_file) if p != "Oz"]
+    else:
+        coreset = coreset_lists(labels, kmax, coreset_split) if kmax else []
+    return MethodSetup(coreset=coreset,
                        broadcast=shared_winners(train),
                        timeout=timeout, verify_each=verify_each, seed=seed, model_settings=model_settings or {})
 
@@ -157,7 +164,8 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
              cache_path: Path | None = None, jobs: int = 1, timeout: float = 20.0, verify_each: bool = True,
              backup: bool = False, seed: int = 0, model_settings: dict[str, Any] | None = None,
              progress: bool = True, on_record: Callable[[EvalRecord], None] | None = None,
-             split_of: dict[str, str] | None = None, coreset_split: str = "train") -> EvalResults:
+             split_of: dict[str, str] | None = None, coreset_split: str = "train",
+             coreset_file: Path | None = None) -> EvalResults:
     """Run every method on every module (cached results reused) and summarize per method.
 
     `labels_path`: the autotuner's labels (coreset lists and broadcast from the train split; the
@@ -168,7 +176,8 @@ def evaluate(methods: list[str], modules: list[ModuleTask], *, labels_path: Path
     from clang_llm.eval.report import summarize
 
     specs = list({s.name: s for s in (parse_method(m, backup) for m in methods)}.values())
-    setup = build_setup(specs, labels_path, timeout, verify_each, seed, model_settings, split_of, coreset_split)
+    setup = build_setup(specs, labels_path, timeout, verify_each, seed, model_settings, split_of, coreset_split,
+                        coreset_file)
     unavailable: dict[str, str] = {}
     if any(s.is_model for s in specs):
         why = model_unavailable_reason(str((model_settings or {}).get("model", "")))
