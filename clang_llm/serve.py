@@ -45,6 +45,7 @@ MAX_N = 64
 KEY_ENV = "CLANG_LLM_API_KEY"
 TOKENIZER_PATH = "/clang-llm/v1/tokenizer.json"
 STATS_PATH = "/clang-llm/v1/stats"
+RANK_PATH = "/clang-llm/v1/rank"  # a cllm-v2 model's ranking of its pool for one prompt
 
 
 @dataclass
@@ -135,7 +136,8 @@ def model_entry(model: Model, name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "clang-llm",
             "max_model_len": model.context_length,
             "clang_llm": {"fingerprint": model.id, "context_length": model.context_length,
-                          "card": model.card.to_json(), "tokenizer": TOKENIZER_PATH}}
+                          "card": model.card.to_json(), "tokenizer": TOKENIZER_PATH,
+                          **({"rank": RANK_PATH} if model.pool else {})}}
 
 
 def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -218,6 +220,14 @@ class Service:
             return 200, {"count": len(ids), "max_model_len": self.model.context_length, "tokens": ids}
         if method == "POST" and path == "/v1/completions":
             return 200, self.complete(body)
+        if method == "POST" and path == RANK_PATH and self.model.pool:
+            if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+                raise BadRequest("'prompt' must be a string")
+            if self.model.count_tokens(body["prompt"]) + 1 >= self.model.context_length:
+                raise BadRequest(f"prompt longer than the maximum context length of {self.model.context_length} tokens")
+            self.requests += 1
+            scores = self.model.rank_pool(body["prompt"])  # serialized with generation by the model's lock
+            return 200, {"model": self.name, "system_fingerprint": self.model.id, "scores": scores}
         return 404, {"error": {"message": f"no route {method} {path[:100]}", "type": "not_found"}}
 
     def complete(self, body: object) -> dict[str, Any]:

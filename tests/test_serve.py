@@ -78,6 +78,8 @@ def test_remote_objects_identical_to_in_process(served: Served, src: Path, tmp_p
     answers = [[c.answer for c in r.candidates] for r in lrec.rounds]
     assert answers == [[c.answer for c in r.candidates] for r in rrec.rounds]
     assert rrec.remote_calls >= 2 and lrec.remote_calls == 0  # greedy, then samples
+    # the default model ranks its pool on the server too (POST /clang-llm/v1/rank)
+    assert any(c.answer.startswith("<|L") for r in rrec.rounds for c in r.candidates)
     assert rrec.model_id.startswith("http-") and rrec.model_id != lrec.model_id
 
 

@@ -104,28 +104,31 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
 
 @pytest.mark.slow
 def test_training_from_committed_examples_is_deterministic(tmp_path: Path) -> None:
-    """The shipped model is reproduced from data/train-examples.jsonl.xz + its tokenizer: the same
-    examples, seed and recipe give the same weights, and a run stopped before its learning-rate
-    schedule ends follows that schedule (the shipped model is step 1,400 of 2,000)."""
+    """The shipped model is reproduced from data/train-examples-v2.jsonl.xz + its tokenizer: the
+    same examples, seed and recipe give the same weights (the pool travels on the examples' first
+    line into the card), and a run stopped before its learning-rate schedule ends follows that
+    schedule."""
     import lzma
 
     from clang_llm.train.make_model import ModelRecipe, make_model
     from clang_llm.train.trainer import _lr_factor
 
     root = Path(__file__).resolve().parents[1]
-    with lzma.open(root / "data/train-examples.jsonl.xz", "rt") as f:
-        lines = [next(f) for _ in range(24)]
+    with lzma.open(root / "data/train-examples-v2.jsonl.xz", "rt") as f:
+        lines = [next(f) for _ in range(25)]  # the pool line and 24 examples
     small = tmp_path / "examples.jsonl"
     small.write_text("".join(lines))
     tok = root / "clang_llm/weights/default/tokenizer.json"
     recipe = ModelRecipe(context=512, prompt_budget=200, max_new_tokens=48, hidden_size=32, num_layers=1,
-                         num_heads=2, steps=6, schedule_steps=20, batch_size=2, lr=1e-2, cpu_threads=1)
+                         num_heads=2, steps=6, schedule_steps=20, batch_size=2, lr=1e-2, cpu_threads=1,
+                         prompt_format="cllm-v2")
     models = [make_model(None, None, tmp_path / f"work{i}", tmp_path / f"model{i}", recipe,
                          examples_path=small, tokenizer_path=tok) for i in (0, 1)]
     assert (models[0] / "model.bin").read_bytes() == (models[1] / "model.bin").read_bytes()
     card = json.loads((models[0] / "model-card.json").read_text())
     assert card["training"]["steps"] == 6 and card["training"]["schedule_steps"] == 20
-    assert card["training"]["data"]["train_modules"] == len({json.loads(s)["id"] for s in lines})
+    assert card["training"]["data"]["train_modules"] == len({json.loads(s)["id"] for s in lines[1:]})
+    assert card["prompt_format"] == "cllm-v2" and card["pool"] == json.loads(lines[0])["pool"]
     log = [json.loads(s) for s in (tmp_path / "work0/train/loss.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 6
     assert log[-1]["lr"] == pytest.approx(1e-2 * _lr_factor(5, 20, 2))  # warmup = schedule // 10

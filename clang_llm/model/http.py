@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class ServerModel:
     context_length: int
     card: ModelCard
     tokenizer_path: str  # "" when the server does not share its tokenizer
+    rank_path: str = ""  # `clang-llm-tool serve` of a cllm-v2 model: where it ranks its pool
 
 
 class HttpModel:
@@ -136,6 +138,37 @@ class HttpModel:
         except (ValueError, KeyError, TypeError):
             self._tokenize_endpoint = False
             return estimate
+
+    # -- ranking (a clang-llm server's cllm-v2 model) --------------------------------
+    @property
+    def pool(self) -> list[str]:
+        """The stored lists the server's model ranks; none when the server cannot rank (the loop
+        then only samples)."""
+        return list(self.card.pool) if self.server.rank_path else []
+
+    def rank_pool(self, prompt: str) -> list[float]:
+        """The server's `Model.rank_pool` for this prompt; raises `BackendError`."""
+        import httpx
+
+        t0 = time.monotonic()
+        try:
+            with machine_slot(self.cfg.state_dir / "backend-slots", self.cfg.concurrency, self.cfg.timeout):
+                self.requests += 1
+                r = self._client.post(self.server.rank_path, json={"model": self.server.name, "prompt": prompt})
+        except SlotTimeout as e:
+            raise BackendError("busy", str(e)) from None
+        except httpx.HTTPError as e:
+            raise _transport_error(e) from None
+        finally:
+            self.seconds += time.monotonic() - t0
+        data = _json(r)
+        self._check_model(data)
+        scores = data.get("scores")
+        finite = isinstance(scores, list) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in scores)
+        if not finite or len(scores) != len(self.card.pool):  # type: ignore[arg-type]
+            raise BackendError("bad-json", f"expected {len(self.card.pool)} finite scores")
+        return [float(x) for x in scores]  # type: ignore[union-attr]
 
     # -- completions -------------------------------------------------------------
     def generate(self, prompts: list[str] | str, k: int = 1, seed: int = 0, temperature: float = 0.8,
@@ -279,8 +312,9 @@ def _server_model(cfg: BackendConfig, data: dict[str, Any]) -> ServerModel:
     tokenizer = ours.get("tokenizer") if isinstance(ours.get("tokenizer"), str) else ""
     if tokenizer and not tokenizer.startswith("/"):
         tokenizer = ""
+    rank = ours.get("rank") if isinstance(ours.get("rank"), str) and str(ours.get("rank")).startswith("/") else ""
     return ServerModel(name=name, fingerprint=fingerprint, context_length=ctx, card=card,
-                       tokenizer_path=tokenizer)
+                       tokenizer_path=tokenizer, rank_path=rank)
 
 
 def connect(cfg: BackendConfig) -> HttpModel:

@@ -154,7 +154,7 @@ def _train_ids(index_path: Path, labels: list[LabelRecord]) -> list[str]:
 
 def _data_summary(labels: list[LabelRecord] | None, examples: Path) -> dict[str, Any]:
     with open(examples) as f:
-        exs = [json.loads(line) for line in f]
+        exs = [d for d in map(json.loads, f) if "prompt" in d]  # a cllm-v2 file's pool line is no example
     kinds = dict(Counter(ex.get("kind", "?") for ex in exs))
     if labels is None:  # from a committed examples file: the modules it names
         return {"train_modules": len({ex["id"] for ex in exs if ex.get("id")}), "examples": kinds}
