@@ -33,8 +33,7 @@ case "${STAGE:-validation}" in
     out=docs/eval-v2/validation
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split validation --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
-      -m oz -m coreset@1 -m coreset@8+backup -m coreset@15+backup -m coreset@16+backup \
-      -m rank@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup -m rank@12s3+backup -m rank@7r2+backup \
+      -m oz -m coreset@1 -m coreset@8+backup -m rank@4+backup -m rank@8+backup -m rank@6s2+backup \
       -m model@1 -m model@8+backup ;;
   test)
     out=docs/eval
