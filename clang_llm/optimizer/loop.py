@@ -130,7 +130,8 @@ class ModelLoop:
             chars //= 2
 
     def _pool(self) -> list[str]:
-        """The model's stored lists when it can rank them (a local cllm-v2 model), else none."""
+        """The model's stored lists when it can rank them (a cllm-v2 model, in process or on a
+        clang-llm server), else none."""
         if self.settings.rank < 1 or not hasattr(self.model, "rank_pool"):
             return []
         return list(getattr(self.model, "pool", []) or [])
