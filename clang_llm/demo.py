@@ -41,7 +41,7 @@ def run_demo(project: Path = EXAMPLE, cflags: str = "-O2 -Wall", extra_flags: st
         _make(ours, env, wrapper, f"{cflags} {extra_flags}".strip())
         check = subprocess.run(["make", "-s", "check"], cwd=ours, env=env, capture_output=True, text=True)
         db = Database(work / "state")
-        records = {Path(r["object"]).name: r for r in db.all_records()}
+        records = {Path(r.object).name: r for r in db.all_records()}
         t = Table(title=f"{project.name}: clang-llm vs clang-22 -Oz (.text bytes of each object)")
         for col in ("object", "-Oz .text", "clang-llm .text", "Δ .text", "Δ allocated", "pass list", "why"):
             t.add_column(col, justify="right" if "text" in col or "Δ" in col else "left")
@@ -50,12 +50,12 @@ def run_demo(project: Path = EXAMPLE, cflags: str = "-O2 -Wall", extra_flags: st
             a, b = object_sizes(ref / obj), object_sizes(ours / obj)
             tot_ref, tot_ours = tot_ref + a.text, tot_ours + b.text
             alloc_ref, alloc_ours = alloc_ref + a.alloc, alloc_ours + b.alloc
-            rec = records.get(obj, {})
+            rec = records.get(obj)
             t.add_row(obj, str(a.text), str(b.text), _pct(b.text, a.text), _pct(b.alloc, a.alloc),
-                      rec.get("chosen", {}).get("pass_list", "?"), rec.get("reason", "no record"))
+                      rec.chosen.pass_list if rec else "?", rec.reason if rec else "no record")
         t.add_row("total", str(tot_ref), str(tot_ours), _pct(tot_ours, tot_ref), _pct(alloc_ours, alloc_ref), "", "")
         console.print(t)
-        model = next((r.get("model_id") for r in records.values()), None)
+        model = next((r.model_id for r in records.values()), None)
         console.print(f"model: {model}; project's own check: "
                       f"{'passed' if check.returncode == 0 else 'FAILED: ' + check.stdout + check.stderr}")
         return 0 if check.returncode == 0 and tot_ours <= tot_ref else 1

@@ -113,7 +113,8 @@ def cache(clear: Annotated[bool, typer.Option("--clear", help="Drop every cached
 
 
 def demo(project: Annotated[Path | None, typer.Argument(help="A make-based C project (default: the example)")] = None,
-         flags: Annotated[str, typer.Option(help="clang-llm flags for the build")] = "--llm-samples=8") -> None:
+         flags: Annotated[str, typer.Option(
+             help="clang-llm flags for the build (default: none, the wrapper's defaults)")] = "") -> None:
     """Build the bundled example with CC=clang-llm and with clang-22 -Oz; print the size table.
 
     The default flags ask for 8 distinct candidates per TU: the best model setting of the
