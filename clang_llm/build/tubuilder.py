@@ -161,10 +161,14 @@ class TUBuilder:
 
     def evaluate(self, pass_list: PassList, verify_each: bool = True) -> Finding:
         """opt with the list (-verify-each, timeout), count instructions, codegen, measure sizes."""
+        return self._in_slot(lambda: self._evaluate(pass_list, verify_each))
+
+    def _in_slot(self, run_it: Callable[[], Finding]) -> Finding:
+        """A heavy step (opt + codegen) within this machine's slots, when there are any."""
         if self.slots is None:
-            return self._evaluate(pass_list, verify_each)
+            return run_it()
         with self.slots.slot():
-            return self._evaluate(pass_list, verify_each)
+            return run_it()
 
     def evaluate_after(self, start: Finding, pass_list: PassList) -> Finding:
         """An unverified candidate, cheaper when it extends `start` (the -Oz baseline): a list
@@ -177,11 +181,9 @@ class TUBuilder:
                    and pass_list.tokens[0] == start.pass_list and not PassList(rest).bases)
         if not extends:
             return self.evaluate(pass_list, verify_each=False)
-        assert start.ir_path is not None
-        if self.slots is None:
-            return self._evaluate(pass_list, False, PassList(rest), start.ir_path)
-        with self.slots.slot():
-            return self._evaluate(pass_list, False, PassList(rest), start.ir_path)
+        source = start.ir_path
+        assert source is not None
+        return self._in_slot(lambda: self._evaluate(pass_list, False, PassList(rest), source))
 
     def _evaluate(self, pass_list: PassList, verify_each: bool, run_list: PassList | None = None,
                   source: Path | None = None) -> Finding:

@@ -169,6 +169,12 @@ def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
     return min(valid, key=_key) if valid else oz
 
 
+def _screen(builder: TUBuilder, oz: Finding, pl: PassList, setup: MethodSetup) -> Finding:
+    """One candidate's run: verified from the source IR, or unverified as the driver screens it
+    (a list extending -Oz runs on the baseline's output)."""
+    return builder.evaluate(pl, verify_each=True) if setup.verify_each else builder.evaluate_after(oz, pl)
+
+
 def _outcome(f: Finding) -> ListResult:
     assert f.sizes is not None
     return ListResult(pass_list=f.pass_list, text=f.sizes.text, alloc=f.sizes.alloc, count=f.count_after)
@@ -241,8 +247,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                 pl = parse_pass_list(text)
             except PassListError:
                 continue
-            findings.append(builder.evaluate(pl, verify_each=True) if setup.verify_each
-                            else builder.evaluate_after(oz, pl))
+            findings.append(_screen(builder, oz, pl, setup))
             evals += 1
         chosen = _pick(oz, findings, spec.backup)
     elif spec.kind == "rank" and not _has_pool(setup):
@@ -301,8 +306,7 @@ def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Find
             pl = parse_pass_list(text)
         except PassListError:
             continue
-        findings.append(builder.evaluate(pl, verify_each=True) if setup.verify_each
-                        else builder.evaluate_after(oz, pl))
+        findings.append(_screen(builder, oz, pl, setup))
     chosen = _pick(oz, findings, spec.backup)
     stats = ModelStats(candidates=len(findings), valid=sum(1 for f in findings if f.valid))
     return _result("ok", chosen=_outcome(chosen), evals=1 + len(findings),
@@ -335,8 +339,7 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     recorded: list[Finding] = []
 
     def evaluate(pl: PassList) -> Finding:
-        # Unverified: the driver's own screening run (extending -Oz runs on its output).
-        f = builder.evaluate(pl, verify_each=True) if setup.verify_each else builder.evaluate_after(oz, pl)
+        f = _screen(builder, oz, pl, setup)
         recorded.append(f)
         return f
 

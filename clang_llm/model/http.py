@@ -148,20 +148,7 @@ class HttpModel:
 
     def rank_pool(self, prompt: str) -> list[float]:
         """The server's `Model.rank_pool` for this prompt; raises `BackendError`."""
-        import httpx
-
-        t0 = time.monotonic()
-        try:
-            with machine_slot(self.cfg.state_dir / "backend-slots", self.cfg.concurrency, self.cfg.timeout):
-                self.requests += 1
-                r = self._client.post(self.server.rank_path, json={"model": self.server.name, "prompt": prompt})
-        except SlotTimeout as e:
-            raise BackendError("busy", str(e)) from None
-        except httpx.HTTPError as e:
-            raise _transport_error(e) from None
-        finally:
-            self.seconds += time.monotonic() - t0
-        data = _json(r)
+        data = self._post(self.server.rank_path, {"model": self.server.name, "prompt": prompt})
         self._check_model(data)
         scores = data.get("scores")
         finite = isinstance(scores, list) and all(
@@ -182,24 +169,11 @@ class HttpModel:
 
     def _complete(self, prompt: str, k: int, seed: int, temperature: float, max_tokens: int,
                   top_k: int) -> list[str]:
-        import httpx
-
         body: dict[str, Any] = {"model": self.server.name, "prompt": prompt, "n": k, "temperature": temperature,
                                 "seed": seed, "max_tokens": max_tokens, "top_k": top_k}
         if self.stop:
             body["stop"] = list(self.stop)
-        t0 = time.monotonic()
-        try:
-            with machine_slot(self.cfg.state_dir / "backend-slots", self.cfg.concurrency, self.cfg.timeout):
-                self.requests += 1
-                r = self._client.post("/v1/completions", json=body)
-        except SlotTimeout as e:
-            raise BackendError("busy", str(e)) from None
-        except httpx.HTTPError as e:
-            raise _transport_error(e) from None
-        finally:
-            self.seconds += time.monotonic() - t0
-        data = _json(r)
+        data = self._post("/v1/completions", body)
         choices = data.get("choices")
         if not isinstance(choices, list) or len(choices) != k or not all(isinstance(c, dict) for c in choices):
             raise BackendError("bad-json", f"expected {k} choices")
@@ -213,6 +187,23 @@ class HttpModel:
                 raise BackendError("truncated", f"answer cut at max_tokens={max_tokens} inside its pass list")
             texts.append(text)
         return texts
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One request within the machine's slots, timed and counted; its JSON, or `BackendError`."""
+        import httpx
+
+        t0 = time.monotonic()
+        try:
+            with machine_slot(self.cfg.state_dir / "backend-slots", self.cfg.concurrency, self.cfg.timeout):
+                self.requests += 1
+                r = self._client.post(path, json=body)
+        except SlotTimeout as e:
+            raise BackendError("busy", str(e)) from None
+        except httpx.HTTPError as e:
+            raise _transport_error(e) from None
+        finally:
+            self.seconds += time.monotonic() - t0
+        return _json(r)
 
     def _check_model(self, data: dict[str, Any]) -> None:
         """The answer must come from the model connected to (not one swapped in since)."""

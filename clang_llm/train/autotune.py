@@ -42,7 +42,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from clang_llm import LLVM_MAJOR, ir
 from clang_llm.build.tubuilder import TUBuilder
@@ -578,27 +578,34 @@ def _crash_record(task: ModuleTask, cfg: AutotuneConfig, why: str) -> LabelRecor
                        vocab=Vocabulary.default().version)
 
 
-def _run_pool(pending: list[ModuleTask], cfg: AutotuneConfig, jobs: int, broadcast: Callable[[], list[str]],
-              handle: Callable[[LabelRecord], None],
-              worker: Callable[[ModuleTask, AutotuneConfig, list[str]], LabelRecord] | None = None) -> None:
+C = TypeVar("C")  # what every module's worker gets: a search config, a pool of lists
+B = TypeVar("B")  # what each submission gets fresh: the current broadcast lists
+R = TypeVar("R")  # one module's record
+
+
+def _run_pool(pending: list[ModuleTask], cfg: C, jobs: int, broadcast: Callable[[], B],
+              handle: Callable[[R], None], worker: Callable[[ModuleTask, C, B], R] | None = None,
+              crash: Callable[[ModuleTask, C, str], R] | None = None) -> None:
     """Modules through a process pool, at most 2*jobs in flight (each gets the current broadcast).
 
     A worker that dies (an LLVM abort inside llvmlite, the OOM killer) breaks the pool: the
     modules that were in flight are then rerun one at a time, each alone in a fresh worker, so
-    a module that kills its worker is recorded as an error instead of stopping a long run.
+    a module that kills its worker is recorded (by `crash`) as an error instead of stopping a
+    long run. Labelling and the pool sweep share it (their worker, config and records differ).
     """
-    worker = worker or _worker
+    work: Callable[[ModuleTask, C, B], R] = worker or _worker  # type: ignore[assignment]
+    died: Callable[[ModuleTask, C, str], R] = crash or _crash_record  # type: ignore[assignment]
     queue: list[ModuleTask] = list(reversed(pending))
     ctx = get_context("forkserver")
     while queue:
         suspects: list[ModuleTask] = []
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            inflight: dict[Future[LabelRecord], ModuleTask] = {}
+            inflight: dict[Future[R], ModuleTask] = {}
             try:
                 while (queue or inflight) and not suspects:
                     while queue and len(inflight) < jobs * 2:
                         t = queue.pop()
-                        inflight[pool.submit(worker, t, cfg, broadcast())] = t
+                        inflight[pool.submit(work, t, cfg, broadcast())] = t
                     finished, _ = wait(set(inflight), return_when=FIRST_COMPLETED)
                     for fut in finished:
                         t = inflight.pop(fut)
@@ -616,9 +623,9 @@ def _run_pool(pending: list[ModuleTask], cfg: AutotuneConfig, jobs: int, broadca
         for t in suspects:
             with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
                 try:
-                    handle(solo.submit(worker, t, cfg, broadcast()).result())
+                    handle(solo.submit(work, t, cfg, broadcast()).result())
                 except BrokenProcessPool as e:
-                    handle(_crash_record(t, cfg, repr(e)))
+                    handle(died(t, cfg, repr(e)))
 
 
 def autotune(tasks: list[ModuleTask], out_path: Path, cfg: AutotuneConfig, jobs: int | None = None,

@@ -23,6 +23,7 @@ from clang_llm.objsize import Sizes
 from clang_llm.optimizer.loop import prompt_budgets
 from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, render_answer
 from clang_llm.progress import make_progress
+from clang_llm.prompt_format import NEW_MARK, pool_token
 from clang_llm.records import Finding, LabelRecord, ListResult, Prediction
 from clang_llm.train.pool_sweep import PoolSizes
 
@@ -155,8 +156,6 @@ RANK_TEMPERATURE = 0.01  # a list 1 % larger than the module's best gets e^-1 of
 
 def choice_of(pass_list: str, pool_index: dict[str, int]) -> str:
     """The choice token that opens an answer naming `pass_list`: its stored list, else `<|new|>`."""
-    from clang_llm.prompt_format import NEW_MARK, pool_token
-
     i = pool_index.get(pass_list)
     return pool_token(i) if i is not None else NEW_MARK
 
@@ -177,8 +176,6 @@ def rank_targets(rec: LabelRecord, pool_index: dict[str, int], exclude: frozense
     them). A module where nothing beats -Oz targets the stored `Oz` list (pool entry 0): the
     model learns that this TU has nothing to gain. `exclude` removes lists already tried (a
     feedback prompt's previous answer): the loop never tries a list twice."""
-    from clang_llm.prompt_format import NEW_MARK
-
     assert rec.oz is not None
     oz_text = max(1, rec.oz.text)
     lists = [t for t in _eligible(rec) if t.pass_list not in exclude and t.text < rec.oz.text]
@@ -200,8 +197,6 @@ def _rendered(entry: ListResult, before: int, pool_index: dict[str, int]) -> str
     """An answer for `entry` as the loop records it: a ranked stored list is its choice token and
     its list; a list the model wrote carries its counts (sampled after `<|new|>`, which is the
     prompt's, not the answer's)."""
-    from clang_llm.prompt_format import pool_token
-
     i = pool_index.get(entry.pass_list)
     if i is not None:
         return f"{pool_token(i)}passes: {entry.pass_list}"
@@ -229,8 +224,6 @@ def examples_v2_for(rec: LabelRecord, prompt: str, pool_index: dict[str, int], c
     - feedback: the search's own path: a worse list it met, that list's real findings (Short
       form), answered by the best list, targets excluding the worse one.
     """
-    from clang_llm.prompt_format import NEW_MARK
-
     _, budget = prompt_budgets(context, max_new_tokens)
     before, best = rec.count_before, rec.best
     assert before is not None and best is not None and rec.oz is not None

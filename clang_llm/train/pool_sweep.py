@@ -15,10 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ from clang_llm.passes import OZ, parse_pass_list
 from clang_llm.progress import make_progress
 from clang_llm.records import ObjectSize, open_text
 from clang_llm.toolchain import Toolchain
-from clang_llm.train.autotune import ModuleTask
+from clang_llm.train.autotune import ModuleTask, _run_pool
 from clang_llm.train.fasteval import IncrementalEvaluator
 
 SCHEMA = 1
@@ -79,7 +76,7 @@ def read_sweep(path: Path, pool: list[str]) -> dict[str, PoolSizes]:
                 rec = PoolSizes.from_json(json.loads(line))
             except (ValueError, KeyError, TypeError):
                 continue
-            if rec.error == "worker died":  # lost with a pool a neighbour broke: swept again
+            if rec.error == "worker died":  # lost with a broken pool (an older sweep's record): swept again
                 continue
             if rec.pool_sha == sha and len(rec.sizes) in (0, len(pool)):
                 out[rec.id] = rec
@@ -124,14 +121,19 @@ def sweep_module(task: ModuleTask, pool: list[str], timeout: float = 20.0) -> Po
         return PoolSizes(task.id, sha, None, status="error", error=f"{type(e).__name__}: {e}"[:300])
 
 
-def _worker(task: ModuleTask, pool: list[str]) -> PoolSizes:
+def _worker(task: ModuleTask, pool: list[str], _: None) -> PoolSizes:
     return sweep_module(task, pool)
+
+
+def _died(task: ModuleTask, pool: list[str], why: str) -> PoolSizes:
+    return PoolSizes(task.id, pool_sha(pool), None, status="error", error=f"worker crash: {why}"[:300])
 
 
 def sweep(tasks: Iterable[ModuleTask], pool: list[str], out_path: Path, jobs: int | None = None,
           progress: bool = True, on_record: Callable[[PoolSizes], None] | None = None) -> int:
     """Sweep the modules not yet in `out_path` (appending, one line per module); returns how
-    many were swept now. A worker that dies costs only the modules it held (recorded as errors)."""
+    many were swept now. Through autotune's process pool: a module that kills its worker is
+    recorded as an error, the others in flight are rerun."""
     done = read_sweep(out_path, pool)
     pending = [t for t in tasks if t.id not in done]
     jobs = jobs or os.cpu_count() or 1
@@ -151,24 +153,5 @@ def sweep(tasks: Iterable[ModuleTask], pool: list[str], out_path: Path, jobs: in
             rate = n / max(1e-9, time.monotonic() - t0) * 60
             bar.update(tid, advance=1, info=f"{len(done)} before · {rate:.1f} modules/min")
 
-        queue = list(reversed(pending))
-        ctx = get_context("forkserver")
-        while queue:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
-                inflight: dict[Future[PoolSizes], ModuleTask] = {}
-                broken = False
-                while (queue or inflight) and not broken:
-                    while queue and len(inflight) < 2 * jobs:
-                        t = queue.pop()
-                        inflight[ex.submit(_worker, t, pool)] = t
-                    finished, _ = wait(set(inflight), return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        t = inflight.pop(fut)
-                        try:
-                            handle(fut.result())
-                        except BrokenProcessPool:
-                            broken = True
-                            handle(PoolSizes(t.id, pool_sha(pool), None, status="error", error="worker died"))
-                for t in inflight.values():
-                    handle(PoolSizes(t.id, pool_sha(pool), None, status="error", error="worker died"))
+        _run_pool(pending, pool, jobs, lambda: None, handle, _worker, _died)
     return n
