@@ -7,7 +7,7 @@
 # committed results cache (table.md and results.json), (2) a fresh run, no cache, of oz,
 # coreset@4+backup, autotune@6 and three model-loop methods on 25 test modules (every record but
 # its wall time: chosen lists, sizes, opt evaluations, model calls, prediction and IR stats), and
-# (3) `dataset info` on the v2 labels. Needs the held-out modules unpacked (scripts/eval-test-split.sh
+# (3) `dataset info` on the v2 labels. Needs the held-out modules unpacked (scripts/eval-v2.sh
 # does it). Prints one line per comparison; exits 1 if any differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."

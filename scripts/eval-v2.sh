@@ -4,6 +4,8 @@
 #
 #   STAGE=validation bash scripts/eval-v2.sh   # candidate defaults at <= 16 opt evaluations -> docs/eval-v2/validation/
 #   STAGE=test bash scripts/eval-v2.sh         # the chosen default against the baselines -> docs/eval/
+#   STAGE=ablation bash scripts/eval-v2.sh     # samples vs feedback forms, first 100 test modules
+#                                              #   -> docs/eval/ablation/
 #
 # TRAIN_LABELS: how many lines of data/labels-v2-train.jsonl.gz choose the coreset (the labels
 # are appended in labelling order, so the first N lines are the snapshot a model was trained on;
@@ -39,7 +41,17 @@ case "${STAGE:-validation}" in
     out=docs/eval
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
-      -m oz -m coreset@1 -m coreset@8+backup -m coreset@16+backup -m model@1 -m model@8+backup \
+      -m oz -m coreset@1 -m coreset@4+backup -m coreset@8+backup -m coreset@16+backup \
+      -m model@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup \
       -m "${DEFAULT_METHOD:-default}+backup" ;;
-  *) echo "STAGE is validation or test" >&2; exit 2 ;;
+  ablation)  # plain samples against the feedback forms (and ranking) at equal opt budgets
+    out=docs/eval/ablation
+    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --limit 100 --labels "$labels" "${model[@]}" \
+      "${coreset[@]}" --cache docs/eval/cache.jsonl.gz --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
+      -m oz -m coreset@2+backup -m coreset@4+backup -m coreset@8+backup \
+      -m model@1+backup -m model@2+backup -m model@4+backup -m model@8+backup \
+      -m feedback-fast@2+backup -m feedback-short@2+backup -m feedback-long@2+backup \
+      -m feedback-fast@4+backup -m feedback-short@4+backup -m feedback-long@4+backup -m feedback-short@8+backup \
+      -m rank@2+backup -m rank@4+backup -m rank@8+backup ;;
+  *) echo "STAGE is validation, test or ablation" >&2; exit 2 ;;
 esac

@@ -205,11 +205,17 @@ def test_eval_table_matches_independent_count(corpus: Path, labels: Path, tmp_pa
     methods = ["oz", "coreset@2", "autotune@3"]
     cache = tmp_path / "cache.jsonl"
     res = evaluate(methods, test, labels_path=labels, cache_path=cache, jobs=1, timeout=60, progress=False)
-    assert [r["method"] for r in res.summary] == methods
+    assert [r["method"] for r in res.summary] == [*methods, "autotuner (labels)"]
+    # The reference row: the labels' own gain on the evaluated modules, the 100 % of every share.
+    lab = {r.id: r for r in _read_labels(labels)}
+    ref = res.summary[-1]
+    want = [lab[t.id].best.text / lab[t.id].oz.text for t in test]  # type: ignore[union-attr]
+    assert ref["modules"] == len(test) and ref["pct_of_autotuner"] == 1.0
+    assert ref["text"]["geomean"] == pytest.approx(1 - math.exp(sum(map(math.log, want)) / len(want)), abs=1e-9)
     assert "Oz mergefunc" in res.setup["coreset"]  # the train winner
     by = {(r["method"], r["module"]): r for r in (x.to_json() for x in res.records)}
     assert len(by) == 6
-    for row in res.summary:
+    for row in res.summary[:-1]:
         ratios_t, ratios_c = [], []
         for t in test:
             r = by[(row["method"], t.id)]
@@ -476,7 +482,7 @@ def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model:
     res = evaluate(names, test, labels_path=labels, jobs=1, progress=False,
                    model_settings={"model": str(eval_model), "max_new_tokens": EVAL_NEW_TOKENS,
                                    "temperature": EVAL_TEMPERATURE})
-    assert not res.unavailable and [r["method"] for r in res.summary] == names
+    assert not res.unavailable and [r["method"] for r in res.summary] == [*names, "autotuner (labels)"]
     by = {(r["method"], r["module"]): r for r in (x.to_json() for x in res.records)}
     assert len(by) == len(res.records) == len(names) * len(test)
     assert all(r.status == "ok" for r in res.records), [r.reason for r in res.records]
@@ -507,7 +513,7 @@ def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model:
             ratios[name].append(got[0] / oz[0])
 
     table = markdown_table(res.summary)
-    for row in res.summary:
+    for row in res.summary[:-1]:  # the last is the labels' reference row
         name, tot = row["method"], totals[row["method"]]
         assert row["available"] and row["modules"] == len(test) and row["errors"] == 0
         assert row["labelled_modules"] == len(test)
@@ -577,3 +583,32 @@ def test_replaying_builder_runs_each_list_once(corpus: Path, tmp_path: Path) -> 
     assert b.evaluate(pl).count_after == first.count_after
     b.evaluate(pl, verify_each=False)  # a different opt command is a different evaluation
     assert len(calls.read_text().splitlines()) > runs
+
+
+def test_unverified_eval_ships_only_what_verifies(corpus: Path, labels: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """--no-verify screens like the driver and re-verifies the pick: the same choices as a fully
+    verified run, and -Oz wherever the verified rerun of the pick fails."""
+    from clang_llm.build.tubuilder import TUBuilder
+
+    test = [t for t in load_tasks(recordings=corpus) if t.split == "test"]
+    methods = ["oz", "coreset@2+backup"]
+    full = evaluate(methods, test, labels_path=labels, jobs=1, timeout=60, progress=False)
+    fast = evaluate(methods, test, labels_path=labels, jobs=1, timeout=60, progress=False, verify_each=False)
+
+    def picks(res: Any) -> dict[tuple[str, str], tuple[str, int, int]]:
+        return {(r.method, r.module): (r.chosen.pass_list, r.chosen.text, r.chosen.alloc) for r in res.records}
+
+    assert picks(fast) == picks(full)
+    assert any(p != "Oz" for p, _, _ in picks(fast).values())  # something beyond -Oz was picked and kept
+    real = TUBuilder.evaluate
+
+    def verifier_rejects(self: TUBuilder, pl: PassList, verify_each: bool = True) -> Any:
+        f = real(self, pl, verify_each=verify_each)
+        if verify_each and str(pl) != "Oz":
+            f.valid, f.error_kind = False, "verify"
+        return f
+
+    monkeypatch.setattr(TUBuilder, "evaluate", verifier_rejects)
+    rejected = evaluate(methods, test, labels_path=labels, jobs=1, timeout=60, progress=False, verify_each=False)
+    assert all(p == "Oz" for p, _, _ in picks(rejected).values())

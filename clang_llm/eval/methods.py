@@ -128,6 +128,8 @@ def _model_identity(model_dir: str) -> str:
 def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
     """What, besides the module, decides a method's result: part of the results-cache key."""
     parts: dict[str, Any] = {"name": spec.name, "timeout": setup.timeout, "verify": setup.verify_each}
+    if not setup.verify_each:
+        parts["confirm"] = 1  # unverified screening, the chosen list re-verified (_confirm)
     if spec.kind == "coreset":
         parts["lists"] = setup.coreset[: spec.n]
     if spec.kind == "rank":
@@ -137,6 +139,11 @@ def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
     elif spec.is_model:
         parts["model"] = _model_identity(str(setup.model_settings.get("model", "")))
         parts["settings"] = setup.model_settings
+        if spec.kind == "default":  # the wrapper's defaults are part of what "default" means
+            from clang_llm.config import Settings
+
+            d = Settings()
+            parts["defaults"] = [d.rounds, d.samples, d.rank, d.feedback, d.temperature, d.max_new_tokens, d.seed]
         from clang_llm.optimizer.loop import LOOP_VERSION
 
         parts["loop"] = LOOP_VERSION
@@ -167,6 +174,22 @@ def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
         return select_best(oz, findings)[0]
     valid = [f for f in findings if f.valid and f.sizes is not None]
     return min(valid, key=_key) if valid else oz
+
+
+def _confirm(builder: TUBuilder, oz: Finding, chosen: Finding, setup: MethodSetup) -> Finding:
+    """What the driver ships after unverified screening: the chosen list re-run whole with
+    `opt -verify-each` from the source IR, kept only when it passes and builds the same sizes,
+    else -Oz. (Like the driver, the check is not counted as a search evaluation.)"""
+    if setup.verify_each or chosen is oz or chosen.verified:
+        return chosen
+    try:
+        pl = parse_pass_list(chosen.pass_list)
+    except PassListError:
+        return oz
+    again = builder.evaluate(pl, verify_each=True)
+    if not again.valid or again.sizes != chosen.sizes or again.count_after != chosen.count_after:
+        return oz
+    return again
 
 
 def _screen(builder: TUBuilder, oz: Finding, pl: PassList, setup: MethodSetup) -> Finding:
@@ -249,7 +272,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                 continue
             findings.append(_screen(builder, oz, pl, setup))
             evals += 1
-        chosen = _pick(oz, findings, spec.backup)
+        chosen = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
     elif spec.kind == "rank" and not _has_pool(setup):
         return _run_rank(spec, setup, builder, oz, ir_text, t0)
     else:
@@ -307,7 +330,7 @@ def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Find
         except PassListError:
             continue
         findings.append(_screen(builder, oz, pl, setup))
-    chosen = _pick(oz, findings, spec.backup)
+    chosen = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
     stats = ModelStats(candidates=len(findings), valid=sum(1 for f in findings if f.valid))
     return _result("ok", chosen=_outcome(chosen), evals=1 + len(findings),
                         wall_s=time.monotonic() - t0 + oz.seconds, model=stats,
@@ -355,7 +378,7 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     except Exception as e:
         return _result("error", reason=f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
                             evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
-    chosen = _pick(oz, recorded, spec.backup)
+    chosen = _confirm(builder, oz, _pick(oz, recorded, spec.backup), setup)
     cands = _candidates(decision, recorded)
     return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded),
                         wall_s=time.monotonic() - t0 + oz.seconds, model=_model_stats(cands),

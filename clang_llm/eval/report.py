@@ -90,7 +90,29 @@ def summarize(methods: list[str], records: list[EvalRecord], labels: list[LabelR
                 "bleu": m.bleu_sum / m.bleu_n if m.bleu_n else None,
             }
         rows.append(row)
+    auto = _autotuner_row({r.module for r in records if r.status == "ok"}, lab)
+    if auto is not None:
+        rows.append(auto)
     return rows
+
+
+def _autotuner_row(modules: set[str], lab: dict[str, LabelRecord]) -> dict[str, Any] | None:
+    """The labels' search on the evaluated modules, as one more row: the reference every method's
+    "% of autotuner" is a share of, drawn as its own point on the plots (x: its median
+    evaluations per module)."""
+    recs = [lab[m] for m in sorted(modules) if m in lab]
+    if not recs:
+        return None
+    evals = sorted(r.evals or 0 for r in recs)
+    med = evals[len(evals) // 2]
+    pairs = [(r.best, r.oz) for r in recs if r.best is not None and r.oz is not None]
+    return {"method": "autotuner (labels)", "family": "autotuner", "kind": "labels", "n_param": med,
+            "backup": True, "available": True, "modules": len(recs), "errors": 0,
+            "text": improvement_stats((b.text, oz.text) for b, oz in pairs),
+            "instructions": improvement_stats((b.count, oz.count or 0) for b, oz in pairs if b.count is not None),
+            "alloc": improvement_stats((b.alloc, oz.alloc) for b, oz in pairs),
+            "evals_per_module": float(med), "wall_s_per_module": sum(r.wall_s for r in recs) / len(recs),
+            "labelled_modules": len(recs), "autotuner_text_gain": None, "pct_of_autotuner": 1.0}
 
 
 def _p(x: float | None, signed: bool = True) -> str:
@@ -158,6 +180,9 @@ def plot(summary: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             rows = sorted(rows, key=lambda r: r[xkey] or 0)
             xs = [r[xkey] for r in rows]
             ys = [r["text"]["geomean"] * 100 for r in rows]
+            if fam == "autotuner":  # one reference point: the labels' search
+                ax.plot(xs, ys, marker="*", markersize=13, ls="none", color="black", label="autotuner (labels)")
+                continue
             ax.plot(xs, ys, marker="o", label=fam)
         ax.axhline(0.0, color="grey", lw=0.8, ls="--", label="-Oz" if oz_line else None)
         ax.set_xlabel(xlabel)
