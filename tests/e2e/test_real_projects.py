@@ -9,6 +9,8 @@ a sample of TUs) no larger than what plain `clang-22 -Oz -c` gives on the same c
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ import pytest
 
 from .support import (
     CMAKE_DIR,
+    ObjSizes,
     build_env,
     check_no_unexpected_fallbacks,
     check_one_record_per_object,
@@ -148,6 +151,23 @@ def test_shipped_objects_not_larger_than_plain_clang_oz(built: Built, tmp_path: 
     live = check_one_record_per_object(built.objects, built.state)
     compared = check_shipped_not_larger_than_clang_oz(live, tmp_path)
     assert compared
+    _report_gain(built.name, compared)
+
+
+def _report_gain(name: str, compared: list[tuple[str, ObjSizes, ObjSizes]]) -> None:
+    """What the default settings gained on this project's objects against plain `clang-22 -Oz`
+    (sums and per-object geomean), appended as one JSON line to $CLANG_LLM_E2E_REPORT if set."""
+    path = os.environ.get("CLANG_LLM_E2E_REPORT")
+    if not path:
+        return
+    with_text = [(s, c) for _, s, c in compared if c.text > 0]
+    gm = math.exp(sum(math.log(s.text / c.text) for s, c in with_text) / len(with_text)) if with_text else 1.0
+    row = {"project": name, "objects": len(compared), "text": sum(s.text for _, s, _ in compared),
+           "clang_oz_text": sum(c.text for _, _, c in compared), "alloc": sum(s.alloc for _, s, _ in compared),
+           "clang_oz_alloc": sum(c.alloc for _, _, c in compared), "text_gain_geomean": 1 - gm,
+           "smaller": sum(1 for _, s, c in compared if s.text < c.text)}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def test_no_unexpected_fallbacks(built: Built) -> None:
