@@ -36,13 +36,13 @@ case "${STAGE:-validation}" in
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split validation --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@1 -m coreset@8+backup -m rank@4+backup -m rank@8+backup -m rank@6s2+backup \
-      -m model@1 -m model@8+backup ;;
+      -m model@1 -m rank@1 -m model@8+backup ;;
   test)
     out=docs/eval
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@1 -m coreset@4+backup -m coreset@8+backup -m coreset@16+backup \
-      -m model@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup \
+      -m model@1 -m rank@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup \
       -m "${DEFAULT_METHOD:-default}+backup" ;;
   ablation)  # plain samples against the feedback forms (and ranking) at equal opt budgets
     out=docs/eval/ablation
