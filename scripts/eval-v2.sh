@@ -35,8 +35,8 @@ case "${STAGE:-validation}" in
     out=docs/eval-v2/validation
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split validation --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
-      -m oz -m coreset@1 -m coreset@8+backup -m rank@4+backup -m rank@8+backup -m rank@6s2+backup \
-      -m model@1 -m rank@1 -m model@8+backup ;;
+      -m oz -m coreset@1 -m model@1 -m rank@1 -m rank@6s2+backup -m rank@8+backup -m rank@13s2+backup \
+      -m rank@15+backup -m model@8+backup ;;
   test)
     out=docs/eval
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" "${coreset[@]}" \
@@ -51,7 +51,7 @@ case "${STAGE:-validation}" in
       -m oz -m coreset@2+backup -m coreset@4+backup -m coreset@8+backup \
       -m model@1+backup -m model@2+backup -m model@4+backup -m model@8+backup \
       -m feedback-fast@2+backup -m feedback-short@2+backup -m feedback-long@2+backup \
-      -m feedback-fast@4+backup -m feedback-short@4+backup -m feedback-long@4+backup -m feedback-short@8+backup \
+      -m feedback-fast@4+backup -m feedback-short@4+backup \
       -m rank@2+backup -m rank@4+backup -m rank@8+backup ;;
   *) echo "STAGE is validation, test or ablation" >&2; exit 2 ;;
 esac
