@@ -612,3 +612,21 @@ def test_unverified_eval_ships_only_what_verifies(corpus: Path, labels: Path, tm
     monkeypatch.setattr(TUBuilder, "evaluate", verifier_rejects)
     rejected = evaluate(methods, test, labels_path=labels, jobs=1, timeout=60, progress=False, verify_each=False)
     assert all(p == "Oz" for p, _, _ in picks(rejected).values())
+
+
+def test_every_model_method_is_keyed_by_its_model(tmp_path: Path) -> None:
+    """A cached result of one model is never reused for another: each model method's cache key
+    holds the model's identity (rank@k once lacked it and kept a replaced model's results)."""
+    from clang_llm.eval.methods import MethodSetup, fingerprint
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+    for name in ("model@1", "rank@4+backup", "rank@6s2+backup", "feedback-short@2+backup", "default+backup"):
+        spec = parse_method(name)
+        fa = fingerprint(spec, MethodSetup(coreset=["Oz mergefunc"], model_settings={"model": str(a)}))
+        fb = fingerprint(spec, MethodSetup(coreset=["Oz mergefunc"], model_settings={"model": str(b)}))
+        assert fa != fb, name
+    coreset = parse_method("coreset@2+backup")  # not a model method: the model does not matter
+    assert (fingerprint(coreset, MethodSetup(coreset=["O1"], model_settings={"model": str(a)}))
+            == fingerprint(coreset, MethodSetup(coreset=["O1"], model_settings={"model": str(b)})))

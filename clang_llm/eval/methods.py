@@ -136,7 +136,7 @@ def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
         parts["pool"] = setup.coreset[: max(spec.n, RANK_POOL)]
     elif spec.kind == "autotune":
         parts["broadcast"], parts["seed"] = setup.broadcast, setup.seed
-    elif spec.is_model:
+    if spec.is_model:  # rank@k too: another model ranks otherwise
         parts["model"] = _model_identity(str(setup.model_settings.get("model", "")))
         parts["settings"] = setup.model_settings
         if spec.kind == "default":  # the wrapper's defaults are part of what "default" means
