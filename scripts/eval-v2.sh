@@ -47,7 +47,7 @@ case "${STAGE:-validation}" in
   ablation)  # plain samples against the feedback forms (and ranking) at equal opt budgets
     out=docs/eval/ablation
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --limit 100 --labels "$labels" "${model[@]}" \
-      "${coreset[@]}" --cache docs/eval/cache.jsonl.gz --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
+      "${coreset[@]}" --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@2+backup -m coreset@4+backup -m coreset@8+backup \
       -m model@1+backup -m model@2+backup -m model@4+backup -m model@8+backup \
       -m feedback-fast@2+backup -m feedback-short@2+backup -m feedback-long@2+backup \
