@@ -161,10 +161,11 @@ def test_api_key_is_required_and_never_logged(tmp_path: Path, src: Path) -> None
         with served.client() as c:
             assert c.get("/v1/models").status_code == 401
             assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        res = run_wrapper(["-c", src.name, "-o", "out.o", f"--llm-backend={served.address}"], src.parent,
-                          env=_env(tmp_path / "state", CLANG_LLM_API_KEY=key))
+        # One written list besides the ranking: both authenticated endpoints are called.
+        res = run_wrapper(["-c", src.name, "-o", "out.o", f"--llm-backend={served.address}", "--llm-samples=1"],
+                          src.parent, env=_env(tmp_path / "state", CLANG_LLM_API_KEY=key))
         assert res.returncode == 0
         assert Database(tmp_path / "state").all_records()[0].remote_calls >= 1
         served.proc.terminate()
         _, err = served.proc.communicate(timeout=20)
-        assert "401" in err and "/v1/completions" in err and key not in err
+        assert "401" in err and "/v1/completions" in err and "/clang-llm/v1/rank" in err and key not in err
