@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,9 +18,11 @@ from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.targetopts import TargetOptions, derive
 from clang_llm.errors import ToolTimeout
 from clang_llm.objsize import object_sizes
-from clang_llm.passes import PassList, render
+from clang_llm.passes import PassList, PassListError, parse_pass_list, render
 from clang_llm.records import Finding
 from clang_llm.toolchain import run
+
+log = logging.getLogger("clang_llm")
 
 BASE_LEVELS = {"Oz": "-Oz", "Os": "-Os", "O1": "-O1", "O2": "-O2"}
 
@@ -169,6 +172,26 @@ class TUBuilder:
             return run_it()
         with self.slots.slot():
             return run_it()
+
+    def verified(self, chosen: Finding) -> Finding | None:
+        """The chosen list re-run whole with `opt -verify-each` from the source IR: its object, if
+        the verifier passes every step and the object is byte for byte the one measured; else None.
+        A finding that came from such a run already is its own verified run. (What may ship after
+        unverified screening: the driver and the evaluation both ask this.)"""
+        if chosen.verified:
+            return chosen
+        try:
+            pl = parse_pass_list(chosen.pass_list)
+        except PassListError:
+            return None
+        again = self.evaluate(pl, verify_each=True)
+        if not again.valid or again.object_path is None or chosen.object_path is None:
+            log.warning("%s failed opt -verify-each: %s", chosen.pass_list, (again.error or "")[:300])
+            return None
+        if again.object_path.read_bytes() != chosen.object_path.read_bytes():
+            log.warning("%s: the verified run built another object", chosen.pass_list)
+            return None
+        return again
 
     def evaluate_after(self, start: Finding, pass_list: PassList) -> Finding:
         """An unverified candidate, cheaper when it extends `start` (the -Oz baseline): a list

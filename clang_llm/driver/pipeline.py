@@ -222,7 +222,7 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     ):
         chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
     if chosen is not oz:
-        chosen = _verified(builder, chosen)
+        chosen = builder.verified(chosen)
         if chosen is None:
             chosen, decision.reason = oz, "verify-each-failed"
     assert chosen.object_path is not None and chosen.sizes is not None
@@ -382,26 +382,6 @@ def _stored_object(db: Database, key: str, dest: Path) -> StoredObject | None:
         log.warning("stored object of %s unusable: %s", dest, e)
         return None
     return stored
-
-
-def _verified(builder: TUBuilder, chosen: Finding) -> Finding | None:
-    """The chosen list re-run whole with `opt -verify-each` from the source IR: its object, if
-    the verifier passes every step and the object is byte for byte the one measured; else None.
-    A finding that came from such a run already is its own verified run."""
-    if chosen.verified:
-        return chosen
-    try:
-        pl = parse_pass_list(chosen.pass_list)
-    except PassListError:
-        return None
-    again = builder.evaluate(pl, verify_each=True)
-    if not again.valid or again.object_path is None or chosen.object_path is None:
-        log.warning("%s failed opt -verify-each: %s", chosen.pass_list, (again.error or "")[:300])
-        return None
-    if again.object_path.read_bytes() != chosen.object_path.read_bytes():
-        log.warning("%s: the verified run built another object", chosen.pass_list)
-        return None
-    return again
 
 
 def _timing(emit_s: float, oz_s: float, decide_s: float, rounds: list[Round], total_s: float) -> Timing:

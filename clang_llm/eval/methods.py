@@ -177,19 +177,12 @@ def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
 
 
 def _confirm(builder: TUBuilder, oz: Finding, chosen: Finding, setup: MethodSetup) -> Finding:
-    """What the driver ships after unverified screening: the chosen list re-run whole with
-    `opt -verify-each` from the source IR, kept only when it passes and builds the same sizes,
-    else -Oz. (Like the driver, the check is not counted as a search evaluation.)"""
-    if setup.verify_each or chosen is oz or chosen.verified:
+    """What the driver ships after unverified screening: the pick if its verified rerun
+    (`TUBuilder.verified`) builds the same object, else -Oz. (Like the driver, the check is not
+    counted as a search evaluation.)"""
+    if setup.verify_each or chosen is oz:
         return chosen
-    try:
-        pl = parse_pass_list(chosen.pass_list)
-    except PassListError:
-        return oz
-    again = builder.evaluate(pl, verify_each=True)
-    if not again.valid or again.sizes != chosen.sizes or again.count_after != chosen.count_after:
-        return oz
-    return again
+    return builder.verified(chosen) or oz
 
 
 def _screen(builder: TUBuilder, oz: Finding, pl: PassList, setup: MethodSetup) -> Finding:
