@@ -418,6 +418,9 @@ class EvalRecord:
     model: ModelStats | None = None
     decision_reason: str | None = None
     model_calls: int | None = None
+    # The screened pick whose verified rerun was refused (-Oz shipped instead): an opt timeout or
+    # verifier failure that the driver would meet the same way.
+    refused: str | None = None
     reason: str | None = None  # why not ok
 
     @property

@@ -18,7 +18,7 @@ from measure import instructions, text_and_alloc
 
 from clang_llm.errors import MethodError
 from clang_llm.eval import evaluate, markdown_table, parse_method, write_outputs
-from clang_llm.eval.report import package_table
+from clang_llm.eval.report import package_table, summarize
 from clang_llm.passes import PassList, Vocabulary
 from clang_llm.records import read_labels as _read_labels
 from clang_llm.records import read_records
@@ -612,6 +612,13 @@ def test_unverified_eval_ships_only_what_verifies(corpus: Path, labels: Path, tm
     monkeypatch.setattr(TUBuilder, "evaluate", verifier_rejects)
     rejected = evaluate(methods, test, labels_path=labels, jobs=1, timeout=60, progress=False, verify_each=False)
     assert all(p == "Oz" for p, _, _ in picks(rejected).values())
+    # Each refusal is recorded with the list it refused, and the table says how many there were.
+    screened = {r.module: r.chosen.pass_list for r in fast.records if r.method == "coreset@2+backup"}
+    refused = {r.module: r.refused for r in rejected.records if r.method == "coreset@2+backup"}
+    assert refused == {m: (None if p == "Oz" else p) for m, p in screened.items()}
+    n = sum(1 for p in refused.values() if p)
+    summary = summarize(methods, rejected.records, [])
+    assert markdown_table(summary).endswith(f"-Oz shipped: coreset@2+backup {n}.\n")
 
 
 def test_every_model_method_is_keyed_by_its_model(tmp_path: Path) -> None:

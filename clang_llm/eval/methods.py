@@ -176,13 +176,14 @@ def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
     return min(valid, key=_key) if valid else oz
 
 
-def _confirm(builder: TUBuilder, oz: Finding, chosen: Finding, setup: MethodSetup) -> Finding:
+def _confirm(builder: TUBuilder, oz: Finding, chosen: Finding, setup: MethodSetup) -> tuple[Finding, str | None]:
     """What the driver ships after unverified screening: the pick if its verified rerun
-    (`TUBuilder.verified`) builds the same object, else -Oz. (Like the driver, the check is not
-    counted as a search evaluation.)"""
+    (`TUBuilder.verified`) builds the same object, else -Oz, with the refused list as the second
+    value. (Like the driver, the check is not counted as a search evaluation.)"""
     if setup.verify_each or chosen is oz:
-        return chosen
-    return builder.verified(chosen) or oz
+        return chosen, None
+    again = builder.verified(chosen)
+    return (again, None) if again is not None else (oz, chosen.pass_list)
 
 
 def _screen(builder: TUBuilder, oz: Finding, pl: PassList, setup: MethodSetup) -> Finding:
@@ -248,6 +249,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     t0 = time.monotonic()
     evals = 1  # the -Oz baseline
     assert oz.sizes is not None and builder.count_before is not None
+    refused: str | None = None
     if spec.kind == "oz":
         chosen = oz
     elif spec.kind == "autotune":
@@ -265,12 +267,13 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                 continue
             findings.append(_screen(builder, oz, pl, setup))
             evals += 1
-        chosen = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
+        chosen, refused = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
     elif spec.kind == "rank" and not _has_pool(setup):
         return _run_rank(spec, setup, builder, oz, ir_text, t0)
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
-    return _result("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds)
+    return _result("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds,
+                   refused=refused)
 
 
 def ranked(model: Model, ir_text: str, pool: list[str]) -> list[tuple[str, float]]:
@@ -323,11 +326,11 @@ def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Find
         except PassListError:
             continue
         findings.append(_screen(builder, oz, pl, setup))
-    chosen = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
+    chosen, refused = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
     stats = ModelStats(candidates=len(findings), valid=sum(1 for f in findings if f.valid))
     return _result("ok", chosen=_outcome(chosen), evals=1 + len(findings),
                         wall_s=time.monotonic() - t0 + oz.seconds, model=stats,
-                        decision_reason=f"ranked {len(pool)} lists in {model_s:.2f} s")
+                        decision_reason=f"ranked {len(pool)} lists in {model_s:.2f} s", refused=refused)
 
 
 def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
@@ -371,8 +374,8 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     except Exception as e:
         return _result("error", reason=f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
                             evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
-    chosen = _confirm(builder, oz, _pick(oz, recorded, spec.backup), setup)
+    chosen, refused = _confirm(builder, oz, _pick(oz, recorded, spec.backup), setup)
     cands = _candidates(decision, recorded)
     return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded),
                         wall_s=time.monotonic() - t0 + oz.seconds, model=_model_stats(cands),
-                        decision_reason=decision.reason, model_calls=decision.model_calls)
+                        decision_reason=decision.reason, model_calls=decision.model_calls, refused=refused)

@@ -64,6 +64,7 @@ def summarize(methods: list[str], records: list[EvalRecord], labels: list[LabelR
         n = len(recs)
         row["evals_per_module"] = sum(r.evals or 0 for r in recs) / n if n else None
         row["wall_s_per_module"] = sum(r.wall_s or 0.0 for r in recs) / n if n else None
+        row["refused"] = sum(1 for r in recs if r.refused)
         # Share of the autotuner's improvement, on the modules that have labels.
         mine, theirs = [], []
         for r in recs:
@@ -147,6 +148,10 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
             _f(m.get("bleu"), ".3f"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    refused = [f"{row['method']} {row['refused']}" for row in summary if row.get("refused")]
+    if refused:  # the screened pick's verified rerun failed (an opt timeout, say), so -Oz shipped
+        lines.append("\nModules where the screened pick failed its verified rerun and -Oz shipped: "
+                     + ", ".join(refused) + ".")
     return "\n".join(lines) + "\n"
 
 
