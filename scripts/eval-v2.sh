@@ -4,6 +4,8 @@
 #
 #   STAGE=validation bash scripts/eval-v2.sh   # candidate defaults at <= 16 opt evaluations -> docs/eval-v2/validation/
 #   STAGE=test bash scripts/eval-v2.sh         # the chosen default against the baselines -> docs/eval/
+#   STAGE=test-rank bash scripts/eval-v2.sh    # rank@k at each budget, first 318 test modules
+#                                              #   -> docs/eval/rank-318/ (same cache)
 #   STAGE=ablation bash scripts/eval-v2.sh     # samples vs feedback forms, first 100 test modules
 #                                              #   -> docs/eval/ablation/
 #
@@ -42,8 +44,13 @@ case "${STAGE:-validation}" in
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@1 -m coreset@4+backup -m coreset@8+backup -m coreset@16+backup \
-      -m model@1 -m rank@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup \
-      -m "${DEFAULT_METHOD:-default}+backup" ;;
+      -m model@1 -m "${DEFAULT_METHOD:-default}+backup" ;;
+  test-rank)  # rank@k against its budget, on the first 318 test modules (the seeded order)
+    out=docs/eval/rank-318
+    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --limit 318 --labels "$labels" "${model[@]}" \
+      "${coreset[@]}" --cache docs/eval/cache.jsonl.gz --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
+      -m oz -m coreset@1 -m coreset@4+backup -m coreset@8+backup -m coreset@16+backup \
+      -m model@1 -m rank@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup -m "${DEFAULT_METHOD:-default}+backup" ;;
   ablation)  # plain samples against the feedback forms (and ranking) at equal opt budgets
     out=docs/eval/ablation
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --limit 100 --labels "$labels" "${model[@]}" \
@@ -53,5 +60,5 @@ case "${STAGE:-validation}" in
       -m feedback-fast@2+backup -m feedback-short@2+backup -m feedback-long@2+backup \
       -m feedback-fast@4+backup -m feedback-short@4+backup \
       -m rank@2+backup -m rank@4+backup -m rank@8+backup ;;
-  *) echo "STAGE is validation, test or ablation" >&2; exit 2 ;;
+  *) echo "STAGE is validation, test, test-rank or ablation" >&2; exit 2 ;;
 esac
