@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
               f"minimum {evals[0]}, maximum {evals[-1]}")
     for name, group in by_group.items():
         st = label_stats(group)
-        t, a = st["text"], st["alloc"]
+        t, a, i = st["text"], st["alloc"], st["instructions"]
         print(f"{name:9s} n={t['n']:5d}  .text gm {t['geomean'] * 100:+.2f} %  alloc gm {a['geomean'] * 100:+.2f} %  "
-              f"improved {t['share_improved'] * 100:.1f} %  cpu {st['cpu_s'] / 3600:.2f} h")
+              f"instructions gm {i['geomean'] * 100:+.2f} %  improved {t['share_improved'] * 100:.1f} %  "
+              f"cpu {st['cpu_s'] / 3600:.2f} h")
     return 0
 
 
