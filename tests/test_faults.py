@@ -274,10 +274,11 @@ class _ChoosesMem2reg:
         return Decision(chosen=chosen, reason=reason)
 
 
-def _outcome(src: Path, state: Path, factory: object) -> tuple[str, bytes, dict[str, object]]:
+def _outcome(src: Path, state: Path, factory: object, **settings: object) -> tuple[str, bytes, dict[str, object]]:
     os.chdir(src.parent)
     inv = classify(["-c", src.name, "-o", "out.o"])
-    outcome = compile_tu(inv, Settings(dir=str(state)), Toolchain.discover(), False, Database(state), factory)
+    outcome = compile_tu(inv, Settings(dir=str(state), **settings), Toolchain.discover(), False,  # type: ignore[arg-type]
+                         Database(state), factory)
     return outcome.reason, (src.parent / "out.o").read_bytes(), outcome.record
 
 
@@ -294,6 +295,24 @@ def test_chosen_list_ships_only_after_a_verified_run(state: Path, src: Path, tmp
     monkeypatch.setenv("CLANG_LLM_OPT", str(strict))
     reason, obj, _ = _outcome(src, state, lambda s: _ChoosesMem2reg())
     assert reason == "verify-each-failed" and obj == _reference(src)
+
+
+def test_a_verified_rerun_that_times_out_ships_oz_and_is_not_remembered(
+        state: Path, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timeout is the machine's state, not the list's: -Oz ships, and the next build tries the
+    list again instead of reusing a stored -Oz decision."""
+    monkeypatch.chdir(src.parent)
+    slow = tmp_path / "slow"
+    slow.touch()
+    opt = _script(tmp_path / "sometimes-slow-opt", f'case "$*" in *-verify-each*mem2reg*) [ -e {slow} ] && sleep 10;; '
+                  'esac; exec opt-22 "$@"')
+    monkeypatch.setenv("CLANG_LLM_OPT", str(opt))
+    reason, obj, _ = _outcome(src, state, lambda s: _ChoosesMem2reg(), opt_timeout=3.0)
+    assert reason == "verify-each-timeout" and obj == _reference(src)
+    slow.unlink()
+    reason, obj, _ = _outcome(src, state, lambda s: _ChoosesMem2reg(), opt_timeout=3.0)
+    # The list's decision may be reused, but it is verified and shipped this time: no stored -Oz.
+    assert reason.endswith("beats-oz") and obj != _reference(src)
 
 
 class _ChoosesMem2regVerified(_ChoosesMem2reg):

@@ -173,24 +173,25 @@ class TUBuilder:
         with self.slots.slot():
             return run_it()
 
-    def verified(self, chosen: Finding) -> Finding | None:
+    def verified(self, chosen: Finding) -> Finding | str:
         """The chosen list re-run whole with `opt -verify-each` from the source IR: its object, if
-        the verifier passes every step and the object is byte for byte the one measured; else None.
-        A finding that came from such a run already is its own verified run. (What may ship after
-        unverified screening: the driver and the evaluation both ask this.)"""
+        the verifier passes every step and the object is byte for byte the one measured; else why
+        not (`timeout`, which a less loaded machine may not meet again, `verify`, `other-object`,
+        `bad-list`). A finding that came from such a run already is its own verified run. (What
+        may ship after unverified screening: the driver and the evaluation both ask this.)"""
         if chosen.verified:
             return chosen
         try:
             pl = parse_pass_list(chosen.pass_list)
         except PassListError:
-            return None
+            return "bad-list"
         again = self.evaluate(pl, verify_each=True)
         if not again.valid or again.object_path is None or chosen.object_path is None:
             log.warning("%s failed opt -verify-each: %s", chosen.pass_list, (again.error or "")[:300])
-            return None
+            return "timeout" if again.error_kind == "timeout" else "verify"
         if again.object_path.read_bytes() != chosen.object_path.read_bytes():
             log.warning("%s: the verified run built another object", chosen.pass_list)
-            return None
+            return "other-object"
         return again
 
     def evaluate_after(self, start: Finding, pass_list: PassList) -> Finding:

@@ -38,8 +38,9 @@ from clang_llm.toolchain import Toolchain, run
 log = logging.getLogger("clang_llm")
 
 
-# Decisions made without the model's answers are not remembered: the next build asks again.
-_UNCACHED = frozenset({"optimizer-error", "model-error", "prompt-too-long"})
+# Decisions made without the model's answers, or refused for a timeout that a later, less
+# loaded build may not meet, are not remembered: the next build asks again.
+_UNCACHED = frozenset({"optimizer-error", "model-error", "prompt-too-long", "verify-each-timeout"})
 
 
 def _cacheable(reason: str) -> bool:
@@ -222,9 +223,11 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     ):
         chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
     if chosen is not oz:
-        chosen = builder.verified(chosen)
-        if chosen is None:
-            chosen, decision.reason = oz, "verify-each-failed"
+        again = builder.verified(chosen)
+        if isinstance(again, str):
+            chosen, decision.reason = oz, "verify-each-timeout" if again == "timeout" else "verify-each-failed"
+        else:
+            chosen = again
     assert chosen.object_path is not None and chosen.sizes is not None
     res = _await(spec, settings) or res
     try:

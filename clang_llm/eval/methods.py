@@ -183,7 +183,7 @@ def _confirm(builder: TUBuilder, oz: Finding, chosen: Finding, setup: MethodSetu
     if setup.verify_each or chosen is oz:
         return chosen, None
     again = builder.verified(chosen)
-    return (again, None) if again is not None else (oz, chosen.pass_list)
+    return (oz, chosen.pass_list) if isinstance(again, str) else (again, None)
 
 
 def _screen(builder: TUBuilder, oz: Finding, pl: PassList, setup: MethodSetup) -> Finding:
