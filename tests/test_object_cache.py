@@ -45,16 +45,21 @@ def test_second_compile_ships_the_stored_object(state: Path, src: Path, tmp_path
     assert _opt_calls(log) > first_calls
 
 
-@pytest.mark.parametrize("bad", ["garbage", "another-object"])
+@pytest.mark.parametrize("bad", ["garbage", "another-object", "a-smaller-object"])
 def test_tampered_stored_object_is_rebuilt(state: Path, src: Path, tmp_path: Path, bad: str) -> None:
-    """Garbage, or a real object of other sizes (here clang -O2's, larger than -Oz), never ships."""
+    """Garbage, or a real object of other sizes, never ships: clang -O2's (larger than -Oz), or
+    another TU's that is smaller than -Oz (only the sizes recorded with it are trusted)."""
     env, log = _env(tmp_path)
     assert run_wrapper(["-c", src.name, "-o", "a.o"], src.parent, env=env).returncode == 0
     if bad == "garbage":
         data = b"\x7fELF garbage"
-    else:
+    elif bad == "another-object":
         assert run_clang(["-O2", "-c", src.name, "-o", "o2.o"], src.parent).returncode == 0
         data = (src.parent / "o2.o").read_bytes()
+    else:
+        (src.parent / "tiny.c").write_text("int tiny(void) { return 1; }\n")
+        assert run_clang(["-Oz", "-c", "tiny.c", "-o", "tiny.o"], src.parent).returncode == 0
+        data = (src.parent / "tiny.o").read_bytes()
     with sqlite3.connect(state / "clang-llm.sqlite") as c:
         c.execute("UPDATE objects SET data = ?", (data,))
     assert run_wrapper(["-c", src.name, "-o", "b.o"], src.parent, env=env).returncode == 0
