@@ -6,6 +6,7 @@
 #   STAGE=test bash scripts/eval-v2.sh         # the chosen default against the baselines -> docs/eval/
 #   STAGE=test-rank bash scripts/eval-v2.sh    # rank@k at each budget, first 318 test modules
 #                                              #   -> docs/eval/rank-318/ (same cache)
+#   STAGE=test-coreset bash scripts/eval-v2.sh # coreset@k alone on all 603 -> docs/eval/coreset-603/
 #   STAGE=ablation bash scripts/eval-v2.sh     # samples vs feedback forms, first 100 test modules
 #                                              #   -> docs/eval/ablation/
 #
@@ -51,6 +52,11 @@ case "${STAGE:-validation}" in
       "${coreset[@]}" --cache docs/eval/cache.jsonl.gz --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@1 -m coreset@4+backup -m coreset@8+backup -m coreset@16+backup \
       -m model@1 -m rank@1 -m rank@4+backup -m rank@8+backup -m rank@15+backup -m "${DEFAULT_METHOD:-default}+backup" ;;
+  test-coreset)  # the model-free baselines alone, all 603 test modules, from the test stage's cache
+    out=docs/eval/coreset-603
+    "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${coreset[@]}" \
+      --cache docs/eval/cache.jsonl.gz --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
+      -m oz -m coreset@1 -m coreset@4+backup -m coreset@8+backup -m coreset@16+backup ;;
   ablation)  # plain samples against the feedback forms (and ranking) at equal opt budgets
     out=docs/eval/ablation
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --limit 100 --labels "$labels" "${model[@]}" \
@@ -60,5 +66,5 @@ case "${STAGE:-validation}" in
       -m feedback-fast@2+backup -m feedback-short@2+backup -m feedback-long@2+backup \
       -m feedback-fast@4+backup -m feedback-short@4+backup \
       -m rank@2+backup -m rank@4+backup -m rank@8+backup ;;
-  *) echo "STAGE is validation, test, test-rank or ablation" >&2; exit 2 ;;
+  *) echo "STAGE is validation, test, test-rank, test-coreset or ablation" >&2; exit 2 ;;
 esac
