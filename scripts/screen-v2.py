@@ -15,12 +15,11 @@ import argparse
 import json
 import random
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 from clang_llm.records import read_labels
 from clang_llm.train.configs import ScreenConfig
-from clang_llm.train.screen import screen
+from clang_llm.train.screen import run_screen
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,8 +50,7 @@ def main() -> int:
     args = ap.parse_args()
     labels = args.labels or [ROOT / "data/labels-v2.jsonl.gz", ROOT / "data/labels-v2-train.jsonl.gz"]
     pipes = lists_to_screen(args.pool, labels)
-    rep = screen(pipes, ScreenConfig(programs=args.programs, pipelines=len(pipes), jobs=args.jobs))
-    args.out.write_text(json.dumps(asdict(rep), indent=1))
+    rep = run_screen(None, pipes, ScreenConfig(programs=args.programs, pipelines=len(pipes), jobs=args.jobs), args.out)
     print(f"{len(pipes)} lists, {len(rep.programs)} programs, {rep.checks} checks, "
           f"{len(rep.failures)} wrong results, implicated passes {rep.implicated_passes or 'none'}, "
           f"{rep.seconds:.0f} s")

@@ -42,11 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     evals = sorted(r.evals or 0 for r in recs if r.ok)
     by_group: dict[str, list[LabelRecord]] = defaultdict(list)
     for r in recs:
-        by_group["all"].append(r)
-        by_group["csmith" if r.package.startswith("csmith") else "packages"].append(r)
-        split = r.split or "?"
-        by_group[split].append(r)
-        by_group[f"{split}:{'csmith' if r.package.startswith('csmith') else 'packages'}"].append(r)
+        source, split = "csmith" if r.package.startswith("csmith") else "packages", r.split or "?"
+        for name in ("all", source, split, f"{split}:{source}"):
+            by_group[name].append(r)
     print(f"{'read' if args.stats_only else args.out}: {len(recs)} records, {sum(r.ok for r in recs)} ok")
     if evals:
         deciles = statistics.quantiles(evals, n=10)

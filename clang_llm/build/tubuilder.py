@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from clang_llm import ir
 from clang_llm.build.jobslots import JobSlots
@@ -25,6 +26,10 @@ from clang_llm.toolchain import run
 log = logging.getLogger("clang_llm")
 
 BASE_LEVELS = {"Oz": "-Oz", "Os": "-Os", "O1": "-O1", "O2": "-O2"}
+
+# Why a verified rerun refused a list: `timeout` is the machine's state (a less loaded build may
+# not meet it again); the others are the list's.
+Refusal = Literal["timeout", "verify", "other-object", "bad-list"]
 
 
 @contextmanager
@@ -173,11 +178,10 @@ class TUBuilder:
         with self.slots.slot():
             return run_it()
 
-    def verified(self, chosen: Finding) -> Finding | str:
+    def verified(self, chosen: Finding) -> Finding | Refusal:
         """The chosen list re-run whole with `opt -verify-each` from the source IR: its object, if
         the verifier passes every step and the object is byte for byte the one measured; else why
-        not (`timeout`, which a less loaded machine may not meet again, `verify`, `other-object`,
-        `bad-list`). A finding that came from such a run already is its own verified run. (What
+        not (`Refusal`). A finding that came from such a run already is its own verified run. (What
         may ship after unverified screening: the driver and the evaluation both ask this.)"""
         if chosen.verified:
             return chosen
