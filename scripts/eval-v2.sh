@@ -45,7 +45,7 @@ case "${STAGE:-validation}" in
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --labels "$labels" "${model[@]}" "${coreset[@]}" \
       --cache "$out/cache.jsonl.gz" --out-dir "$out" --jobs "${JOBS:-2}" "${verify[@]}" \
       -m oz -m coreset@1 -m coreset@4+backup -m coreset@8+backup -m coreset@16+backup \
-      -m model@1 -m "${DEFAULT_METHOD:-default}+backup" ;;
+      -m model@1 -m rank@1 -m "${DEFAULT_METHOD:-default}+backup" ;;
   test-rank)  # rank@k against its budget, on the first 318 test modules (the seeded order)
     out=docs/eval/rank-318
     "$TOOL" eval --index "$CORPUS/index.jsonl.gz" --split test --limit 318 --labels "$labels" "${model[@]}" \
