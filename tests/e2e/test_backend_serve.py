@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,8 +41,13 @@ def test_lz4_built_against_serve_matches_in_process(tmp_path: Path) -> None:
     remote = {str(Path(o).relative_to(rsrc.resolve())) for o in objects_under(rsrc)}
     assert local == remote and len(local) >= 9
     differ = [o for o in sorted(local) if (lsrc / o).read_bytes() != (rsrc / o).read_bytes()]
-    assert not differ, differ
-    recs = records(rstate)
+    recs, lrecs = records(rstate), records(trees["local"][1])
+    # An opt run that timed out (a loaded machine) may ship -Oz in one build and not the other;
+    # any other difference is the backend's.
+    unexplained = [o for o in differ if not (_met_timeout(lrecs.get(str((lsrc / o).resolve())))
+                                             or _met_timeout(recs.get(str((rsrc / o).resolve()))))]
+    assert not unexplained, unexplained
+    assert len(differ) < len(local), differ
     asked = [r for r in recs.values() if r.get("remote_calls")]
     assert asked, "no TU asked the server"
     assert all(r["backend"].startswith("http://127.0.0.1:") for r in asked)
@@ -52,3 +58,10 @@ def test_lz4_built_against_serve_matches_in_process(tmp_path: Path) -> None:
     data = json.loads(stats.stdout)
     assert data["sizes"]["remote_calls"] >= len(asked)
     assert data["cost"]["opt_evals_max"] >= 1
+
+
+def _met_timeout(rec: dict[str, Any] | None) -> bool:
+    """The decision met an opt timeout: its reason says so, or one of its findings does."""
+    if rec is None:
+        return False
+    return "timeout" in str(rec.get("reason", "")) or '"error_kind": "timeout"' in json.dumps(rec)
