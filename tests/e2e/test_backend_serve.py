@@ -36,12 +36,12 @@ def test_lz4_built_against_serve_matches_in_process(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    (lsrc, _, _, _), (rsrc, rstate, renv, rlog) = trees["local"], trees["remote"]
+    (lsrc, lstate, _, _), (rsrc, rstate, renv, rlog) = trees["local"], trees["remote"]
     local = {str(Path(o).relative_to(lsrc.resolve())) for o in objects_under(lsrc)}
     remote = {str(Path(o).relative_to(rsrc.resolve())) for o in objects_under(rsrc)}
     assert local == remote and len(local) >= 9
     differ = [o for o in sorted(local) if (lsrc / o).read_bytes() != (rsrc / o).read_bytes()]
-    recs, lrecs = records(rstate), records(trees["local"][1])
+    recs, lrecs = records(rstate), records(lstate)
     # An opt run that timed out (a loaded machine) may ship -Oz in one build and not the other;
     # any other difference is the backend's.
     unexplained = [o for o in differ if not (_met_timeout(lrecs.get(str((lsrc / o).resolve())))
