@@ -16,7 +16,7 @@ import pytest
 
 from clang_llm.train import corpus
 from clang_llm.train.build_packages import META_FILE, RESERVED_PACKAGES, load_recipes
-from clang_llm.train.csmith import is_test_seed
+from clang_llm.train.csmith import VALIDATION_FIRST_SEED, is_test_seed, seed_split
 
 CLANG = shutil.which("clang-22")
 pytestmark = pytest.mark.skipif(CLANG is None, reason="clang-22 not installed")
@@ -168,6 +168,15 @@ def test_csmith_test_slice_is_fixed_and_about_ten_percent() -> None:
     assert len(picked) == CSMITH_TEST_SEEDS_1_5000
     share = sum(is_test_seed(s) for s in range(5001, 50_001)) / 45_000  # beyond the pinned seeds: ~10 % too
     assert 0.095 < share < 0.105
+
+
+def test_csmith_validation_seeds_move_no_train_or_test_program() -> None:
+    """The validation range lies above every seed the corpus used before it existed (1..5000),
+    so no program a shipped model trained or was tested on changes split."""
+    assert all(seed_split(s) == (("csmith-test", "test") if is_test_seed(s) else ("csmith", "train"))
+               for s in range(1, 5001))
+    assert seed_split(VALIDATION_FIRST_SEED) == ("csmith-validation", "validation")
+    assert {seed_split(s)[1] for s in range(VALIDATION_FIRST_SEED, VALIDATION_FIRST_SEED + 500)} == {"validation"}
 
 
 def test_shipped_recipes_respect_reserved_and_test_packages() -> None:

@@ -105,12 +105,18 @@ def pool_sweep_cmd(
 
 
 def rank_offline_cmd(
-    sweep: Annotated[Path, typer.Option(help="Pool sweep of the split's modules (clang-llm-tool pool-sweep)")],
+    sweep: Annotated[list[Path], typer.Option(help="Pool sweep of the split's modules (clang-llm-tool pool-sweep); "
+                                                   "repeat for more (one per --index)")],
     model: Annotated[Path, typer.Option(help="A cllm-v2 model directory (its pool is the sweep's)")],
-    index: Annotated[Path, typer.Option(help="Corpus index (modules/<id>.bc beside it)")],
+    index: Annotated[list[Path], typer.Option(help="Corpus index (modules/<id>.bc beside it); repeatable")],
     labels: Annotated[Path | None, typer.Option(help="Labels of the split (the autotuner's gain)")] = None,
     split: SplitOpt = None,
     k: Annotated[str, typer.Option(help="Numbers of tried lists, comma-separated")] = "1,2,4,8,12,15,16,32",
+    risk_sweep: Annotated[Path | None, typer.Option(
+        help="Train pool sweep: score the minimum-risk single answer with the risk table built from it "
+             "(default: the card's table, if it has one)")] = None,
+    risk_temperatures: Annotated[str, typer.Option(help="Temperatures of the minimum-risk answer, comma-separated")]
+        = "0.25,0.5,1",
     out: Annotated[Path | None, typer.Option(help="Also write the table (markdown) here")] = None,
     allow_test: Annotated[bool, typer.Option(help="Read the test split too (never to choose settings)")] = False,
 ) -> None:
@@ -120,20 +126,26 @@ def rank_offline_cmd(
     from clang_llm.eval.offline import format_rows, model_scores, offline_rows
     from clang_llm.model.card import read_card
     from clang_llm.records import read_labels
+    from clang_llm.train.pool_risk import risk_table
     from clang_llm.train.pool_sweep import read_sweep
 
-    pool = read_card(model).pool
+    card = read_card(model)
+    pool = card.pool
     if not pool:
         raise typer.BadParameter(f"{model}: not a cllm-v2 model (no pool)")
-    tasks = _tasks(index, None, split or ["validation"], None, 0)
+    tasks = [t for ix in index for t in _tasks(ix, None, split or ["validation"], None, 0)]
     if "test" in {t.split for t in tasks} and not allow_test:
         raise typer.BadParameter("settings are chosen on the validation split (--allow-test to report the test split)")
-    swept = read_sweep(sweep, pool)
+    swept: dict = {}
+    for sw in sweep:
+        swept.update(read_sweep(sw, pool))
     modules = {t.id: Path(t.bc) for t in tasks if t.id in swept}
     scores = model_scores(model, modules)
     recs = {r.id: r for r in read_labels(labels)} if labels else {}
+    risk = risk_table(read_sweep(risk_sweep, pool).values(), len(pool)) if risk_sweep else (card.pool_risk or None)
+    temps = tuple(float(x) for x in risk_temperatures.split(",") if x.strip())
     rows = offline_rows({i: swept[i] for i in modules}, pool, scores, recs, {t.id: t.package for t in tasks},
-                        [int(x) for x in k.split(",") if x.strip()])
+                        [int(x) for x in k.split(",") if x.strip()], risk=risk, temperatures=temps)
     text = format_rows(rows)
     if out:
         atomic_write_text(out, text)

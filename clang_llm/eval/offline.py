@@ -46,10 +46,19 @@ def _gain(pairs: list[tuple[int, int]]) -> float:
     return 1 - math.exp(sum(logs) / len(logs)) if logs else 0.0
 
 
+def _first(oz: ObjectSize, sizes: list[ObjectSize | None], order: list[int]) -> ObjectSize:
+    """What one try with no backup ships: the first list's object, -Oz only when it failed."""
+    s = sizes[order[0]] if order else None
+    return oz if s is None else s
+
+
 def offline_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str, list[float]],
-                 labels: dict[str, LabelRecord], packages: dict[str, str], ks: list[int]) -> list[OfflineRow]:
+                 labels: dict[str, LabelRecord], packages: dict[str, str], ks: list[int],
+                 risk: list[list[float]] | None = None, temperatures: tuple[float, ...] = ()) -> list[OfflineRow]:
     """coreset@k+backup (the pool in its stored order), rank@k+backup (by the model's scores), the
-    best of the whole pool, and the autotuner, on the modules that have a sweep and a score."""
+    best of the whole pool, and the autotuner, on the modules that have a sweep and a score; and
+    the single answers with no backup: coreset@1, rank@1 and, given a risk table, the
+    minimum-risk list at each temperature (rank@1 risk t=...)."""
     ids = sorted(i for i, r in sweep.items() if r.status == "ok" and r.oz and i in scores)
     rest = [i for i, p in enumerate(pool) if p != "Oz"]
     auto = [(labels[i].best.text, labels[i].oz.text) for i in ids  # type: ignore[union-attr]
@@ -57,15 +66,24 @@ def offline_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str,
     auto_gain = _gain(auto) if len(auto) == len(ids) else None
     csmith = {i for i in ids if packages.get(i, "").startswith("csmith")}
 
-    def row(name: str, evals: int, order_of: dict[str, list[int]]) -> OfflineRow:
-        chosen = {i: _pick(sweep[i].oz, list(sweep[i].sizes), order_of[i]) for i in ids}  # type: ignore[arg-type]
+    def row(name: str, evals: int, order_of: dict[str, list[int]], backup: bool = True) -> OfflineRow:
+        pick = _pick if backup else _first
+        chosen = {i: pick(sweep[i].oz, list(sweep[i].sizes), order_of[i]) for i in ids}  # type: ignore[arg-type]
         pairs = [(chosen[i].text, sweep[i].oz.text) for i in ids]  # type: ignore[union-attr]
         pkg = [(chosen[i].text, sweep[i].oz.text) for i in ids if i not in csmith]  # type: ignore[union-attr]
         g = _gain(pairs)
         return OfflineRow(name, evals, len(ids), g, _gain(pkg) if pkg else None,
                           g / auto_gain if auto_gain else None)
 
-    out: list[OfflineRow] = []
+    out: list[OfflineRow] = [row("coreset@1", 2, {i: rest[:1] for i in ids}, backup=False),
+                             row("rank@1", 2, {i: sorted(rest, key=lambda j, s=scores[i]: (-s[j], j))[:1] for i in ids},
+                                 backup=False)]
+    for t in temperatures if risk else ():
+        from clang_llm.model.risk import risk_order
+
+        keep = set(rest)
+        out.append(row(f"rank@1 risk t={t:g}", 2, {i: [j for j in risk_order(scores[i], risk, t) if j in keep][:1]
+                                                    for i in ids}, backup=False))  # type: ignore[arg-type]
     for k in ks:
         k = min(k, len(rest))
         out.append(row(f"coreset@{k}+backup", k + 1, {i: rest[:k] for i in ids}))

@@ -9,7 +9,8 @@ package's idioms from train into test. So:
   ``source_filename`` and attribute-group lines stripped, whitespace collapsed) and kept once;
 * modules with no function definition, or over ``max_instructions``, are dropped;
 * splits are by package, from ``corpus-packages.toml``; csmith goes to train except a fixed
-  hashed 10 % slice, which becomes the pseudo-package ``csmith-test`` in the test split;
+  hashed 10 % slice, which becomes the pseudo-package ``csmith-test`` in the test split, and
+  seeds from 1,000,000 on, the pseudo-package ``csmith-validation`` in the validation split;
 * duplicates are resolved test first, then validation, then train, so a module that a
   test package contains never also appears in train.
 
@@ -48,7 +49,6 @@ SUMMARY_FILE = "summary.json"
 MODULES_DIR = "modules"
 DEFAULT_MAX_INSTRUCTIONS = 30_000
 CSMITH = "csmith"
-CSMITH_TEST = "csmith-test"
 
 # Build-system probes: compiled by configure/CMake/meson, never part of the package.
 _PROBE_PATTERNS = (
@@ -162,10 +162,10 @@ def _is_probe(path: str) -> bool:
     return any(fnmatch.fnmatch(path, pat) for pat in _PROBE_PATTERNS)
 
 
-def _csmith_is_test(seed: int) -> bool:
-    from clang_llm.train.csmith import is_test_seed  # local: keeps csmith optional for tests
+def _csmith_split(seed: int) -> tuple[str, str]:
+    from clang_llm.train.csmith import seed_split  # local: keeps csmith optional for tests
 
-    return is_test_seed(seed)
+    return seed_split(seed)
 
 
 def collect_recordings(record_dirs: Iterable[Path], splits: dict[str, str], drops: Counter) -> list[Recording]:
@@ -207,8 +207,7 @@ def collect_recordings(record_dirs: Iterable[Path], splits: dict[str, str], drop
             if is_csmith:
                 seed = int(info.get("seed", Path(source).stem))
                 rel = str(seed)
-                if _csmith_is_test(seed):
-                    pkg, spl = CSMITH_TEST, "test"
+                pkg, spl = _csmith_split(seed)
             recs.append(
                 Recording(
                     bc=bc,

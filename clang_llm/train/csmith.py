@@ -36,8 +36,23 @@ from clang_llm.train.build_packages import DONE_FILE, META_FILE
 
 PACKAGE = "csmith"
 TEST_PACKAGE = "csmith-test"
+VALIDATION_PACKAGE = "csmith-validation"
 TEST_PERCENT = 10
+# Seeds from here on form the validation slice. Why a range: the train and test seeds
+# (1 .. a few thousand) were fixed before csmith had a validation slice, and a hashed slice
+# would move programs a shipped model trained on; a range far above them moves nothing.
+VALIDATION_FIRST_SEED = 1_000_000
 CLANG = "clang-22"
+
+
+def seed_split(seed: int) -> tuple[str, str]:
+    """(pseudo-package, split) of program `seed`: validation above `VALIDATION_FIRST_SEED`,
+    else the hashed 10 % test slice, else train."""
+    if seed >= VALIDATION_FIRST_SEED:
+        return VALIDATION_PACKAGE, "validation"
+    if is_test_seed(seed):
+        return TEST_PACKAGE, "test"
+    return PACKAGE, "train"
 
 
 def is_test_seed(seed: int) -> bool:
@@ -165,6 +180,8 @@ def generate(
                 "split": "train",
                 "test_package": TEST_PACKAGE,
                 "test_percent": TEST_PERCENT,
+                "validation_package": VALIDATION_PACKAGE,
+                "validation_first_seed": VALIDATION_FIRST_SEED,
             },
             indent=1,
         )
