@@ -34,4 +34,5 @@ app.command("control")(data.control_cmd)
 # Models
 app.command("train")(model.train_cmd)
 app.command("export")(model.export_cmd)
+app.command("pool-risk")(model.pool_risk_cmd)
 

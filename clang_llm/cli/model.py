@@ -38,6 +38,10 @@ def train_cmd(
         help="cllm-v2: the pool's sweep of the train modules (clang-llm-tool pool-sweep): ranking targets")] = None,
     index: Annotated[Path | None, typer.Option(
         help="Corpus index whose train split is used (default: the corpus's index.jsonl.gz)")] = None,
+    risk_sweep: Annotated[Path | None, typer.Option(
+        help="cllm-v2: the train split's pool sweep, for the card's risk table (see `pool-risk`)")] = None,
+    risk_temperature: Annotated[float, typer.Option(
+        help="cllm-v2: temperature of the minimum-risk single answer (0: the likeliest list)")] = 0.0,
 ) -> None:
     """Tokenizer → examples (direct + feedback) → training (CPU or CUDA, resumable) → int8 export."""
     require("torch", "transformers")
@@ -54,7 +58,28 @@ def train_cmd(
         raise typer.BadParameter("--prompt-format must be cllm-v1 or cllm-v2")
     path = make_model(labels, corpus / "modules" if corpus else None, work, out, recipe, name=name,
                       force_export=force, examples_path=examples, tokenizer_path=tokenizer, index_path=index)
+    if risk_sweep:
+        from clang_llm.train.pool_risk import attach_risk
+
+        attach_risk(path, risk_sweep, risk_temperature)
     typer.echo(f"model written to {path}")
+
+
+def pool_risk_cmd(
+    model: Annotated[Path, typer.Option(help="A cllm-v2 model directory (its card is rewritten)")],
+    sweep: Annotated[Path, typer.Option(help="The train split's pool sweep (clang-llm-tool pool-sweep)")],
+    temperature: Annotated[float, typer.Option(
+        help="Temperature of the minimum-risk single answer, chosen on the validation split (rank-offline)")],
+) -> None:
+    """Put the pool's risk table in a model's card: the first ranked list becomes the one of
+    smallest expected size under the model's belief, instead of the likeliest one."""
+    from clang_llm.train.pool_risk import attach_risk
+
+    try:
+        card = attach_risk(model, sweep, temperature)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"{model}: risk table of {len(card.pool_risk)} lists, temperature {temperature:g}")
 
 
 def export_cmd(

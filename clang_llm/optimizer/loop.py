@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from clang_llm import ir
 from clang_llm.errors import ModelError, PassListError, PromptTooLong
+from clang_llm.model.risk import risk_order
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.optimizer.formats import CLLM, PromptFormat, get_format
 from clang_llm.optimizer.prompt import (
@@ -144,7 +145,7 @@ class ModelLoop:
             return []
         scores = self.model.rank_pool(prompt)  # type: ignore[union-attr]
         out: list[tuple[str, Answer]] = []
-        for i in sorted(range(len(pool)), key=lambda j: (-scores[j], j)):
+        for i in self._pool_order(pool, scores):
             if len(out) >= self.settings.rank:
                 break
             try:
@@ -156,6 +157,20 @@ class ModelLoop:
             tried.add(str(pl))
             out.append((f"{pool_token(i)}passes: {pl}", Answer(pass_text=str(pl), pass_list=pl, choice=i)))
         return out
+
+    def _pool_order(self, pool: list[str], scores: list[float]) -> list[int]:
+        """Most likely first; with a card risk table and temperature, the list of smallest expected
+        size first (what one try with no backup should ship), then the rest by likelihood (what a
+        longer, backed-up ranking should cover)."""
+        order = sorted(range(len(pool)), key=lambda j: (-scores[j], j))
+        card = getattr(self.model, "card", None)
+        risk, temp = getattr(card, "pool_risk", None), float(getattr(card, "risk_temperature", 0.0) or 0.0)
+        if not risk or temp <= 0 or len(risk) != len(pool):
+            return order
+        candidates = [j for j in risk_order(scores, risk, temp) if pool[j] != str(OZ)]
+        if not candidates:
+            return order
+        return [candidates[0], *(j for j in order if j != candidates[0])]
 
     def _stored(self, ans: Answer) -> Answer:
         """A cllm-v2 answer that opens with a stored list's choice token names that list: the

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clang_llm.train.pool_sweep import PoolSizes
+
+if TYPE_CHECKING:
+    from clang_llm.model.card import ModelCard
 
 
 def _log_ratios(rec: PoolSizes, n: int) -> list[float] | None:
@@ -53,3 +58,25 @@ def risk_table(sweep: Iterable[PoolSizes], n: int) -> list[list[float]]:
     mean = [t / count for t in total]
     return [[round(s / weight[i], 6) for s in sums[i]] if weight[i] > 0 else [round(m, 6) for m in mean]
             for i in range(n)]
+
+
+def attach_risk(model_dir: Path, sweep_path: Path, temperature: float) -> ModelCard:
+    """Write the risk table of `sweep_path` (the train split's pool sweep) and the temperature
+    of the single answer into the model's card; the model's pool must be the sweep's."""
+    from clang_llm.model.card import read_card, write_card
+    from clang_llm.train.pool_sweep import read_sweep
+
+    card = read_card(model_dir)
+    if not card.pool:
+        raise ValueError(f"{model_dir}: not a cllm-v2 model (no pool)")
+    if temperature < 0:
+        raise ValueError("the temperature must be >= 0 (0: the single answer is the likeliest list)")
+    records = read_sweep(sweep_path, card.pool)
+    if not records:
+        raise ValueError(f"{sweep_path}: no sweep records of this model's pool")
+    card.pool_risk = risk_table(records.values(), len(card.pool))
+    card.risk_temperature = temperature
+    card.training = {**card.training, "risk": {"sweep": Path(sweep_path).name, "modules": len(records),
+                                               "temperature": temperature}}
+    write_card(model_dir, card)
+    return card
