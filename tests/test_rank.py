@@ -170,19 +170,23 @@ def test_a_choice_token_names_its_stored_list(v2_model: Path) -> None:
     assert str(d.pass_list) == "Oz dse" and d.choice is None
 
 
-def test_a_card_risk_table_puts_the_safest_list_first(v2_model: Path, tmp_path: Path) -> None:
-    """The trained model ranks Os (list 3) first for `sum`; a risk table saying Os grows every
-    module where another list wins makes the single ranked try the safe list instead, and the
-    rest of the ranking stays in likelihood order."""
+def test_a_loss_table_puts_the_safest_list_first(v2_model: Path, tmp_path: Path) -> None:
+    """The trained model ranks Os (list 3) first for `sum`; a loss table in which Os grows every
+    train module and list 1 wins them all makes the first ranked try list 1; with nothing left to
+    cover, the next try is the likeliest remaining list. Temperature 0 in the card ignores it."""
     import shutil
 
+    import numpy as np
+
     from clang_llm.model.card import read_card, write_card
+    from clang_llm.model.risk import LOSS_SCALE, LOSSES_FILE
 
     risky = tmp_path / "risky"
     shutil.copytree(v2_model, risky)
+    table = np.zeros((6, len(POOL)), dtype=np.int16)
+    table[:, 3], table[:, 1] = round(0.5 / LOSS_SCALE), round(-0.1 / LOSS_SCALE)
+    np.save(risky / LOSSES_FILE, table)
     card = read_card(risky)
-    n = len(POOL)
-    card.pool_risk = [[0.5 if j == 3 else (-0.1 if j == 1 else 0.0) for j in range(n)] for _ in range(n)]
     card.risk_temperature = 1.0
     write_card(risky, card)
     s = Settings(rounds=1, samples=0, rank=2, max_new_tokens=NEW_TOKENS, jobs=1)
@@ -190,3 +194,7 @@ def test_a_card_risk_table_puts_the_safest_list_first(v2_model: Path, tmp_path: 
     safe = ModelLoop(load_model(risky, intra_threads=1), s).optimize(_tu("sum", tmp_path / "s", s))
     assert [c.pass_list for c in plain.rounds[0].candidates] == [POOL[3], POOL[1]]
     assert [c.pass_list for c in safe.rounds[0].candidates] == [POOL[1], POOL[3]]
+    card.risk_temperature = 0.0
+    write_card(risky, card)
+    off = ModelLoop(load_model(risky, intra_threads=1), s).optimize(_tu("sum", tmp_path / "o", s))
+    assert [c.pass_list for c in off.rounds[0].candidates] == [POOL[3], POOL[1]]

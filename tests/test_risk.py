@@ -1,19 +1,19 @@
-"""The pool's risk table and the minimum-risk single answer: the table's arithmetic on a known
-sweep, the expected-size order it gives, and the card that carries it."""
+"""The pool's loss table and the minimum-risk ranking: the table built from a known sweep, the
+expected-size order it gives (a safe list before a likely but risky one, then coverage instead
+of repetition), and the model directory that carries it."""
 
 from __future__ import annotations
 
-import json
 import math
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from clang_llm.errors import ModelError
-from clang_llm.model.card import ModelCard, read_card, write_card
-from clang_llm.model.risk import expected_losses, risk_order
+from clang_llm.model.risk import LOSS_SCALE, LOSSES_FILE, load_losses, module_weights, risk_order
 from clang_llm.records import ObjectSize
-from clang_llm.train.pool_risk import risk_table
+from clang_llm.train.pool_risk import loss_table
 from clang_llm.train.pool_sweep import PoolSizes
 
 
@@ -22,56 +22,65 @@ def _rec(mid: str, oz: int, texts: list[int | None]) -> PoolSizes:
     return PoolSizes(id=mid, pool_sha="x", oz=ObjectSize(oz, oz + 10, 1), sizes=sizes)
 
 
-def test_risk_table_averages_each_list_over_the_modules_another_list_wins() -> None:
-    sweep = [
-        _rec("a", 100, [100, 80, 120]),  # list 1 wins; list 2 grows it by 20 %
-        _rec("b", 100, [100, 90, 90]),  # lists 1 and 2 tie: each gets half the module
-        _rec("c", 100, [100, None, 50]),  # list 1 failed (counts as -Oz); list 2 wins
-        _rec("bad", 0, [0, 0, 0]),  # no -Oz size to compare with: ignored
-    ]
-    r = risk_table(sweep, 3)
-    la, lb = math.log(0.8), math.log(0.9)
-    # list 1 wins a (weight 1) and half of b
-    assert r[1][1] == pytest.approx((la + 0.5 * lb) / 1.5, abs=1e-6)
-    assert r[1][2] == pytest.approx((math.log(1.2) + 0.5 * lb) / 1.5, abs=1e-6)
-    # list 2 wins half of b and all of c, where list 1's failure is -Oz (0)
-    assert r[2][1] == pytest.approx((0.5 * lb + 0.0) / 1.5, abs=1e-6)
-    assert r[2][2] == pytest.approx((0.5 * lb + math.log(0.5)) / 1.5, abs=1e-6)
-    # list 0 (-Oz) wins nowhere: its row is the mean over the usable modules
-    assert r[0][2] == pytest.approx((math.log(1.2) + lb + math.log(0.5)) / 3, abs=1e-6)
+def test_loss_table_holds_each_lists_log_ratio_with_failures_as_oz() -> None:
+    sweep = [_rec("a", 100, [100, 80, 120]), _rec("b", 100, [100, None, 50]), _rec("bad", 0, [0, 0, 0]),
+             _rec("short", 100, [100, 90])]  # another pool's record: left out
+    t = loss_table(sweep, 3)
+    assert t.dtype == np.int16 and t.shape == (2, 3)
+    want = [[0.0, math.log(0.8), math.log(1.2)], [0.0, 0.0, math.log(0.5)]]
+    assert np.allclose(t * LOSS_SCALE, want, atol=LOSS_SCALE)
+    assert int(loss_table([_rec("gone", 100_000, [100_000, 1, 100_000])], 3)[0, 1]) == -32767
     with pytest.raises(ValueError):
-        risk_table([_rec("bad", 0, [0, 0, 0])], 3)
+        loss_table([_rec("bad", 0, [0, 0, 0])], 3)
 
 
-def test_the_minimum_risk_list_beats_a_likely_but_risky_one() -> None:
-    # List 0 is most likely, but where it wins list 0 saves 10 % and where 1 wins list 0 grows 30 %.
-    risk = [[-0.10, -0.05], [0.30, -0.08]]
-    logp = [math.log(0.6), math.log(0.4)]
-    e = expected_losses(logp, risk, 1.0)
-    assert e == pytest.approx([0.6 * -0.10 + 0.4 * 0.30, 0.6 * -0.05 + 0.4 * -0.08])
-    assert risk_order(logp, risk, 1.0) == [1, 0]
-    # a very low temperature trusts the top choice alone: its row decides
-    assert risk_order(logp, risk, 0.01) == [0, 1]
+# Four train modules, lists 0 (-Oz), 1, 2, 3. List 1 wins modules 0-1 big and grows 2-3 by 82 %;
+# list 2 wins modules 2-3 a little and never grows anything; list 3 repeats list 1 exactly.
+LOSSES = np.array([[0.0, -0.20, -0.01, -0.20],
+                   [0.0, -0.20, -0.01, -0.20],
+                   [0.0, 0.60, -0.05, 0.60],
+                   [0.0, 0.60, -0.05, 0.60]])
+
+
+def test_a_safe_list_goes_before_a_likely_but_risky_one() -> None:
+    even = [math.log(0.1), math.log(0.4), math.log(0.3), math.log(0.2)]  # list 1 likeliest, but unsure
+    w = module_weights(LOSSES, even, 1.0)
+    assert w.sum() == pytest.approx(1.0) and (w > 0).all()
+    order = risk_order(even, LOSSES, 1.0, 3, [1, 2, 3])
+    # list 1's expected size is larger (+0.08 against -0.024): a third of the belief is on modules it grows
+    assert order[0] == 2
+    # then coverage: list 1 adds the big wins; list 3 repeats list 1 and adds nothing, so it comes last
+    assert order == [2, 1, 3]
+    # a confident model on list 1's kind of module: list 1 first
+    sure = [math.log(0.01), math.log(0.97), math.log(0.01), math.log(0.01)]
+    assert risk_order(sure, LOSSES, 0.1, 1, [1, 2, 3]) == [1]
+    assert risk_order(sure, LOSSES, 1.0, 2, [2]) == [2]  # only the allowed lists
+    assert risk_order(sure, LOSSES, 1.0, 0, [1, 2]) == []
     with pytest.raises(ValueError):
-        expected_losses(logp, [[0.0, 0.0]], 1.0)
+        module_weights(LOSSES, [0.0, 0.0], 1.0)
     with pytest.raises(ValueError):
-        expected_losses(logp, risk, 0.0)
+        module_weights(LOSSES, even, 0.0)
 
 
-def _card(**kw: object) -> dict:
-    base = {"llvm_major": 22, "pass_vocabulary_version": "v", "prompt_format": "cllm-v2", "context_length": 64,
-            "pool": ["Oz", "Os"]}
-    return {**base, **kw}
+def test_the_loss_file_is_checked_when_the_model_loads(tmp_path: Path) -> None:
+    from clang_llm.errors import ModelError
+    from clang_llm.model import load_model, model_content_id
+    from clang_llm.optimizer.factory import default_model_dir
 
-
-def test_card_carries_a_square_finite_risk_table(tmp_path: Path) -> None:
-    card = ModelCard.from_json(_card(pool_risk=[[0.0, -0.1], [0.2, -0.3]], risk_temperature=0.5))
-    write_card(tmp_path, card)
-    again = read_card(tmp_path)
-    assert again.pool_risk == [[0.0, -0.1], [0.2, -0.3]] and again.risk_temperature == 0.5
-    assert ModelCard.from_json(_card()).pool_risk == []  # older cards: ranked by likelihood
-    for bad in ([[0.0]], [[0.0, 0.1], [0.2]], [[0.0, "x"], [0.1, 0.2]], [[0.0, math.inf], [0.0, 0.0]]):
-        with pytest.raises(ModelError, match="pool_risk"):
-            ModelCard.from_json(json.loads(json.dumps(_card(pool_risk=bad), allow_nan=True)))
-    with pytest.raises(ModelError, match="risk_temperature"):
-        ModelCard.from_json(_card(risk_temperature=-1))
+    src = default_model_dir()
+    model = tmp_path / "m"
+    shutil.copytree(src, model)
+    (model / LOSSES_FILE).unlink(missing_ok=True)
+    n = len(load_model(model, intra_threads=1).card.pool)
+    plain_id = model_content_id(model)
+    np.save(model / LOSSES_FILE, np.zeros((5, n), dtype=np.int16))
+    assert load_model(model, intra_threads=1).pool_losses.shape == (5, n)
+    assert model_content_id(model) != plain_id  # the table is part of the model's identity
+    assert load_losses(model / LOSSES_FILE, n).dtype == np.float64
+    for bad in (np.zeros((5, n + 1), dtype=np.int16), np.zeros((5, n), dtype=np.float32)):
+        np.save(model / LOSSES_FILE, bad)
+        with pytest.raises(ModelError, match=LOSSES_FILE):
+            load_model(model, intra_threads=1)
+    (model / LOSSES_FILE).write_bytes(b"not numpy")
+    with pytest.raises(ModelError, match=LOSSES_FILE):
+        load_model(model, intra_threads=1)

@@ -113,8 +113,8 @@ def rank_offline_cmd(
     split: SplitOpt = None,
     k: Annotated[str, typer.Option(help="Numbers of tried lists, comma-separated")] = "1,2,4,8,12,15,16,32",
     risk_sweep: Annotated[Path | None, typer.Option(
-        help="Train pool sweep: score the minimum-risk single answer with the risk table built from it "
-             "(default: the card's table, if it has one)")] = None,
+        help="Train pool sweep: also score the minimum-risk order with the loss table built from it "
+             "(default: the model's pool-losses.npy, if it has one)")] = None,
     risk_temperatures: Annotated[str, typer.Option(help="Temperatures of the minimum-risk answer, comma-separated")]
         = "0.25,0.5,1",
     out: Annotated[Path | None, typer.Option(help="Also write the table (markdown) here")] = None,
@@ -125,8 +125,9 @@ def rank_offline_cmd(
     from clang_llm.atomic import atomic_write_text
     from clang_llm.eval.offline import format_rows, model_scores, offline_rows
     from clang_llm.model.card import read_card
+    from clang_llm.model.risk import LOSS_SCALE, LOSSES_FILE, load_losses
     from clang_llm.records import read_labels
-    from clang_llm.train.pool_risk import risk_table
+    from clang_llm.train.pool_risk import loss_table
     from clang_llm.train.pool_sweep import read_sweep
 
     card = read_card(model)
@@ -142,10 +143,14 @@ def rank_offline_cmd(
     modules = {t.id: Path(t.bc) for t in tasks if t.id in swept}
     scores = model_scores(model, modules)
     recs = {r.id: r for r in read_labels(labels)} if labels else {}
-    risk = risk_table(read_sweep(risk_sweep, pool).values(), len(pool)) if risk_sweep else (card.pool_risk or None)
+    losses = None
+    if risk_sweep:
+        losses = loss_table(read_sweep(risk_sweep, pool).values(), len(pool)).astype(float) * LOSS_SCALE
+    elif (model / LOSSES_FILE).is_file():
+        losses = load_losses(model / LOSSES_FILE, len(pool))
     temps = tuple(float(x) for x in risk_temperatures.split(",") if x.strip())
     rows = offline_rows({i: swept[i] for i in modules}, pool, scores, recs, {t.id: t.package for t in tasks},
-                        [int(x) for x in k.split(",") if x.strip()], risk=risk, temperatures=temps)
+                        [int(x) for x in k.split(",") if x.strip()], losses=losses, temperatures=temps)
     text = format_rows(rows)
     if out:
         atomic_write_text(out, text)

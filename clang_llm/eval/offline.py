@@ -13,9 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clang_llm.records import LabelRecord, ObjectSize
 from clang_llm.train.pool_sweep import PoolSizes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,11 @@ def _first(oz: ObjectSize, sizes: list[ObjectSize | None], order: list[int]) -> 
 
 def offline_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str, list[float]],
                  labels: dict[str, LabelRecord], packages: dict[str, str], ks: list[int],
-                 risk: list[list[float]] | None = None, temperatures: tuple[float, ...] = ()) -> list[OfflineRow]:
+                 losses: np.ndarray | None = None, temperatures: tuple[float, ...] = ()) -> list[OfflineRow]:
     """coreset@k+backup (the pool in its stored order), rank@k+backup (by the model's scores), the
     best of the whole pool, and the autotuner, on the modules that have a sweep and a score; and
-    the single answers with no backup: coreset@1, rank@1 and, given a risk table, the
-    minimum-risk list at each temperature (rank@1 risk t=...)."""
+    the single answers with no backup: coreset@1, rank@1; and, given the pool's loss table
+    (float, modules x lists), the minimum-risk order at each temperature (`risk t=...` rows)."""
     ids = sorted(i for i, r in sweep.items() if r.status == "ok" and r.oz and i in scores)
     rest = [i for i, p in enumerate(pool) if p != "Oz"]
     auto = [(labels[i].best.text, labels[i].oz.text) for i in ids  # type: ignore[union-attr]
@@ -78,17 +82,21 @@ def offline_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str,
     out: list[OfflineRow] = [row("coreset@1", 2, {i: rest[:1] for i in ids}, backup=False),
                              row("rank@1", 2, {i: sorted(rest, key=lambda j, s=scores[i]: (-s[j], j))[:1] for i in ids},
                                  backup=False)]
-    for t in temperatures if risk else ():
+    risky: dict[float, dict[str, list[int]]] = {}
+    if losses is not None:
         from clang_llm.model.risk import risk_order
 
-        keep = set(rest)
-        out.append(row(f"rank@1 risk t={t:g}", 2, {i: [j for j in risk_order(scores[i], risk, t) if j in keep][:1]
-                                                    for i in ids}, backup=False))  # type: ignore[arg-type]
+        most = max([1, *ks])
+        for t in temperatures:
+            risky[t] = {i: risk_order(scores[i], losses, t, min(most, len(rest)), rest) for i in ids}
+            out.append(row(f"rank@1 risk t={t:g}", 2, {i: o[:1] for i, o in risky[t].items()}, backup=False))
     for k in ks:
         k = min(k, len(rest))
         out.append(row(f"coreset@{k}+backup", k + 1, {i: rest[:k] for i in ids}))
         ranked = {i: sorted(rest, key=lambda j, s=scores[i]: (-s[j], j))[:k] for i in ids}
         out.append(row(f"rank@{k}+backup", k + 1, ranked))
+        for t, orders in risky.items():
+            out.append(row(f"rank@{k}+backup risk t={t:g}", k + 1, {i: o[:k] for i, o in orders.items()}))
     out.append(row(f"pool@{len(rest)}+backup (every stored list)", len(rest) + 1, {i: rest for i in ids}))
     if auto_gain is not None:
         out.append(OfflineRow("autotuner (labels)", 0, len(ids), auto_gain,

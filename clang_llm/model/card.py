@@ -29,9 +29,8 @@ class ModelCard:
     prompt_budget: int = 0  # tokens of IR in round 1's prompt (what training used); 0: from context
     # cllm-v2: the stored pass lists the model ranks; list i is the answer's choice token <|Li|>.
     pool: list[str] = field(default_factory=list)
-    # cllm-v2: R[i][j], the mean log size ratio of list j where list i wins (train sweep); with
-    # `risk_temperature`, how a single answer is picked (clang_llm.model.risk). Empty: by likelihood.
-    pool_risk: list[list[float]] = field(default_factory=list)
+    # cllm-v2 with a pool-losses.npy: the temperature of the minimum-risk ranking
+    # (clang_llm.model.risk); 0: the pool is ranked by likelihood alone.
     risk_temperature: float = 0.0
     training: dict[str, Any] = field(default_factory=dict)  # data summary, steps, dims, loss
     metrics: dict[str, Any] = field(default_factory=dict)  # evaluation results
@@ -61,12 +60,6 @@ class ModelCard:
         pool = data.get("pool", [])
         if not isinstance(pool, list) or not all(isinstance(p, str) and p.strip() for p in pool):
             raise ModelError(f"{where}: field 'pool' must be a list of pass lists")
-        risk = data.get("pool_risk", [])
-        if not isinstance(risk, list) or (risk and (len(risk) != len(pool) or not all(
-                isinstance(r, list) and len(r) == len(pool)
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
-                for r in risk))):
-            raise ModelError(f"{where}: field 'pool_risk' must be a {len(pool)} x {len(pool)} table of numbers")
         temp = data.get("risk_temperature", 0.0)
         if not isinstance(temp, (int, float)) or isinstance(temp, bool) or not math.isfinite(temp) or temp < 0:
             raise ModelError(f"{where}: field 'risk_temperature' must be a number >= 0")
@@ -80,7 +73,6 @@ class ModelCard:
             context_length=data["context_length"],
             prompt_budget=int(data.get("prompt_budget", 0) or 0),
             pool=list(pool),
-            pool_risk=[[float(v) for v in r] for r in risk],
             risk_temperature=float(temp),
             training=dict(data.get("training", {})),
             metrics=dict(data.get("metrics", {})),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from clang_llm import LLVM_MAJOR
 from clang_llm.errors import ModelError, first_line
 from clang_llm.model.card import CARD_FILE, ModelCard, read_card
+from clang_llm.model.risk import LOSSES_FILE, load_losses
 from clang_llm.passes import Vocabulary
 from clang_llm.prompt_format import ANSWER_MARK, BOS, CLLM_FORMATS, END_MARK, EOS, POOL_MAX, pool_token
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 MODEL_FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json", CARD_FILE)
+OPTIONAL_FILES = (LOSSES_FILE,)  # part of the model (and of its id) when present
 DEFAULT_TOP_K = 50
 _LOCK = threading.Lock()
 
@@ -49,6 +51,9 @@ class Model:
         self._tokenizer = tokenizer
         self._generator: ctranslate2.Generator = self._new_generator()  # also proves that model.bin loads
         self._drawn = False  # whether its worker has drawn random numbers (then it is stale)
+        # The pool's loss table on the train modules (pool-losses.npy), for the minimum-risk
+        # ranking; None: the pool is ranked by likelihood.
+        self.pool_losses: Any = None
 
     @property
     def context_length(self) -> int:
@@ -208,7 +213,7 @@ def model_content_id(model_dir: str | Path) -> str:
     """SHA-256 (16 hex digits) over the names and bytes of a model directory's files: the same
     model gives the same id wherever it is unpacked; a retrained one never does."""
     h = hashlib.sha256()
-    for name in MODEL_FILES:
+    for name in (*MODEL_FILES, *(f for f in OPTIONAL_FILES if (Path(model_dir) / f).is_file())):
         h.update(name.encode() + b"\0")
         with open(Path(model_dir) / name, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -238,6 +243,11 @@ def load_model(model_dir: str | Path, *, intra_threads: int | None = None, devic
         raise ModelError(f"{path}: the card names {len(card.pool)} stored lists, the tokenizer lacks {lacking[0]}")
     threads = intra_threads if intra_threads is not None else min(4, os.cpu_count() or 1)
     model = Model(path, card, tokenizer, threads, device)
+    if card.pool and (path / LOSSES_FILE).is_file():
+        try:
+            model.pool_losses = load_losses(path / LOSSES_FILE, len(card.pool))
+        except (OSError, ValueError, EOFError) as exc:
+            raise ModelError(f"{path}: unreadable {LOSSES_FILE} ({first_line(exc)})") from None
     vocab_version = Vocabulary.default().version
     if card.pass_vocabulary_version != vocab_version:
         model.warnings.append(

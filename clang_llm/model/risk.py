@@ -1,32 +1,83 @@
-"""Minimum-Bayes-risk order of a model's pool: the lists with the smallest expected size first.
+"""Minimum-Bayes-risk order of a model's pool: the lists a TU should try, given what the model
+believes and what each list did on the train modules.
 
-Why: `Model.rank_pool` gives how likely each stored list is to be among the best for a TU;
-with one try and no backup, the list to ship is the one whose expected size is smallest under
-that belief, ``E[j] = sum_i q(i) * R[i][j]`` with ``q`` the tempered pool distribution and
-``R`` the card's risk table (see `clang_llm.train.pool_risk`). Pure arithmetic: no model, no
-numpy, so the compile path pays nothing for it.
+Why: `Model.rank_pool` gives how likely each stored list is to be among the best for a TU. Its
+likeliest lists can be ones that win big on some modules and do nothing (or grow the object)
+on the rest, and its top 15 often repeat one another. The pool's loss table (the train split's
+pool sweep: log(.text / -Oz .text) of every list on every module) turns the belief into
+expected sizes: the model's probability that list i wins is spread over the train modules list
+i wins (``w(m) = sum_i q(i) [i wins m] / #modules i wins``, ``q ∝ exp(log p / t)``), and
+
+- the first list is the one of smallest expected size on its own, ``argmin_j sum_m w(m) L[m, j]``
+  (what one try with no backup should ship);
+- each next list is the one that most lowers the expected size of the best object so far, the
+  -Oz object included (``min(0, ...)``: the driver never ships a larger one) -- greedy coverage,
+  so a ranking of k lists does not spend tries on lists that win on the same modules.
 """
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+LOSSES_FILE = "pool-losses.npy"
+LOSS_SCALE = 1e-4  # the file stores int16 log ratios in units of 1e-4 (±3.27: ±96 % of -Oz .text)
 
 
-def expected_losses(log_probs: list[float], risk: list[list[float]], temperature: float) -> list[float]:
-    """``E[j]`` for every list j: the expected log(.text / -Oz .text) if list j ships, when list
-    i wins with probability proportional to ``exp(log_probs[i] / temperature)``."""
-    n = len(log_probs)
-    if len(risk) != n or any(len(row) != n for row in risk):
-        raise ValueError(f"a risk table of {len(risk)} rows for a pool of {n} lists")
+def load_losses(path: Path, n_lists: int) -> np.ndarray:
+    """The (modules, lists) float table of a model directory's `pool-losses.npy`; ValueError
+    when it is not an int16 table with one column per stored list."""
+    import numpy as np
+
+    table = np.load(path, allow_pickle=False)
+    if table.dtype != np.int16 or table.ndim != 2 or table.shape[1] != n_lists or table.shape[0] < 1:
+        raise ValueError(f"{path.name}: expected an int16 table of (modules, {n_lists}), got "
+                         f"{table.dtype} {table.shape}")
+    return table.astype(np.float64) * LOSS_SCALE
+
+
+def module_weights(losses: np.ndarray, log_probs: list[float], temperature: float) -> np.ndarray:
+    """``w(m)``: the model's belief spread over the train modules by which list wins each
+    (ties share a module); a list that wins nowhere spreads its share over every module."""
+    import numpy as np
+
     if temperature <= 0:
         raise ValueError("temperature must be positive")
-    top = max(log_probs)
-    w = [math.exp((lp - top) / temperature) for lp in log_probs]
-    z = sum(w)
-    return [sum(w[i] * risk[i][j] for i in range(n)) / z for j in range(n)]
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if lp.shape != (losses.shape[1],):
+        raise ValueError(f"{lp.size} scores for a pool of {losses.shape[1]} lists")
+    q = np.exp((lp - lp.max()) / temperature)
+    q /= q.sum()
+    wins = (losses <= losses.min(axis=1, keepdims=True)).astype(np.float64)
+    wins /= wins.sum(axis=1, keepdims=True)
+    count = wins.sum(axis=0)
+    share = np.where(count > 0, wins / np.where(count > 0, count, 1.0), 1.0 / losses.shape[0])
+    w = share @ q
+    return w / w.sum()
 
 
-def risk_order(log_probs: list[float], risk: list[list[float]], temperature: float) -> list[int]:
-    """Pool indices, smallest expected size first; ties keep the likelier list, then the pool order."""
-    e = expected_losses(log_probs, risk, temperature)
-    return sorted(range(len(e)), key=lambda j: (e[j], -log_probs[j], j))
+def risk_order(log_probs: list[float], losses: np.ndarray, temperature: float, k: int,
+               allowed: list[int]) -> list[int]:
+    """Up to `k` of the `allowed` pool indices in try order: the smallest expected size alone
+    first, then greedy coverage with -Oz as the backup. Ties keep the likelier list."""
+    import numpy as np
+
+    cand = list(dict.fromkeys(allowed))
+    if k < 1 or not cand:
+        return []
+    w = module_weights(losses, log_probs, temperature)
+    alone = w @ losses
+    first = min(cand, key=lambda j: (round(float(alone[j]), 12), -log_probs[j], j))
+    order = [first]
+    best = np.minimum(losses[:, first], 0.0)
+    rest = [j for j in cand if j != first]
+    while rest and len(order) < k:
+        gain = w @ np.minimum(best[:, None], losses[:, rest])
+        nxt = min(range(len(rest)), key=lambda i: (round(float(gain[i]), 12), -log_probs[rest[i]], rest[i]))
+        j = rest.pop(nxt)
+        order.append(j)
+        best = np.minimum(best, losses[:, j])
+    return order

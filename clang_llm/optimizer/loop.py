@@ -29,7 +29,7 @@ from clang_llm.optimizer.prompt import (
     normalize_ir,
     without_ir,
 )
-from clang_llm.passes import OZ, parse_pass_list
+from clang_llm.passes import OZ, PassList, parse_pass_list
 from clang_llm.prompt_format import NEW_MARK, pool_token
 from clang_llm.records import Candidate, Finding, Prediction, Round
 
@@ -138,39 +138,39 @@ class ModelLoop:
         return list(getattr(self.model, "pool", []) or [])
 
     def _ranked(self, prompt: str, tried: set[str]) -> list[tuple[str, Answer]]:
-        """The `rank` stored lists the model ranks highest for this prompt, skipping lists
-        already tried in earlier rounds (and -Oz, the baseline); as answers naming them."""
+        """The `rank` stored lists to try for this prompt, skipping lists already tried in
+        earlier rounds (and -Oz, the baseline); as answers naming them. By likelihood, or, with
+        the model's loss table and a card temperature, in minimum-risk order (model/risk.py)."""
         pool = self._pool()
         if not pool:
             return []
         scores = self.model.rank_pool(prompt)  # type: ignore[union-attr]
-        out: list[tuple[str, Answer]] = []
-        for i in self._pool_order(pool, scores):
-            if len(out) >= self.settings.rank:
-                break
+        allowed: list[tuple[int, PassList]] = []
+        for i in sorted(range(len(pool)), key=lambda j: (-scores[j], j)):
             try:
                 pl = parse_pass_list(pool[i])
             except PassListError:  # a list from another vocabulary: never tried
                 continue
             if str(pl) in tried or str(pl) == str(OZ):
                 continue
+            allowed.append((i, pl))
+        lists = dict(allowed)
+        order = self._risk_order(scores, [i for i, _ in allowed]) or [i for i, _ in allowed]
+        out: list[tuple[str, Answer]] = []
+        for i in order[: self.settings.rank]:
+            pl = lists[i]
             tried.add(str(pl))
             out.append((f"{pool_token(i)}passes: {pl}", Answer(pass_text=str(pl), pass_list=pl, choice=i)))
         return out
 
-    def _pool_order(self, pool: list[str], scores: list[float]) -> list[int]:
-        """Most likely first; with a card risk table and temperature, the list of smallest expected
-        size first (what one try with no backup should ship), then the rest by likelihood (what a
-        longer, backed-up ranking should cover)."""
-        order = sorted(range(len(pool)), key=lambda j: (-scores[j], j))
-        card = getattr(self.model, "card", None)
-        risk, temp = getattr(card, "pool_risk", None), float(getattr(card, "risk_temperature", 0.0) or 0.0)
-        if not risk or temp <= 0 or len(risk) != len(pool):
-            return order
-        candidates = [j for j in risk_order(scores, risk, temp) if pool[j] != str(OZ)]
-        if not candidates:
-            return order
-        return [candidates[0], *(j for j in order if j != candidates[0])]
+    def _risk_order(self, scores: list[float], allowed: list[int]) -> list[int]:
+        """Minimum-risk order of the allowed lists, or [] when the model has no loss table (a
+        server, an older model) or its card's temperature is 0."""
+        losses = getattr(self.model, "pool_losses", None)
+        temp = float(getattr(getattr(self.model, "card", None), "risk_temperature", 0.0) or 0.0)
+        if losses is None or temp <= 0 or not allowed:
+            return []
+        return risk_order(scores, losses, temp, self.settings.rank, allowed)
 
     def _stored(self, ans: Answer) -> Answer:
         """A cllm-v2 answer that opens with a stored list's choice token names that list: the

@@ -1,25 +1,27 @@
-"""The pool's risk table: what each stored list costs on the modules where another list wins.
+"""The pool's loss table: what every stored list did on every swept train module.
 
-Why: a model that ranks its pool learns which lists are *often among the best* for a TU like
-this one, and its single most likely list can still be one that wins big on some modules and
-grows others by a third. When only one list is tried and nothing backs it up, the right pick
-is not the most likely winner but the list with the smallest expected size under the model's
-belief about which list wins (minimum-Bayes-risk decoding): ``E[j] = sum_i p(i) * R[i][j]``,
-where ``R[i][j]`` is the mean log(.text / -Oz .text) of list j on the train modules that list i
-wins (ties share a module). The table comes from the train split's pool sweep, so it is data
-of the pool, like the coreset, and it ships in the model card beside the pool.
+Why: ranking by likelihood alone tries the lists the model believes are often among the best,
+and its top choices can win big on some modules and do nothing on the rest, or repeat one
+another. With each list's measured size on the train modules beside the model, the loop can
+pick the list of smallest expected size and then the lists that cover what it misses
+(`clang_llm.model.risk`). The table comes from the train split's pool sweep, so it is data of
+the pool, like the coreset, and ships in the model directory (`pool-losses.npy`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clang_llm.model.risk import LOSS_SCALE, LOSSES_FILE
 from clang_llm.train.pool_sweep import PoolSizes
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from clang_llm.model.card import ModelCard
 
 
@@ -32,51 +34,47 @@ def _log_ratios(rec: PoolSizes, n: int) -> list[float] | None:
     return [0.0 if s is None else math.log(max(1, s.text) / oz) for s in rec.sizes]
 
 
-def risk_table(sweep: Iterable[PoolSizes], n: int) -> list[list[float]]:
-    """``R[i][j]``: the mean log size ratio of list j on the modules list i wins (ties split a
-    module's weight); a list that wins nowhere gets the mean over all modules."""
-    sums = [[0.0] * n for _ in range(n)]
-    weight = [0.0] * n
-    total = [0.0] * n
-    count = 0
-    for rec in sweep:
-        row = _log_ratios(rec, n)
-        if row is None:
-            continue
-        count += 1
-        for j, v in enumerate(row):
-            total[j] += v
-        best = min(row)
-        winners = [i for i, v in enumerate(row) if v <= best]
-        for i in winners:
-            w = 1.0 / len(winners)
-            weight[i] += w
-            for j, v in enumerate(row):
-                sums[i][j] += w * v
-    if count == 0:
+def loss_table(sweep: Iterable[PoolSizes], n: int) -> np.ndarray:
+    """(modules, lists) int16 log ratios in units of `LOSS_SCALE`, clipped to the int16 range,
+    in the sweep's order; modules without a usable sweep are left out."""
+    import numpy as np
+
+    rows = [r for r in (_log_ratios(rec, n) for rec in sweep) if r is not None]
+    if not rows:
         raise ValueError("the sweep has no usable module")
-    mean = [t / count for t in total]
-    return [[round(s / weight[i], 6) for s in sums[i]] if weight[i] > 0 else [round(m, 6) for m in mean]
-            for i in range(n)]
+    scaled = np.rint(np.asarray(rows, dtype=np.float64) / LOSS_SCALE)
+    return np.clip(scaled, -32767, 32767).astype(np.int16)
 
 
 def attach_risk(model_dir: Path, sweep_path: Path, temperature: float) -> ModelCard:
-    """Write the risk table of `sweep_path` (the train split's pool sweep) and the temperature
-    of the single answer into the model's card; the model's pool must be the sweep's."""
+    """Write the loss table of `sweep_path` (the train split's pool sweep) into the model
+    directory and the ranking temperature into its card; the model's pool must be the sweep's.
+    Temperature 0 removes the table: the loop ranks by likelihood again."""
+    import numpy as np
+
+    from clang_llm.atomic import atomic_path
     from clang_llm.model.card import read_card, write_card
     from clang_llm.train.pool_sweep import read_sweep
 
     card = read_card(model_dir)
     if not card.pool:
         raise ValueError(f"{model_dir}: not a cllm-v2 model (no pool)")
-    if temperature < 0:
-        raise ValueError("the temperature must be >= 0 (0: the single answer is the likeliest list)")
-    records = read_sweep(sweep_path, card.pool)
-    if not records:
-        raise ValueError(f"{sweep_path}: no sweep records of this model's pool")
-    card.pool_risk = risk_table(records.values(), len(card.pool))
+    if temperature < 0 or not math.isfinite(temperature):
+        raise ValueError("the temperature must be >= 0 (0: rank by likelihood only)")
+    target = Path(model_dir) / LOSSES_FILE
+    training = {k: v for k, v in card.training.items() if k != "risk"}
+    if temperature == 0:
+        target.unlink(missing_ok=True)
+    else:
+        records = read_sweep(sweep_path, card.pool)
+        table = loss_table(records.values(), len(card.pool))
+        with atomic_path(target) as tmp, open(tmp, "wb") as f:
+            np.save(f, table, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        training["risk"] = {"sweep": Path(sweep_path).name, "modules": int(table.shape[0]),
+                            "temperature": temperature}
     card.risk_temperature = temperature
-    card.training = {**card.training, "risk": {"sweep": Path(sweep_path).name, "modules": len(records),
-                                               "temperature": temperature}}
+    card.training = training
     write_card(model_dir, card)
     return card
