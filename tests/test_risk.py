@@ -84,3 +84,30 @@ def test_the_loss_file_is_checked_when_the_model_loads(tmp_path: Path) -> None:
     (model / LOSSES_FILE).write_bytes(b"not numpy")
     with pytest.raises(ModelError, match=LOSSES_FILE):
         load_model(model, intra_threads=1)
+
+
+def test_pool_risk_command_writes_and_removes_the_table(tmp_path: Path) -> None:
+    """`pool-risk` on a copy of the shipped model with the committed train sweep: the table has a
+    row per usable swept module and a column per stored list; temperature 0 takes it away."""
+    from typer.testing import CliRunner
+
+    from clang_llm.cli import app
+    from clang_llm.model import load_model, read_card
+    from clang_llm.optimizer.factory import default_model_dir
+
+    sweep = Path(__file__).resolve().parent.parent / "data" / "pool-sweep-v2-train.jsonl.gz"
+    model = tmp_path / "m"
+    shutil.copytree(default_model_dir(), model)
+    runner = CliRunner()
+    r = runner.invoke(app, ["pool-risk", "--model", str(model), "--sweep", str(sweep), "--temperature", "0.5"])
+    assert r.exit_code == 0, r.output
+    loaded = load_model(model, intra_threads=1)
+    assert loaded.card.risk_temperature == 0.5 and loaded.pool_losses.shape[1] == len(loaded.card.pool)
+    assert loaded.pool_losses.shape[0] == read_card(model).training["risk"]["modules"] > 1000
+    r = runner.invoke(app, ["pool-risk", "--model", str(model), "--sweep", str(sweep), "--temperature", "0"])
+    assert r.exit_code == 0, r.output
+    assert not (model / LOSSES_FILE).exists() and read_card(model).risk_temperature == 0
+    r = runner.invoke(app, ["pool-risk", "--model", str(model), "--sweep", str(tmp_path / "none.jsonl"),
+                            "--temperature", "1"])
+    assert r.exit_code == 2 and "pool-risk" in r.output  # a usage error, the model left as it was
+    assert not (model / LOSSES_FILE).exists() and read_card(model).risk_temperature == 0

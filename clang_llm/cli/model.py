@@ -79,7 +79,9 @@ def pool_risk_cmd(
         card = attach_risk(model, sweep, temperature)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    typer.echo(f"{model}: risk table of {len(card.pool_risk)} lists, temperature {temperature:g}")
+    risk = card.training.get("risk")
+    typer.echo(f"{model}: loss table of {risk['modules']} train modules, temperature {temperature:g}" if risk
+               else f"{model}: no loss table (ranked by likelihood)")
 
 
 def export_cmd(
