@@ -66,3 +66,27 @@ def test_a_list_that_leaves_the_ir_as_another_did_costs_no_codegen(tmp_path: Pat
     assert again.object_path.read_bytes() == whole.object_path.read_bytes()
     other = b.evaluate_after(oz, parse_pass_list("Oz loop-deletion"))  # rewrites the loops' exits
     assert other.object_path != oz.object_path and b.codegen_skipped == 1  # its own codegen
+
+
+def test_a_verified_rerun_that_builds_another_object_ships_it_only_within_the_limit(tmp_path: Path) -> None:
+    """When the screened object and the whole verified run's differ (a whole run keeps the base
+    pipeline's cached analyses), the verified object ships if it is not larger than the limit
+    (-Oz's sizes); without a limit, or above it, the pick is refused."""
+    from dataclasses import replace
+
+    from clang_llm.objsize import Sizes
+    from clang_llm.records import Finding
+
+    b = _builder(tmp_path, "v")
+    oz = b.evaluate(OZ, verify_each=False)
+    screened = b.evaluate_after(oz, parse_pass_list("Oz gvn-sink"))
+    assert screened.object_path is not None and screened.sizes is not None
+    other = tmp_path / "other.o"  # what a screening that differs from the whole run leaves behind
+    other.write_bytes(screened.object_path.read_bytes() + b"\0")
+    differs = replace(screened, object_path=other)
+    assert b.verified(differs) == "other-object"
+    assert b.verified(differs, Sizes(screened.sizes.text - 1, screened.sizes.alloc)) == "other-object"
+    got = b.verified(differs, screened.sizes)
+    assert isinstance(got, Finding) and got.verified and got.object_path is not None
+    assert got.object_path.read_bytes() == screened.object_path.read_bytes()  # the whole run's own object
+    assert b.verified(screened) is not screened and isinstance(b.verified(screened), Finding)  # same bytes: fine

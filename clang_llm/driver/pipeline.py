@@ -223,7 +223,7 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     ):
         chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
     if chosen is not oz:
-        again = builder.verified(chosen)
+        again = builder.verified(chosen, oz.sizes)
         if isinstance(again, str):
             chosen, decision.reason = oz, "verify-each-timeout" if again == "timeout" else "verify-each-failed"
         else:

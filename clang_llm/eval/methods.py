@@ -177,12 +177,13 @@ def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
 
 
 def _confirm(builder: TUBuilder, oz: Finding, chosen: Finding, setup: MethodSetup) -> tuple[Finding, str | None]:
-    """What the driver ships after unverified screening: the pick if its verified rerun
-    (`TUBuilder.verified`) builds the same object, else -Oz, with the refused list as the second
-    value. (Like the driver, the check is not counted as a search evaluation.)"""
+    """What the driver ships after unverified screening: the pick's verified rerun
+    (`TUBuilder.verified`) when it builds the same object or another one not larger than -Oz,
+    else -Oz, with the refused list as the second value. (Like the driver, the check is not
+    counted as a search evaluation.)"""
     if setup.verify_each or chosen is oz:
         return chosen, None
-    again = builder.verified(chosen)
+    again = builder.verified(chosen, oz.sizes)
     return (oz, chosen.pass_list) if isinstance(again, str) else (again, None)
 
 
