@@ -29,6 +29,7 @@ from clang_llm.prompt_format import ANSWER_MARK, BOS, CLLM_FORMATS, END_MARK, EO
 
 if TYPE_CHECKING:
     import ctranslate2
+    import numpy as np
     from tokenizers import Tokenizer
 
 MODEL_FILES = ("model.bin", "config.json", "vocabulary.json", "tokenizer.json", CARD_FILE)
@@ -53,7 +54,7 @@ class Model:
         self._drawn = False  # whether its worker has drawn random numbers (then it is stale)
         # The pool's loss table on the train modules (pool-losses.npy), for the minimum-risk
         # ranking; None: the pool is ranked by likelihood.
-        self.pool_losses: Any = None
+        self.pool_losses: np.ndarray | None = None
 
     @property
     def context_length(self) -> int:

@@ -151,7 +151,7 @@ class ModelLoop:
                 pl = parse_pass_list(pool[i])
             except PassListError:  # a list from another vocabulary: never tried
                 continue
-            if str(pl) in tried or str(pl) == str(OZ):
+            if str(pl) in tried or str(pl) == str(OZ) or any(str(q) == str(pl) for _, q in allowed):
                 continue
             allowed.append((i, pl))
         lists = dict(allowed)
