@@ -37,6 +37,7 @@ from typing import Any
 
 from clang_llm.errors import BadRequest, ModelError
 from clang_llm.model import Model, load_model
+from clang_llm.model.risk import LOSSES_FILE
 
 log = logging.getLogger("clang_llm.serve")
 MAX_BODY = 8 << 20
@@ -46,6 +47,7 @@ KEY_ENV = "CLANG_LLM_API_KEY"
 TOKENIZER_PATH = "/clang-llm/v1/tokenizer.json"
 STATS_PATH = "/clang-llm/v1/stats"
 RANK_PATH = "/clang-llm/v1/rank"  # a cllm-v2 model's ranking of its pool for one prompt
+LOSSES_PATH = "/clang-llm/v1/pool-losses.npy"  # its pool's loss table, for the minimum-risk order
 
 
 @dataclass
@@ -137,7 +139,8 @@ def model_entry(model: Model, name: str) -> dict[str, Any]:
             "max_model_len": model.context_length,
             "clang_llm": {"fingerprint": model.id, "context_length": model.context_length,
                           "card": model.card.to_json(), "tokenizer": TOKENIZER_PATH,
-                          **({"rank": RANK_PATH} if model.pool else {})}}
+                          **({"rank": RANK_PATH} if model.pool else {}),
+                          **({"losses": LOSSES_PATH} if getattr(model, "pool_losses", None) is not None else {})}}
 
 
 def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -198,6 +201,8 @@ class Service:
         self.batcher = Batcher(model, max_batch=max_batch)
         self.requests = 0
         self.tokenizer_bytes = (model.path / "tokenizer.json").read_bytes()
+        losses = model.path / LOSSES_FILE
+        self.losses_bytes = losses.read_bytes() if getattr(model, "pool_losses", None) is not None else b""
 
     def authorized(self, header: str | None) -> bool:
         if not self.key:
@@ -209,6 +214,8 @@ class Service:
             return 200, {"object": "list", "data": [model_entry(self.model, self.name)]}
         if method == "GET" and path == TOKENIZER_PATH:
             return 200, self.tokenizer_bytes
+        if method == "GET" and path == LOSSES_PATH and self.losses_bytes:
+            return 200, self.losses_bytes
         if method == "GET" and path == STATS_PATH:
             b = self.batcher
             return 200, {"requests": self.requests, "generate_calls": b.calls, "prompts": b.prompts,

@@ -88,6 +88,9 @@ def test_models_tokenize_and_bad_requests(served: Served) -> None:
         models = c.get("/v1/models").json()["data"]
         name = models[0]["id"]
         assert models[0]["max_model_len"] > 0 and models[0]["clang_llm"]["fingerprint"]
+        # the pool's loss table is shared byte for byte, so remote tries are ordered as local ones
+        losses = c.get(models[0]["clang_llm"]["losses"])
+        assert losses.status_code == 200 and losses.content == (default_model_dir() / "pool-losses.npy").read_bytes()
         assert c.post("/tokenize", json={"prompt": "define i32 @f()"}).json()["count"] > 0
         good = c.post("/v1/completions", json={"model": name, "prompt": "x", "max_tokens": 4, "temperature": 0})
         assert good.status_code == 200 and len(good.json()["choices"]) == 1

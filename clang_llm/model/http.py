@@ -39,6 +39,7 @@ from clang_llm.prompt_format import PROMPT_FORMAT
 
 if TYPE_CHECKING:
     import httpx
+    import numpy as np
     from tokenizers import Tokenizer
 
 MAX_RESPONSE_BYTES = 16 << 20
@@ -67,6 +68,7 @@ class ServerModel:
     card: ModelCard
     tokenizer_path: str  # "" when the server does not share its tokenizer
     rank_path: str = ""  # `clang-llm-tool serve` of a cllm-v2 model: where it ranks its pool
+    losses_path: str = ""  # ... and where it shares its pool's loss table (minimum-risk order)
 
 
 class HttpModel:
@@ -83,6 +85,9 @@ class HttpModel:
         self.answer_complete = answer_complete
         self._client = client
         self._tokenizer = self._load_tokenizer() if server.tokenizer_path else None
+        # The served model's loss table, so a remote TU's tries are ordered as an in-process one's.
+        self.pool_losses: np.ndarray | None = (
+            self._load_losses() if server.losses_path and server.rank_path and self.card.risk_temperature > 0 else None)
         self._counts: dict[str, int] = {}
         self._tokenize_endpoint = True
         self.stop: tuple[str, ...] = ()
@@ -112,6 +117,24 @@ class HttpModel:
         except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
             path.unlink(missing_ok=True)
             raise BackendError("bad-json", f"tokenizer unreadable ({str(exc)[:100]})") from None
+
+    def _load_losses(self) -> np.ndarray | None:
+        """The server's `pool-losses.npy`, cached beside its tokenizer; a table that does not fit
+        the pool is set aside with a warning (the pool is then ranked by likelihood)."""
+        from clang_llm.model.risk import load_losses
+
+        safe = "".join(c for c in self.server.fingerprint if c.isalnum())[:64] or "unknown"
+        path = self.cfg.state_dir / "backend" / safe / "pool-losses.npy"
+        try:
+            if not path.is_file():
+                data = self._get(self.server.losses_path).content
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write_bytes(path, data, 0o600)
+            return load_losses(path, len(self.card.pool))
+        except (BackendError, OSError, ValueError, EOFError) as exc:
+            path.unlink(missing_ok=True)
+            self.warnings.append(f"the server's loss table is unusable ({str(exc)[:100]}): ranked by likelihood")
+            return None
 
     def count_tokens(self, text: str) -> int:
         if self._tokenizer is not None:
@@ -303,9 +326,10 @@ def _server_model(cfg: BackendConfig, data: dict[str, Any]) -> ServerModel:
     tokenizer = ours.get("tokenizer") if isinstance(ours.get("tokenizer"), str) else ""
     if tokenizer and not tokenizer.startswith("/"):
         tokenizer = ""
-    rank = ours.get("rank") if isinstance(ours.get("rank"), str) and str(ours.get("rank")).startswith("/") else ""
+    rank, losses = (str(ours[k]) if isinstance(ours.get(k), str) and str(ours[k]).startswith("/") else ""
+                    for k in ("rank", "losses"))
     return ServerModel(name=name, fingerprint=fingerprint, context_length=ctx, card=card,
-                       tokenizer_path=tokenizer, rank_path=rank)
+                       tokenizer_path=tokenizer, rank_path=rank, losses_path=losses)
 
 
 def connect(cfg: BackendConfig) -> HttpModel:
