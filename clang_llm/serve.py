@@ -140,7 +140,7 @@ def model_entry(model: Model, name: str) -> dict[str, Any]:
             "clang_llm": {"fingerprint": model.id, "context_length": model.context_length,
                           "card": model.card.to_json(), "tokenizer": TOKENIZER_PATH,
                           **({"rank": RANK_PATH} if model.pool else {}),
-                          **({"losses": LOSSES_PATH} if getattr(model, "pool_losses", None) is not None else {})}}
+                          **({"losses": LOSSES_PATH} if model.pool_losses is not None else {})}}
 
 
 def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -201,8 +201,7 @@ class Service:
         self.batcher = Batcher(model, max_batch=max_batch)
         self.requests = 0
         self.tokenizer_bytes = (model.path / "tokenizer.json").read_bytes()
-        losses = model.path / LOSSES_FILE
-        self.losses_bytes = losses.read_bytes() if getattr(model, "pool_losses", None) is not None else b""
+        self.losses_bytes = (model.path / LOSSES_FILE).read_bytes() if model.pool_losses is not None else b""
 
     def authorized(self, header: str | None) -> bool:
         if not self.key:

@@ -56,6 +56,8 @@ def train_cmd(
                          pool_from=str(pool or ""), sweep=str(sweep or ""))
     if prompt_format not in ("cllm-v1", "cllm-v2"):
         raise typer.BadParameter("--prompt-format must be cllm-v1 or cllm-v2")
+    if risk_sweep and risk_temperature <= 0:
+        raise typer.BadParameter("--risk-sweep needs --risk-temperature > 0 (chosen with rank-offline)")
     path = make_model(labels, corpus / "modules" if corpus else None, work, out, recipe, name=name,
                       force_export=force, examples_path=examples, tokenizer_path=tokenizer, index_path=index)
     if risk_sweep:

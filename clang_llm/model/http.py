@@ -103,15 +103,23 @@ class HttpModel:
         return "http-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # -- tokens ----------------------------------------------------------------
+    def _cache_path(self, name: str) -> Path:
+        safe = "".join(c for c in self.server.fingerprint if c.isalnum())[:64] or "unknown"
+        return self.cfg.state_dir / "backend" / safe / name
+
+    def _cached(self, name: str, server_path: str) -> Path:
+        """A file the server shares, downloaded once per server model into the private state dir."""
+        path = self._cache_path(name)
+        if not path.is_file():
+            data = self._get(server_path).content
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic_write_bytes(path, data, 0o600)
+        return path
+
     def _load_tokenizer(self) -> Tokenizer:
         from tokenizers import Tokenizer
 
-        safe = "".join(c for c in self.server.fingerprint if c.isalnum())[:64] or "unknown"
-        path = self.cfg.state_dir / "backend" / safe / "tokenizer.json"
-        if not path.is_file():
-            data = self._get(self.server.tokenizer_path).content
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomic_write_bytes(path, data, 0o600)
+        path = self._cached("tokenizer.json", self.server.tokenizer_path)
         try:
             return Tokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
@@ -121,18 +129,12 @@ class HttpModel:
     def _load_losses(self) -> np.ndarray | None:
         """The server's `pool-losses.npy`, cached beside its tokenizer; a table that does not fit
         the pool is set aside with a warning (the pool is then ranked by likelihood)."""
-        from clang_llm.model.risk import load_losses
+        from clang_llm.model.risk import LOSSES_FILE, load_losses
 
-        safe = "".join(c for c in self.server.fingerprint if c.isalnum())[:64] or "unknown"
-        path = self.cfg.state_dir / "backend" / safe / "pool-losses.npy"
         try:
-            if not path.is_file():
-                data = self._get(self.server.losses_path).content
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                atomic_write_bytes(path, data, 0o600)
-            return load_losses(path, len(self.card.pool))
+            return load_losses(self._cached(LOSSES_FILE, self.server.losses_path), len(self.card.pool))
         except (BackendError, OSError, ValueError, EOFError) as exc:
-            path.unlink(missing_ok=True)
+            self._cache_path(LOSSES_FILE).unlink(missing_ok=True)
             self.warnings.append(f"the server's loss table is unusable ({str(exc)[:100]}): ranked by likelihood")
             return None
 

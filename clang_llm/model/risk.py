@@ -36,6 +36,13 @@ def load_losses(path: Path, n_lists: int) -> np.ndarray:
     if table.dtype != np.int16 or table.ndim != 2 or table.shape[1] != n_lists or table.shape[0] < 1:
         raise ValueError(f"{path.name}: expected an int16 table of (modules, {n_lists}), got "
                          f"{table.dtype} {table.shape}")
+    return log_ratios(table)
+
+
+def log_ratios(table: np.ndarray) -> np.ndarray:
+    """The stored int16 table as float log(.text / -Oz .text)."""
+    import numpy as np
+
     return table.astype(np.float64) * LOSS_SCALE
 
 

@@ -146,13 +146,15 @@ class ModelLoop:
             return []
         scores = self.model.rank_pool(prompt)  # type: ignore[union-attr]
         allowed: list[tuple[int, PassList]] = []
+        seen = {*tried, str(OZ)}  # a list repeated in the pool is tried once
         for i in sorted(range(len(pool)), key=lambda j: (-scores[j], j)):
             try:
                 pl = parse_pass_list(pool[i])
             except PassListError:  # a list from another vocabulary: never tried
                 continue
-            if str(pl) in tried or str(pl) == str(OZ) or any(str(q) == str(pl) for _, q in allowed):
+            if str(pl) in seen:
                 continue
+            seen.add(str(pl))
             allowed.append((i, pl))
         lists = dict(allowed)
         order = self._risk_order(scores, [i for i, _ in allowed]) or [i for i, _ in allowed]
