@@ -7,7 +7,8 @@ import math
 import random
 
 from clang_llm.records import LabelRecord, ListResult, ObjectSize, TrajectoryPoint
-from clang_llm.train.examples import examples_v2_for, model_pool, rank_targets
+from clang_llm.train.examples import examples_v2_for, model_pool, rank_targets, risk_losses
+from clang_llm.train.pool_sweep import PoolSizes, pool_sha
 
 POOL = ["Oz", "Oz gvn-sink", "Os", "O1"]
 INDEX = {s: i for i, s in enumerate(POOL)}
@@ -78,3 +79,34 @@ def test_a_sweep_adds_every_stored_lists_size_to_the_targets() -> None:
     # Oz gvn-sink (940) beats the search's own best; O1 is larger in allocated bytes; Os failed
     assert set(t) == {"<|L1|>", "<|new|>"} and t["<|L1|>"] > t["<|new|>"]
     assert with_sweep(rec, None, POOL) is rec
+
+
+def _swept(oz: int, texts: list[int | None]) -> PoolSizes:
+    return PoolSizes("m1", pool_sha(POOL), ObjectSize(oz, 2000, 60),
+                     tuple(None if t is None else ObjectSize(t, 2000, 50) for t in texts))
+
+
+def test_risk_losses_measure_every_stored_list_oz_and_losers_included() -> None:
+    # Os grows .text (a loser is a lesson too); O1 failed on the module: left out
+    got = dict(risk_losses(_swept(1000, [1000, 950, 1100, None]), POOL))
+    assert set(got) == {"<|L0|>", "<|L1|>", "<|L2|>"}
+    assert got["<|L0|>"] == 0.0
+    assert math.isclose(got["<|L1|>"], math.log(0.95), abs_tol=1e-6)
+    assert math.isclose(got["<|L2|>"], math.log(1.1), abs_tol=1e-6)
+    assert "<|new|>" not in got  # what the model would write is never measured
+    assert "<|L1|>" not in dict(risk_losses(_swept(1000, [1000, 950, 1100, None]), POOL, frozenset({"Oz gvn-sink"})))
+    assert risk_losses(_swept(1000, [1000, 950]), POOL) == []  # another pool's sweep
+
+
+def test_risk_examples_carry_losses_instead_of_targets() -> None:
+    rec = _rec([("Os", 900, 2000), ("Oz dse", 950, 2000)], trajectory=[(12, "Oz gvn-sink", 980), (40, "Os", 900)])
+    prompt = "<|prompt|> cllm-v2 size\n; tu: insts 100\n<|answer|>\n"
+    sweep = _swept(1000, [1000, 980, 900, 1010])
+    exs = examples_v2_for(rec, prompt, INDEX, _count, 1024, 96, random.Random(0), risk=(sweep, POOL))
+    assert [e["kind"] for e in exs] == ["direct", "new", "feedback"]
+    assert all("targets" not in e for e in exs)
+    assert dict(exs[0]["losses"]) == dict(risk_losses(sweep, POOL))
+    assert "<|L1|>" not in dict(exs[2]["losses"])  # the feedback prompt's tried list
+    # the answers are those of the plain examples
+    plain = examples_v2_for(rec, prompt, INDEX, _count, 1024, 96, random.Random(0))
+    assert [e["answer"] for e in exs] == [e["answer"] for e in plain]

@@ -86,3 +86,18 @@ def test_sweep_sizes_equal_whole_runs_from_the_source(tmp_path: Path) -> None:
         f = b.evaluate(parse_pass_list(text), verify_each=True)
         assert got is not None and f.sizes is not None
         assert (got.text, got.alloc, got.count) == (f.sizes.text, f.sizes.alloc, f.count_after), text
+
+
+def test_likeliest_choice_row_is_model_at_1_with_oz_a_choice_and_no_backup() -> None:
+    sweep = {"m1": _sweep("m1", 100, [(100, 100), (80, 120), (95, 100), (90, 100)]),
+             "m2": _sweep("m2", 200, [(200, 100), (190, 100), None, (210, 100)])}
+    labels: dict[str, LabelRecord] = {}
+    row = "likeliest choice (Oz included)"
+    # m1 believes most in C (90/100 ships); m2 in Oz itself: -Oz ships
+    got = {r.method: r for r in offline_rows(sweep, POOL, {"m1": [-2.0, -3.0, -4.0, -1.0],
+                                                            "m2": [-1.0, -2.0, -3.0, -4.0]}, labels, {}, [1])}
+    assert got[row].text_gain == pytest.approx(1 - 0.9 ** 0.5)
+    # no backup: m2's likeliest C grows .text (210/200) and ships anyway
+    got = {r.method: r for r in offline_rows(sweep, POOL, {"m1": [-2.0, -3.0, -4.0, -1.0],
+                                                            "m2": [-2.0, -3.0, -4.0, -1.0]}, labels, {}, [1])}
+    assert got[row].text_gain == pytest.approx(1 - (0.9 * 1.05) ** 0.5)

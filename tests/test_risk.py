@@ -104,6 +104,13 @@ def test_pool_risk_command_writes_and_removes_the_table(tmp_path: Path) -> None:
     loaded = load_model(model, intra_threads=1)
     assert loaded.card.risk_temperature == 0.5 and loaded.pool_losses.shape[1] == len(loaded.card.pool)
     assert loaded.pool_losses.shape[0] == read_card(model).training["risk"]["modules"] > 1000
+    one = loaded.pool_losses.shape[0]
+    ext = sweep.with_name("pool-sweep-v2-train-ext.jsonl.gz")  # several sweeps: one table, every module once
+    r = runner.invoke(app, ["pool-risk", "--model", str(model), "--sweep", str(sweep), "--sweep", str(ext),
+                            "--sweep", str(sweep), "--temperature", "0.5"])
+    assert r.exit_code == 0, r.output
+    both = load_model(model, intra_threads=1).pool_losses
+    assert one + 1000 < both.shape[0] == read_card(model).training["risk"]["modules"] <= one + 1621
     r = runner.invoke(app, ["pool-risk", "--model", str(model), "--sweep", str(sweep), "--temperature", "0"])
     assert r.exit_code == 0, r.output
     assert not (model / LOSSES_FILE).exists() and read_card(model).risk_temperature == 0

@@ -32,14 +32,18 @@ def train_cmd(
         help="cllm-v1, or cllm-v2 (TU summary in the prompt, a ranked pool of stored lists)")] = "cllm-v1",
     pool_size: Annotated[int, typer.Option(help="cllm-v2: stored lists in the pool (Oz + coreset)")] = 64,
     rank_weight: Annotated[float, typer.Option(help="cllm-v2: weight of the ranking loss")] = 4.0,
+    risk_lambda: Annotated[float, typer.Option(
+        help="cllm-v2: loss scale of examples with measured losses (the first token learns exp(-E[loss]/lambda))")]
+        = 0.01,
     pool: Annotated[Path | None, typer.Option(
         help="cllm-v2: a fixed pool (data/pool-v2.json, an examples file or a model) instead of the coreset")] = None,
     sweep: Annotated[Path | None, typer.Option(
         help="cllm-v2: the pool's sweep of the train modules (clang-llm-tool pool-sweep): ranking targets")] = None,
     index: Annotated[Path | None, typer.Option(
         help="Corpus index whose train split is used (default: the corpus's index.jsonl.gz)")] = None,
-    risk_sweep: Annotated[Path | None, typer.Option(
-        help="cllm-v2: the train split's pool sweep, for the card's risk table (see `pool-risk`)")] = None,
+    risk_sweep: Annotated[list[Path] | None, typer.Option(
+        help="cllm-v2: the train split's pool sweep, for the card's risk table (see `pool-risk`); repeatable")]
+        = None,
     risk_temperature: Annotated[float, typer.Option(
         help="cllm-v2: temperature of the minimum-risk single answer (0: the likeliest list)")] = 0.0,
 ) -> None:
@@ -53,9 +57,12 @@ def train_cmd(
                          num_layers=num_layers, num_heads=num_heads, steps=steps, schedule_steps=schedule_steps,
                          batch_size=batch_size, lr=lr, seed=seed, cpu_threads=cpu_threads,
                          prompt_format=prompt_format, pool_size=pool_size, rank_weight=rank_weight,
+                         risk_lambda=risk_lambda,
                          pool_from=str(pool or ""), sweep=str(sweep or ""))
     if prompt_format not in ("cllm-v1", "cllm-v2"):
         raise typer.BadParameter("--prompt-format must be cllm-v1 or cllm-v2")
+    if risk_lambda <= 0:
+        raise typer.BadParameter("--risk-lambda must be > 0")
     if risk_sweep and risk_temperature <= 0:
         raise typer.BadParameter("--risk-sweep needs --risk-temperature > 0 (chosen with rank-offline)")
     path = make_model(labels, corpus / "modules" if corpus else None, work, out, recipe, name=name,
@@ -69,7 +76,8 @@ def train_cmd(
 
 def pool_risk_cmd(
     model: Annotated[Path, typer.Option(help="A cllm-v2 model directory (its card is rewritten)")],
-    sweep: Annotated[Path, typer.Option(help="The train split's pool sweep (clang-llm-tool pool-sweep)")],
+    sweep: Annotated[list[Path], typer.Option(
+        help="The train split's pool sweep (clang-llm-tool pool-sweep); repeat for more")],
     temperature: Annotated[float, typer.Option(
         help="Temperature of the minimum-risk single answer, chosen on the validation split (rank-offline)")],
 ) -> None:

@@ -79,8 +79,14 @@ def offline_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str,
         return OfflineRow(name, evals, len(ids), g, _gain(pkg) if pkg else None,
                           g / auto_gain if auto_gain else None)
 
+    every = list(range(len(pool)))
     out: list[OfflineRow] = [row("coreset@1", 2, {i: rest[:1] for i in ids}, backup=False),
                              row("rank@1", 2, {i: sorted(rest, key=lambda j, s=scores[i]: (-s[j], j))[:1] for i in ids},
+                                 backup=False),
+                             # model@1's answer when its greedy first token is a stored list: the
+                             # likeliest choice, `Oz` included (then -Oz ships: nothing to gain)
+                             row("likeliest choice (Oz included)", 2,
+                                 {i: sorted(every, key=lambda j, s=scores[i]: (-s[j], j))[:1] for i in ids},
                                  backup=False)]
     risky: dict[float, dict[str, list[int]]] = {}
     if losses is not None:

@@ -193,6 +193,33 @@ def rank_targets(rec: LabelRecord, pool_index: dict[str, int], exclude: frozense
     return [(tok, round(w / norm, 4)) for tok, w in kept]
 
 
+def risk_losses(sizes: PoolSizes, pool: list[str], exclude: frozenset[str] = frozenset()) -> list[tuple[str, float]]:
+    """What every stored list measured on the module costs, as the first answer token's
+    minimum-risk targets: ``(choice token, log(.text / -Oz .text))`` for each list its pool
+    sweep measured, `Oz` (0) and lists that grow the object included (`trainer.risk_term`).
+
+    Why: `rank_targets` names the lists that win a module, so the model's likeliest choice is
+    the one that most often wins, however much it loses elsewhere; measured losses teach what
+    each list costs where it does not win, and the trainer turns them into a distribution whose
+    likeliest choice is the list of smallest expected size -- what one answer with no backup
+    should be. `<|new|>` has no loss: the list the model would write is not measured at
+    training time (the search's best list is not what the model writes), so the greedy first
+    token is always a stored list; the loop reaches `<|new|>` by putting it in the prompt.
+    Lists that failed on the module and `exclude` (already tried) are left out; a list repeated
+    in the pool counts once, as its first entry."""
+    if sizes.oz is None or sizes.oz.text <= 0 or len(sizes.sizes) != len(pool):
+        return []
+    oz = sizes.oz.text
+    first = {name: i for i, name in reversed(list(enumerate(pool)))}
+    out: dict[str, float] = {}
+    for name, s in zip(pool, sizes.sizes, strict=True):
+        if s is None or name in exclude:
+            continue
+        tok = pool_token(first[name])
+        out[tok] = min(out.get(tok, math.inf), round(math.log(max(1, s.text) / oz), 6))
+    return list(out.items())
+
+
 def _rendered(entry: ListResult, before: int, pool_index: dict[str, int]) -> str:
     """An answer for `entry` as the loop records it: a ranked stored list is its choice token and
     its list; a list the model wrote carries its counts (sampled after `<|new|>`, which is the
@@ -215,7 +242,8 @@ def _worse(rec: LabelRecord, best: ListResult, rng: random.Random) -> ListResult
 
 
 def examples_v2_for(rec: LabelRecord, prompt: str, pool_index: dict[str, int], count_tokens: CountTokens,
-                    context: int, max_new_tokens: int, rng: random.Random, form: str = "short") -> list[dict[str, Any]]:
+                    context: int, max_new_tokens: int, rng: random.Random, form: str = "short",
+                    risk: tuple[PoolSizes, list[str]] | None = None) -> list[dict[str, Any]]:
     """cllm-v2 examples of one module, each with `targets` for its first answer token.
 
     - direct: the prompt, answered by the best list (its choice token, then the list and counts);
@@ -223,22 +251,33 @@ def examples_v2_for(rec: LabelRecord, prompt: str, pool_index: dict[str, int], c
       answered by `<|new|>` and the best such list (what a sample after `<|new|>` should write);
     - feedback: the search's own path: a worse list it met, that list's real findings (Short
       form), answered by the best list, targets excluding the worse one.
+
+    `risk` (the module's pool sweep and the pool): the first token learns the measured losses
+    of `risk_losses` (key `losses`) instead of `rank_targets` (key `targets`); the answers stay
+    the same.
     """
+    def targets(exclude: frozenset[str] = frozenset()) -> dict[str, list[tuple[str, float]]]:
+        if risk is not None:
+            got = risk_losses(risk[0], risk[1], exclude)
+            if got:
+                return {"losses": got}
+        return {"targets": rank_targets(rec, pool_index, exclude=exclude)}
+
     _, budget = prompt_budgets(context, max_new_tokens)
     before, best = rec.count_before, rec.best
     assert before is not None and best is not None and rec.oz is not None
     good = _eligible(rec)
     top = good[0] if good and good[0].text < rec.oz.text else _oz(rec)
-    targets = rank_targets(rec, pool_index)
+    first = targets()
     out: list[dict[str, Any]] = [{
         "prompt": prompt, "answer": render_answer(top.pass_list, before, top.count or 0,
                                                   choice=choice_of(top.pass_list, pool_index)),
-        "kind": "direct", "id": rec.id, "targets": targets}]
+        "kind": "direct", "id": rec.id, **first}]
     novel = [t for t in good if t.text < rec.oz.text and t.pass_list not in pool_index]
     if top.pass_list in pool_index and novel:
         out.append({"prompt": prompt, "answer": render_answer(novel[0].pass_list, before, novel[0].count or 0,
                                                               choice=NEW_MARK),
-                    "kind": "new", "id": rec.id, "targets": targets})
+                    "kind": "new", "id": rec.id, **first})
     if top.pass_list != "Oz":
         worse = _worse(rec, top, rng)
         oz = _oz(rec)
@@ -250,7 +289,7 @@ def examples_v2_for(rec: LabelRecord, prompt: str, pool_index: dict[str, int], c
                     "answer": render_answer(top.pass_list, before, top.count or 0,
                                             choice=choice_of(top.pass_list, pool_index)),
                     "kind": "feedback", "id": rec.id,
-                    "targets": rank_targets(rec, pool_index, exclude=frozenset({worse.pass_list}))})
+                    **targets(frozenset({worse.pass_list}))})
     return out
 
 
@@ -277,10 +316,11 @@ def with_sweep(rec: LabelRecord, sizes: PoolSizes | None, pool: list[str]) -> La
 def write_examples_v2(labels: Iterable[LabelRecord], prompts: dict[str, str], pool: list[str], out_path: Path,
                       count_tokens: CountTokens, context: int, max_new_tokens: int,
                       splits: tuple[str, ...] = ("train",), seed: int = 0,
-                      sweep: dict[str, PoolSizes] | None = None) -> int:
+                      sweep: dict[str, PoolSizes] | None = None, risk: bool = False) -> int:
     """Write the cllm-v2 examples of the given splits as JSONL, after a first line that holds
     the pool (`{"pool": [...]}`: the model's stored lists travel with its examples); returns
-    how many examples."""
+    how many examples. `risk`: the first token of a swept module's examples learns the
+    measured losses of `risk_losses` (the others keep `rank_targets`)."""
     rng = random.Random(seed)
     index = {s: i for i, s in enumerate(pool)}
     n = 0
@@ -288,8 +328,11 @@ def write_examples_v2(labels: Iterable[LabelRecord], prompts: dict[str, str], po
         f.write(json.dumps({"pool": pool}) + "\n")
         for rec in labels:
             if usable(rec) and rec.split in splits and rec.id in prompts:
-                rec = with_sweep(rec, (sweep or {}).get(rec.id), pool)
-                for ex in examples_v2_for(rec, prompts[rec.id], index, count_tokens, context, max_new_tokens, rng):
+                swept = (sweep or {}).get(rec.id)
+                rec = with_sweep(rec, swept, pool)
+                measured = (swept, pool) if swept is not None and risk else None
+                for ex in examples_v2_for(rec, prompts[rec.id], index, count_tokens, context, max_new_tokens, rng,
+                                          risk=measured):
                     f.write(json.dumps(ex) + "\n")
                     n += 1
     return n

@@ -38,6 +38,7 @@ class ModelRecipe:
     prompt_format: str = "cllm-v1"  # cllm-v2: TU summary in the prompt, a ranked pool of stored lists
     pool_size: int = 64  # cllm-v2: stored lists (Oz and the train labels' coreset)
     rank_weight: float = 4.0  # cllm-v2: weight of the first answer token's ranking loss
+    risk_lambda: float = 0.01  # cllm-v2: scale of the measured losses of minimum-risk examples (trainer.risk_term)
     pool_from: str = ""  # cllm-v2: a fixed pool (JSON {"pool": [...]}, an examples file or a model); "" = coreset
     sweep: str = ""  # cllm-v2: a pool sweep of the train modules (clang-llm-tool pool-sweep): ranking targets
 
@@ -67,7 +68,8 @@ def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, o
     ckpt = train(examples, tok_path, work / "train", steps=recipe.steps, schedule_steps=recipe.schedule_steps,
                  batch_size=recipe.batch_size, seq_len=recipe.context, hidden_size=recipe.hidden_size,
                  num_layers=recipe.num_layers, num_heads=recipe.num_heads, lr=recipe.lr, seed=recipe.seed,
-                 cpu_threads=recipe.cpu_threads, rank_weight=recipe.rank_weight)
+                 cpu_threads=recipe.cpu_threads, rank_weight=recipe.rank_weight,
+                 risk_lambda=recipe.risk_lambda)
     training: dict[str, Any] = {
         "recipe": asdict(recipe), "labels": labels_path.name if labels_path else None,
         "data": _data_summary(labels, examples), "train_wall_seconds_this_run": round(time.monotonic() - t0, 1),

@@ -46,10 +46,11 @@ def loss_table(sweep: Iterable[PoolSizes], n: int) -> np.ndarray:
     return np.clip(scaled, -32767, 32767).astype(np.int16)
 
 
-def attach_risk(model_dir: Path, sweep_path: Path, temperature: float) -> ModelCard:
-    """Write the loss table of `sweep_path` (the train split's pool sweep) into the model
-    directory and the ranking temperature into its card; the model's pool must be the sweep's.
-    Temperature 0 removes the table: the loop ranks by likelihood again."""
+def attach_risk(model_dir: Path, sweep_paths: Path | list[Path], temperature: float) -> ModelCard:
+    """Write the loss table of `sweep_paths` (the train split's pool sweeps, in order; a module
+    in several counts once, its last record) into the model directory and the ranking
+    temperature into its card; the model's pool must be the sweeps'. Temperature 0 removes the
+    table: the loop ranks by likelihood again."""
     import numpy as np
 
     from clang_llm.atomic import atomic_path
@@ -66,13 +67,16 @@ def attach_risk(model_dir: Path, sweep_path: Path, temperature: float) -> ModelC
     if temperature == 0:
         target.unlink(missing_ok=True)
     else:
-        records = read_sweep(sweep_path, card.pool)
+        paths = [sweep_paths] if isinstance(sweep_paths, Path) else list(sweep_paths)
+        records: dict[str, PoolSizes] = {}
+        for path in paths:
+            records.update(read_sweep(path, card.pool))
         table = loss_table(records.values(), len(card.pool))
         with atomic_path(target) as tmp, open(tmp, "wb") as f:
             np.save(f, table, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        training["risk"] = {"sweep": Path(sweep_path).name, "modules": int(table.shape[0]),
+        training["risk"] = {"sweep": ", ".join(Path(p).name for p in paths), "modules": int(table.shape[0]),
                             "temperature": temperature}
     card.risk_temperature = temperature
     card.training = training

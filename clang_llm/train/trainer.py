@@ -77,13 +77,16 @@ class _Example:
     # cllm-v2: the first answer token's target distribution (token id, weight), learnt instead
     # of that token's one-hot label: the model should rank every good stored list, not one.
     targets: tuple[tuple[int, float], ...] = ()
+    # cllm-v2, minimum-risk examples: log(.text / -Oz .text) of each stored list's choice token
+    # on the module; that token's distribution learns exp(-E[loss | prompt] / risk_lambda).
+    losses: tuple[tuple[int, float], ...] = ()
 
 
 def load_examples(examples_path: Path, tokenizer: Tokenizer, seq_len: int) -> tuple[list[_Example], int]:
     """Tokenize examples; cut long prompts from the left, skip answers that cannot fit. Lines
     without a prompt (a cllm-v2 file's pool record) are not examples."""
     bos = tokenizer.token_to_id(BOS)
-    prompts, answers, targets = [], [], []
+    prompts, answers, targets, losses = [], [], [], []
     with open(examples_path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
@@ -93,20 +96,23 @@ def load_examples(examples_path: Path, tokenizer: Tokenizer, seq_len: int) -> tu
                 prompts.append(ex["prompt"])
                 answers.append(ex["answer"])
                 targets.append(ex.get("targets") or [])
+                losses.append(ex.get("losses") or [])
     out: list[_Example] = []
     skipped = 0
     p_enc = tokenizer.encode_batch(prompts)
     a_enc = tokenizer.encode_batch(answers)
-    for p, a, tg in zip(p_enc, a_enc, targets, strict=True):
+    for p, a, tg, ls in zip(p_enc, a_enc, targets, losses, strict=True):
         room = seq_len - 1 - len(a.ids)
         if room < min(16, len(p.ids)) or not a.ids:
             skipped += 1
             continue
         prompt_ids = p.ids[-room:] if len(p.ids) > room else p.ids
         soft = [(tokenizer.token_to_id(tok), float(w)) for tok, w in tg]
-        if any(i is None for i, _ in soft):
-            raise ValueError(f"{examples_path}: a target token is not in the tokenizer ({tg})")
-        out.append(_Example([bos, *prompt_ids, *a.ids], 1 + len(prompt_ids), tuple(soft)))  # type: ignore[arg-type]
+        risk = [(tokenizer.token_to_id(tok), float(v)) for tok, v in ls]
+        if any(i is None for i, _ in (*soft, *risk)):
+            raise ValueError(f"{examples_path}: a target token is not in the tokenizer ({tg or ls})")
+        out.append(_Example([bos, *prompt_ids, *a.ids], 1 + len(prompt_ids), tuple(soft),  # type: ignore[arg-type]
+                            tuple(risk)))  # type: ignore[arg-type]
     return out, skipped
 
 
@@ -119,36 +125,72 @@ def _batch(examples: list[_Example], pad: int) -> dict[str, torch.Tensor]:
     soft_ids = torch.zeros((len(examples), max(1, n_soft)), dtype=torch.long)
     soft_w = torch.zeros((len(examples), max(1, n_soft)), dtype=torch.float32)
     soft_pos = torch.zeros(len(examples), dtype=torch.long)
+    n_risk = max((len(e.losses) for e in examples), default=0)
+    risk_ids = torch.zeros((len(examples), max(1, n_risk)), dtype=torch.long)
+    risk_loss = torch.zeros((len(examples), max(1, n_risk)), dtype=torch.float32)
+    risk_mask = torch.zeros((len(examples), max(1, n_risk)), dtype=torch.bool)
     for i, e in enumerate(examples):
         n = len(e.ids)
         ids[i, :n] = torch.tensor(e.ids)
         labels[i, e.n_prompt : n] = ids[i, e.n_prompt : n]
         mask[i, :n] = 1
-        if e.targets:
+        if e.targets or e.losses:
             labels[i, e.n_prompt] = IGNORE  # the first answer token learns the distribution instead
             soft_pos[i] = e.n_prompt - 1  # the position whose logits predict that token
             for j, (tok, w) in enumerate(e.targets):
                 soft_ids[i, j], soft_w[i, j] = tok, w
+            for j, (tok, v) in enumerate(e.losses):
+                risk_ids[i, j], risk_loss[i, j], risk_mask[i, j] = tok, v, True
     return {"input_ids": ids, "attention_mask": mask, "labels": labels,
-            "soft_ids": soft_ids, "soft_w": soft_w, "soft_pos": soft_pos}
+            "soft_ids": soft_ids, "soft_w": soft_w, "soft_pos": soft_pos,
+            "risk_ids": risk_ids, "risk_loss": risk_loss, "risk_mask": risk_mask}
 
 
-def _loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor], rank_weight: float) -> torch.Tensor:
-    """Mean cross-entropy over answer tokens, plus `rank_weight` times the soft cross-entropy of
-    each ranked example's first answer token (each counted as `rank_weight` tokens)."""
+def risk_term(logp: torch.Tensor, ids: torch.Tensor, loss: torch.Tensor, mask: torch.Tensor,
+              risk_lambda: float) -> torch.Tensor:
+    """Per row: ``-log P(a measured choice) + KL(q || softmax(-loss / risk_lambda))``, with q the
+    model's first-token distribution renormalized over the row's measured choices (0 for rows
+    without any).
+
+    Why this and not the soft cross-entropy of ``softmax(-loss / t)``: averaged over modules the
+    model cannot tell apart, the cross-entropy's optimum is the mean of each module's target,
+    whose argmax is the list that most often comes near the best, while this reverse KL's
+    optimum is ``q ∝ exp(-E[loss] / risk_lambda)``, whose argmax is the list of smallest
+    expected size -- the right single answer for a geomean of sizes. Never negative: the
+    optimum of each row's KL is 0."""
+    neg = torch.finfo(logp.dtype).min / 4
+    lp = torch.where(mask, logp.gather(1, ids), torch.full_like(loss, neg))
+    log_in = torch.logsumexp(lp, dim=1)  # log of the probability mass on the measured choices
+    logq = lp - log_in[:, None]
+    scaled = torch.where(mask, -loss / risk_lambda, torch.full_like(loss, neg))
+    logg = scaled - torch.logsumexp(scaled, dim=1, keepdim=True)
+    kl = torch.where(mask, logq.exp() * (logq - logg), torch.zeros_like(loss)).sum(dim=1)
+    has = mask.any(dim=1)
+    return torch.where(has, kl - log_in, torch.zeros_like(kl))
+
+
+def _loss(model: LlamaForCausalLM, batch: dict[str, torch.Tensor], rank_weight: float,
+          risk_lambda: float = 0.01) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens, plus `rank_weight` times the first answer token's
+    loss of each ranked example (the soft cross-entropy of its targets, or `risk_term` of its
+    measured losses; each counted as `rank_weight` tokens)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     labels = batch["labels"][:, 1:]
     flat = logits[:, :-1].reshape(-1, logits.size(-1))
     ce = torch.nn.functional.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
     n_tokens = (labels != IGNORE).sum()
-    ranked = batch["soft_w"].sum(dim=1) > 0
+    soft_rows = batch["soft_w"].sum(dim=1) > 0
+    risk_rows = batch["risk_mask"].any(dim=1)
+    ranked = soft_rows | risk_rows
     if not bool(ranked.any()):
         return ce / n_tokens.clamp(min=1)
     rows = torch.arange(logits.size(0), device=logits.device)
     logp = torch.log_softmax(logits[rows, batch["soft_pos"]], dim=-1)  # (batch, vocab)
-    soft = -(batch["soft_w"] * logp.gather(1, batch["soft_ids"])).sum(dim=1)  # zero for unranked rows
+    first = -(batch["soft_w"] * logp.gather(1, batch["soft_ids"])).sum(dim=1)  # zero for unranked rows
+    if bool(risk_rows.any()):
+        first = first + risk_term(logp, batch["risk_ids"], batch["risk_loss"], batch["risk_mask"], risk_lambda)
     n_ranked = ranked.sum()
-    return (ce + rank_weight * soft.sum()) / (n_tokens + rank_weight * n_ranked).clamp(min=1)
+    return (ce + rank_weight * first.sum()) / (n_tokens + rank_weight * n_ranked).clamp(min=1)
 
 
 class _Order:
@@ -244,6 +286,7 @@ def train(
     cpu_threads: int | None = None,
     progress: bool = True,
     rank_weight: float = 4.0,
+    risk_lambda: float = 0.01,
 ) -> Path:
     """Train (or resume) and return the checkpoint directory (a Hugging Face model dir).
 
@@ -281,6 +324,7 @@ def train(
             device=device,
             progress=progress,
             rank_weight=rank_weight,
+            risk_lambda=risk_lambda,
         )
     finally:
         torch.set_num_threads(threads_before)
@@ -311,6 +355,7 @@ def _train(
     device: str | None,
     progress: bool,
     rank_weight: float,
+    risk_lambda: float,
 ) -> Path:
     from tokenizers import Tokenizer
 
@@ -381,6 +426,7 @@ def _train(
             "seconds": round(seconds, 1),
             "seed": seed,
             "rank_weight": rank_weight,
+            "risk_lambda": risk_lambda,
         }
 
     def save() -> None:
@@ -401,7 +447,7 @@ def _train(
             for group in opt.param_groups:
                 group["lr"] = lr * _lr_factor(step, schedule_steps, warmup)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = _loss(model, batch, rank_weight)
+                loss = _loss(model, batch, rank_weight, risk_lambda)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
