@@ -112,9 +112,9 @@ def rank_offline_cmd(
     labels: Annotated[Path | None, typer.Option(help="Labels of the split (the autotuner's gain)")] = None,
     split: SplitOpt = None,
     k: Annotated[str, typer.Option(help="Numbers of tried lists, comma-separated")] = "1,2,4,8,12,15,16,32",
-    risk_sweep: Annotated[Path | None, typer.Option(
+    risk_sweep: Annotated[list[Path] | None, typer.Option(
         help="Train pool sweep: also score the minimum-risk order with the loss table built from it "
-             "(default: the model's pool-losses.npy, if it has one)")] = None,
+             "(default: the model's pool-losses.npy, if it has one); repeatable")] = None,
     risk_temperatures: Annotated[str, typer.Option(help="Temperatures of the minimum-risk answer, comma-separated")]
         = "0.25,0.5,1",
     out: Annotated[Path | None, typer.Option(help="Also write the table (markdown) here")] = None,
@@ -145,7 +145,10 @@ def rank_offline_cmd(
     recs = {r.id: r for r in read_labels(labels)} if labels else {}
     losses = None
     if risk_sweep:
-        losses = log_ratios(loss_table(read_sweep(risk_sweep, pool).values(), len(pool)))
+        train: dict[str, PoolSizes] = {}
+        for path in risk_sweep:
+            train.update(read_sweep(path, pool))
+        losses = log_ratios(loss_table(train.values(), len(pool)))
     elif (model / LOSSES_FILE).is_file():
         losses = load_losses(model / LOSSES_FILE, len(pool))
     temps = tuple(float(x) for x in risk_temperatures.split(",") if x.strip())
