@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from clang_llm.atomic import atomic_path
 from clang_llm.records import open_text, read_labels
 from clang_llm.train.examples import write_examples_v2
-from clang_llm.train.pool_sweep import PoolSizes, read_sweep
+from clang_llm.train.pool_sweep import read_sweeps
 
 
 def main() -> None:
@@ -46,9 +46,7 @@ def main() -> None:
             ex = json.loads(line)
             if ex.get("kind") == "direct":
                 prompts[ex["id"]] = ex["prompt"]
-    swept: dict[str, PoolSizes] = {}
-    for path in a.sweep:
-        swept.update(read_sweep(path, pool))
+    swept = read_sweeps(a.sweep, pool)
     ok = {i for i, r in swept.items() if r.status == "ok"}
     labels = [replace(r, split="train") for r in read_labels(a.labels) if r.id in ok and r.id in prompts]
     tok = Tokenizer.from_file(str(a.tokenizer))

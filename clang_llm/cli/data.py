@@ -128,7 +128,7 @@ def rank_offline_cmd(
     from clang_llm.model.risk import LOSSES_FILE, load_losses, log_ratios
     from clang_llm.records import read_labels
     from clang_llm.train.pool_risk import loss_table
-    from clang_llm.train.pool_sweep import PoolSizes, read_sweep
+    from clang_llm.train.pool_sweep import read_sweeps
 
     card = read_card(model)
     pool = card.pool
@@ -137,18 +137,13 @@ def rank_offline_cmd(
     tasks = [t for ix in index for t in _tasks(ix, None, split or ["validation"], None, 0)]
     if "test" in {t.split for t in tasks} and not allow_test:
         raise typer.BadParameter("settings are chosen on the validation split (--allow-test to report the test split)")
-    swept: dict[str, PoolSizes] = {}
-    for sw in sweep:
-        swept.update(read_sweep(sw, pool))
+    swept = read_sweeps(sweep, pool)
     modules = {t.id: Path(t.bc) for t in tasks if t.id in swept}
     scores = model_scores(model, modules)
     recs = {r.id: r for r in read_labels(labels)} if labels else {}
     losses = None
     if risk_sweep:
-        train: dict[str, PoolSizes] = {}
-        for path in risk_sweep:
-            train.update(read_sweep(path, pool))
-        losses = log_ratios(loss_table(train.values(), len(pool)))
+        losses = log_ratios(loss_table(read_sweeps(risk_sweep, pool).values(), len(pool)))
     elif (model / LOSSES_FILE).is_file():
         losses = load_losses(model / LOSSES_FILE, len(pool))
     temps = tuple(float(x) for x in risk_temperatures.split(",") if x.strip())

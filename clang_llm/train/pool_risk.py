@@ -46,7 +46,7 @@ def loss_table(sweep: Iterable[PoolSizes], n: int) -> np.ndarray:
     return np.clip(scaled, -32767, 32767).astype(np.int16)
 
 
-def attach_risk(model_dir: Path, sweep_paths: Path | list[Path], temperature: float) -> ModelCard:
+def attach_risk(model_dir: Path, sweep_paths: list[Path], temperature: float) -> ModelCard:
     """Write the loss table of `sweep_paths` (the train split's pool sweeps, in order; a module
     in several counts once, its last record) into the model directory and the ranking
     temperature into its card; the model's pool must be the sweeps'. Temperature 0 removes the
@@ -55,7 +55,7 @@ def attach_risk(model_dir: Path, sweep_paths: Path | list[Path], temperature: fl
 
     from clang_llm.atomic import atomic_path
     from clang_llm.model.card import read_card, write_card
-    from clang_llm.train.pool_sweep import read_sweep
+    from clang_llm.train.pool_sweep import read_sweeps
 
     card = read_card(model_dir)
     if not card.pool:
@@ -67,16 +67,12 @@ def attach_risk(model_dir: Path, sweep_paths: Path | list[Path], temperature: fl
     if temperature == 0:
         target.unlink(missing_ok=True)
     else:
-        paths = [sweep_paths] if isinstance(sweep_paths, Path) else list(sweep_paths)
-        records: dict[str, PoolSizes] = {}
-        for path in paths:
-            records.update(read_sweep(path, card.pool))
-        table = loss_table(records.values(), len(card.pool))
+        table = loss_table(read_sweeps(sweep_paths, card.pool).values(), len(card.pool))
         with atomic_path(target) as tmp, open(tmp, "wb") as f:
             np.save(f, table, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        training["risk"] = {"sweep": ", ".join(Path(p).name for p in paths), "modules": int(table.shape[0]),
+        training["risk"] = {"sweep": ", ".join(Path(p).name for p in sweep_paths), "modules": int(table.shape[0]),
                             "temperature": temperature}
     card.risk_temperature = temperature
     card.training = training

@@ -83,6 +83,14 @@ def read_sweep(path: Path, pool: list[str]) -> dict[str, PoolSizes]:
     return out
 
 
+def read_sweeps(paths: list[Path], pool: list[str]) -> dict[str, PoolSizes]:
+    """`read_sweep` of several files, in order: a module in more than one keeps its last record."""
+    out: dict[str, PoolSizes] = {}
+    for path in paths:
+        out.update(read_sweep(path, pool))
+    return out
+
+
 def sweep_module(task: ModuleTask, pool: list[str], timeout: float = 20.0) -> PoolSizes:
     """Every stored list on one module; never raises."""
     import resource
