@@ -1,7 +1,15 @@
 """Settings: defaults < user file < project file (+ its per-file sections) < CLANG_LLM_* env < --llm-* flags.
 
 Every value remembers where it came from, for `clang-llm-tool config`. Bad values from any
-source never break a build: they are ignored (and logged), the lower layer's value stays.
+source never break a build: they are ignored (and logged), the lower layer's value stays; a file
+that cannot be read at all (bad TOML, bad bytes) is one problem, and the other layers still apply
+(the kill switch in the environment wins over every file).
+
+A project file is the project's, not the user's: a cloned repository is someone else's input. It
+may change how hard we try and what we try (rounds, rank, timeouts, a model directory inside the
+project), never where data, source or secrets go (`USER_ONLY`). It is looked for from the working
+directory up to the repository root (the first directory holding `.git`), never above `$HOME`,
+and only a file owned by the user (or root) that others cannot write counts.
 """
 
 from __future__ import annotations
@@ -14,8 +22,16 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from clang_llm.prompt_format import FEEDBACK_FORMS, PROMPT_FORMATS
+from clang_llm.safe_text import public_url
 
 PROJECT_FILE = ".clang-llm.toml"
+PROJECT_SOURCE = "project file"  # how a project file's values name their source (sources, problems)
+# Settings that decide where data, source or credentials go, or what we write where: only the
+# user's own file, the environment or the command line may set them. Why each: `backend` and
+# `backend_key_env` would send IR and an environment variable's value to a server; `dir` and
+# `record` choose where we write (records keep argv and IR); `daemon` chooses whom the client
+# talks to; `cache_url` would share decisions with a store.
+USER_ONLY = frozenset({"backend", "backend_key_env", "dir", "record", "daemon", "cache_url"})
 
 
 def _user_config_path() -> Path:
@@ -46,6 +62,12 @@ class Settings:
     temperature: float = 1.0  # of the samples after the greedy answer (samples > 1); chosen on the validation split
     max_new_tokens: int = 96
     opt_timeout: float = 30.0  # seconds per opt / codegen run
+    # The TU's time budget: candidates stop after `time_budget` times clang's own time for the TU
+    # (front end + its -Oz opt and codegen), at least `time_budget_min` seconds; the verified
+    # rerun of the winner must end by 1.5 times that, else -Oz ships. The floor keeps every
+    # ordinary TU's choices as without a budget (a default build's largest lz4 TU takes ~25 s).
+    time_budget: float = 10.0
+    time_budget_min: float = 60.0
     optimize_o0: bool = True  # False: -O0 TUs pass straight through untouched
     # TUs with fewer IR instructions skip the model and ship -Oz (configure probes, stubs): on the
     # validation split no module under 80 instructions had a list beating -Oz.
@@ -89,21 +111,6 @@ class Settings:
         return values
 
 
-def public_url(url: str) -> str:
-    """`url` without user-info (``http://user:secret@host`` gives ``http://host``)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if url.startswith("unix:"):
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 SETTING_NAMES = [f.name for f in fields(Settings) if f.name != "sources"]
 # The real types (not the annotation strings that `from __future__ import annotations` leaves).
 _TYPES: dict[str, type] = {n: t for n, t in get_type_hints(Settings).items() if n in SETTING_NAMES}
@@ -143,13 +150,23 @@ def _coerce(name: str, value: object) -> SettingValue:
     return s
 
 
-def _apply(settings: Settings, values: dict[str, Any], source: str, problems: list[str]) -> None:
+def _apply(settings: Settings, values: dict[str, Any], source: str, problems: list[str],
+           project_root: Path | None = None) -> None:
+    """Set `values` from `source`; `project_root` (a project file's directory) marks values a
+    project may not set (`USER_ONLY`, a model outside the project): those are reported, not set."""
     for raw_key, value in values.items():
-        key = raw_key.replace("-", "_")
+        key = str(raw_key).replace("-", "_")
         if key not in SETTING_NAMES or isinstance(value, dict):
             if not isinstance(value, dict):
                 problems.append(f"{source}: unknown setting {raw_key!r}")
             continue
+        if project_root is not None:
+            why = _refused_in_project(key, value, project_root)
+            if why:
+                problems.append(f"{source}: {raw_key} ignored: {why}")
+                continue
+            if key == "model" and str(value):  # relative to the project, wherever the build runs
+                value = str(Path(project_root, str(value)).resolve())
         try:
             setattr(settings, key, _coerce(key, value))
             settings.sources[key] = source
@@ -157,20 +174,62 @@ def _apply(settings: Settings, values: dict[str, Any], source: str, problems: li
             problems.append(f"{source}: {raw_key}: {e}")
 
 
+def _refused_in_project(key: str, value: object, root: Path) -> str:
+    """Why a project file may not set `key` to `value` ("" when it may)."""
+    if key in USER_ONLY:
+        return ("a project file may not choose where data, source or credentials go; set it in your own "
+                "config file, the environment (CLANG_LLM_" + key.upper() + ") or with --llm-" + key.replace("_", "-"))
+    if key == "model" and str(value):
+        try:
+            Path(root, str(value)).resolve().relative_to(root.resolve())
+        except (ValueError, OSError, RuntimeError):
+            return "a project file may only name a model directory inside the project"
+    return ""
+
+
+def _home() -> Path | None:
+    try:
+        return Path.home().resolve()
+    except (RuntimeError, KeyError, OSError):
+        return None
+
+
+def _trusted_file(path: Path) -> bool:
+    """A file the user (or root) owns that nobody else may write: a file planted by another user
+    in a shared directory (/tmp) is not the user's project."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid in (os.getuid(), 0) and not st.st_mode & 0o022
+
+
 def find_project_file(start: Path) -> Path | None:
+    """The project file that governs `start`: the nearest `.clang-llm.toml` from `start` up to the
+    repository root (the first directory holding `.git`), never above `$HOME`."""
+    home = _home()
+    try:
+        start = start.resolve()
+    except (OSError, RuntimeError):
+        return None
     for d in [start, *start.parents]:
+        if home is not None and d != home and home.is_relative_to(d):
+            break  # above $HOME: not the user's project any more
         p = d / PROJECT_FILE
         if p.is_file():
-            return p
+            return p if _trusted_file(p) else None
+        if (d / ".git").exists() or d == home:
+            break
     return None
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    """The file's table, or {} with the reason in `problems` (unreadable, bad bytes, bad TOML)."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        problems.append(f"{path}: {e}")
+    except (OSError, ValueError) as e:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        problems.append(f"{path}: ignored, cannot be read: {e}")
         return {}
 
 
@@ -196,24 +255,21 @@ def load_settings(
     cwd: Path | None = None,
     source_file: Path | None = None,
     problems: list[str] | None = None,
+    files: bool = True,
 ) -> Settings:
-    """Build the effective settings for one invocation (and, if given, one source file)."""
+    """Build the effective settings for one invocation (and, if given, one source file);
+    `files=False` reads only the environment and the flags."""
     env = os.environ if env is None else env
     cwd = cwd or Path.cwd()
     problems = problems if problems is not None else []
     s = Settings()
     for name in SETTING_NAMES:
         s.sources[name] = "default"
-    user = _user_config_path()
-    if user.is_file():
-        _apply(s, _read_toml(user, problems), f"user file {user}", problems)
-    proj = find_project_file(cwd)
-    if proj:
-        data = _read_toml(proj, problems)
-        _apply(s, data, f"project file {proj}", problems)
-        src = None if source_file is None else Path(os.path.normpath(cwd / source_file))
-        for pattern, values in _file_sections(data, proj.parent, src):
-            _apply(s, values, f"project file {proj} [files.{pattern!r}]", problems)
+    if files:
+        try:
+            _apply_files(s, cwd, source_file, problems)
+        except Exception as e:  # noqa: BLE001  (a file of any shape must not cost the env or flags)
+            problems.append(f"config files ignored: {type(e).__name__}: {e}")
     env_values = {
         k[len("CLANG_LLM_"):].lower(): v
         for k, v in env.items()
@@ -223,3 +279,22 @@ def load_settings(
     if flags:
         _apply(s, flags, "command line", problems)
     return s
+
+
+def user_config_path() -> Path:
+    """The user's own config file (trusted: it may set every setting)."""
+    return _user_config_path()
+
+
+def _apply_files(s: Settings, cwd: Path, source_file: Path | None, problems: list[str]) -> None:
+    user = _user_config_path()
+    if user.is_file():
+        _apply(s, _read_toml(user, problems), f"user file {user}", problems)
+    proj = find_project_file(cwd)
+    if proj:
+        data = _read_toml(proj, problems)
+        root = proj.parent
+        _apply(s, data, f"{PROJECT_SOURCE} {proj}", problems, project_root=root)
+        src = None if source_file is None else Path(os.path.normpath(cwd / source_file))
+        for pattern, values in _file_sections(data, root, src):
+            _apply(s, values, f"{PROJECT_SOURCE} {proj} [files.{pattern!r}]", problems, project_root=root)

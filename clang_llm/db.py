@@ -1,8 +1,9 @@
 """One sqlite file for stats counters, per-TU decision records and the decision cache.
 
 sqlite in WAL mode with a busy timeout makes concurrent `make -j` writers safe. The database is
-never allowed to break a build: a corrupt file is moved aside and recreated, a lock held too
-long makes us skip the write (and log it).
+never allowed to break a build: a file sqlite itself calls corrupt (SQLITE_CORRUPT, SQLITE_NOTADB)
+is moved aside and recreated; any other failure (a full disk, a read-only dir, a lock held too
+long, text it cannot store) skips that write, logged, and leaves the file as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from clang_llm.safe_text import path_text
+from clang_llm.state_dir import private_file, private_state_dir
 
 if TYPE_CHECKING:
     from clang_llm.records import TURecord
@@ -46,6 +50,15 @@ CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL, cre
 _ADDED_EVENT_COLUMNS = {"remote_calls": "INTEGER", "opt_evals": "INTEGER", "model_s": "REAL"}
 MAX_FACTS = 10_000  # toolchain facts (pipeline strings, target options) of distinct flag sets
 MAX_OBJECT_BYTES = 8 << 20  # larger objects are rebuilt from the cached decision instead
+
+
+_CORRUPT_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)
+
+
+def is_corrupt(err: BaseException) -> bool:
+    """Whether sqlite said the file is damaged (not full, locked, read-only or missing)."""
+    code = getattr(err, "sqlite_errorcode", None)
+    return isinstance(err, sqlite3.DatabaseError) and isinstance(code, int) and code & 0xFF in _CORRUPT_CODES
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
@@ -102,7 +115,8 @@ class Database:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_state_dir(self.path.parent)
+            private_file(self.path)
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -112,8 +126,8 @@ class Database:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             except sqlite3.DatabaseError as e:
                 conn.close()
-                if "locked" in str(e) or "busy" in str(e):
-                    raise
+                if not is_corrupt(e):
+                    raise  # full, locked, read-only: the file is fine, this write is skipped
                 self._recover(e)
                 conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -144,16 +158,20 @@ class Database:
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # no transaction left to roll back (a failed COMMIT ends it)
             raise
 
     def safe(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
-        """Run a database operation; on any sqlite failure log it and return None."""
+        """Run a database operation; on any failure log it and return None (a record or a counter
+        is never worth a build: a full disk, a read-only dir, a path sqlite cannot store)."""
         try:
             return fn(*args, **kwargs)
-        except (sqlite3.Error, OSError) as e:
+        except Exception as e:  # noqa: BLE001
             log.warning("database %s failed (%s): %s", what, self.path, e)
-            if isinstance(e, sqlite3.DatabaseError) and "malformed" in str(e):
+            if is_corrupt(e):
                 self.close()
                 self._recover(e)
             return None
@@ -206,11 +224,11 @@ class Database:
         with self._tx() as c:
             c.execute(
                 "INSERT OR REPLACE INTO records(object, ts, data) VALUES (?, ?, ?)",
-                (record.object, time.time(), json.dumps(record.to_json(), default=str)),
+                (path_text(record.object), time.time(), json.dumps(record.to_json(), default=str)),
             )
 
     def get_record(self, obj: str) -> TURecord | None:
-        row = self._connect().execute("SELECT data FROM records WHERE object = ?", (obj,)).fetchone()
+        row = self._connect().execute("SELECT data FROM records WHERE object = ?", (path_text(obj),)).fetchone()
         from clang_llm.records import TURecord  # records are read by `explain`, not by a compile
 
         return TURecord.from_json(json.loads(row[0])) if row else None

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from clang_llm import __version__
-from clang_llm.config import Settings, _user_config_path, find_project_file
+from clang_llm.config import Settings, find_project_file, user_config_path
 from clang_llm.passes import Vocabulary
 from clang_llm.toolchain import Toolchain
 
@@ -50,6 +50,6 @@ def wrapper_identity(settings: Settings, toolchain: Toolchain, cwd: Path) -> str
         f"settings {json.dumps(settings.decision_key(), sort_keys=True)}",
         # Per-file sections of a project file can change one TU's settings: hash the whole file.
         f"project-file {_file_digest(find_project_file(cwd))}",
-        f"user-file {_file_digest(_user_config_path())}",
+        f"user-file {_file_digest(user_config_path())}",
     ]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,8 @@
-"""Our own log goes to a file in the state dir, never to stderr (probes fail on unexpected output)."""
+"""Our own log goes to a file in the state dir, never to stderr (probes fail on unexpected output).
+
+A log that cannot be written (a full disk, a read-only or vanished state dir, odd bytes) loses
+its line and nothing else: logging's default handler would print a traceback to stderr.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,27 @@ import logging
 import os
 
 from clang_llm.config import Settings
+from clang_llm.safe_text import redact
+from clang_llm.state_dir import private_file, private_state_dir
 
 log = logging.getLogger("clang_llm")
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A file handler that drops a record it cannot write and redacts URL credentials."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.msg = redact(str(record.msg))
+            if record.args:
+                record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args) \
+                    if isinstance(record.args, tuple) else record.args
+        except Exception:  # noqa: BLE001
+            pass
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass  # a full disk or a vanished file: the line is lost, the build is not
 
 
 def setup_logging(settings: Settings) -> None:
@@ -16,9 +39,11 @@ def setup_logging(settings: Settings) -> None:
     log.propagate = False
     log.setLevel(logging.INFO)
     try:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        h: logging.Handler = logging.FileHandler(settings.state_dir / "clang-llm.log")
+        private_state_dir(settings.state_dir)
+        path = settings.state_dir / "clang-llm.log"
+        private_file(path)
+        h: logging.Handler = _QuietFileHandler(path, encoding="utf-8", errors="backslashreplace")
         h.setFormatter(logging.Formatter(f"%(asctime)s [{os.getpid()}] %(levelname)s %(message)s"))
-    except OSError:
+    except (OSError, ValueError):
         h = logging.NullHandler()
     log.addHandler(h)

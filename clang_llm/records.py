@@ -26,6 +26,7 @@ from typing import Any
 from clang_llm.atomic import atomic_write_bytes
 from clang_llm.db import Event
 from clang_llm.objsize import Sizes
+from clang_llm.safe_text import path_text, public_flags
 
 log = logging.getLogger("clang_llm")
 
@@ -221,7 +222,10 @@ class TURecord:
 
     def to_json(self) -> JsonDict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d.update(argv=list(self.argv), llm_flags=dict(self.llm_flags), oz=self.oz.to_json(),
+        # Paths of any bytes as text; no credential of a URL flag (a record is no place for one).
+        d.update(object=path_text(self.object), source=path_text(self.source), cwd=path_text(self.cwd),
+                 argv=[path_text(a) for a in self.argv], llm_flags=public_flags(self.llm_flags),
+                 oz=self.oz.to_json(),
                  chosen=self.chosen.to_json(), rounds=[r.to_json() for r in self.rounds],
                  timing=asdict(self.timing))
         return d

@@ -10,6 +10,11 @@ socket created 0600 inside a directory that only its owner can enter (0700). Wit
 ``CLANG_LLM_API_KEY`` in the server's environment every request must carry that bearer token.
 The access log names method, path, status and time — never headers, so never a key.
 
+What it bounds: connections served at once (`MAX_CONNECTIONS`; more get 503 at once), idle time
+on a connection (`IDLE_S`, per read), the body (`MAX_BODY`), JSON nesting (`MAX_JSON_DEPTH`,
+checked before parsing), and a prompt's length in characters against the context before it is
+tokenized (a prompt that cannot fit costs no tokenizer time).
+
 Batching: a single thread runs the model. Requests that decode without sampling (temperature 0)
 and share their options are batched into one `generate_batch` call (grouped so that each prompt
 gets exactly the token limit it would get alone, which keeps answers identical to in-process
@@ -24,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import socketserver
 import stat
@@ -31,7 +37,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,10 @@ from clang_llm.model.risk import LOSSES_FILE
 
 log = logging.getLogger("clang_llm.serve")
 MAX_BODY = 8 << 20
+MAX_CONNECTIONS = 32  # served at once (one thread each); a slow client holds one, not the server
+IDLE_S = 30.0  # a connection that sends nothing for this long is closed
+MAX_JSON_DEPTH = 8  # the deepest legitimate request is {"prompt": [...]}
+MAX_TOKENIZE = 4  # /tokenize counts prompts up to this many contexts (clients cut longer ones)
 MAX_PROMPTS = 64
 MAX_N = 64
 KEY_ENV = "CLANG_LLM_API_KEY"
@@ -180,9 +190,31 @@ def parse_completion(body: object, model: Model, name: str) -> tuple[Job, bool]:
               seed=_int(body, "seed", 0, -(2**63), 2**63 - 1), top_k=_int(body, "top_k", 50, 1, 1000),
               max_tokens=_int(body, "max_tokens", 16, 1, model.context_length))
     for p in prompts:
-        if model.count_tokens(p) + 1 >= model.context_length:
-            raise BadRequest(f"prompt longer than the maximum context length of {model.context_length} tokens")
+        _check_prompt_length(p, model)
     return job, single
+
+
+def _check_prompt_length(prompt: str, model: Model) -> None:
+    """A prompt must fit the context; one that cannot (by its length alone) is not tokenized."""
+    n = model.context_length
+    if not model.fits_untokenized(prompt, n) or model.count_tokens(prompt) + 1 >= n:
+        raise BadRequest(f"prompt longer than the maximum context length of {model.context_length} tokens")
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in `data` (strings skipped), found without
+    parsing: a body of 200,000 `[` must not reach the parser's recursion."""
+    depth = top = 0
+    for c in _JSON_STRING.sub(b"", data).translate(None, delete=_NOT_BRACKETS):
+        depth += 1 if c in b"[{" else -1
+        top = max(top, depth)
+    return top
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _cut_at_stop(text: str, stop: object) -> tuple[str, bool]:
@@ -222,6 +254,8 @@ class Service:
         if method == "POST" and path == "/tokenize":
             if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
                 raise BadRequest("'prompt' must be a string")
+            if not self.model.fits_untokenized(body["prompt"], MAX_TOKENIZE * self.model.context_length):
+                raise BadRequest(f"prompt longer than {MAX_TOKENIZE} contexts: not tokenized")
             ids = self.model.tokenize_ids(body["prompt"])
             return 200, {"count": len(ids), "max_model_len": self.model.context_length, "tokens": ids}
         if method == "POST" and path == "/v1/completions":
@@ -229,8 +263,7 @@ class Service:
         if method == "POST" and path == RANK_PATH and self.model.pool:
             if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
                 raise BadRequest("'prompt' must be a string")
-            if self.model.count_tokens(body["prompt"]) + 1 >= self.model.context_length:
-                raise BadRequest(f"prompt longer than the maximum context length of {self.model.context_length} tokens")
+            _check_prompt_length(body["prompt"], self.model)
             self.requests += 1
             scores = self.model.rank_pool(body["prompt"])  # serialized with generation by the model's lock
             return 200, {"model": self.name, "system_fingerprint": self.model.id, "scores": scores}
@@ -258,6 +291,7 @@ class Service:
 class Handler(BaseHTTPRequestHandler):
     server_version = "clang-llm-serve"
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_S  # StreamRequestHandler sets it on the socket: an idle connection is closed
     service: Service
 
     def address_string(self) -> str:  # Unix sockets have no peer address
@@ -294,9 +328,13 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(413, f"request body over {MAX_BODY} bytes")
                 self.close_connection = True
                 return
+            raw = self.rfile.read(length)
+            if json_depth(raw) > MAX_JSON_DEPTH:
+                self._error(400, f"the request nests deeper than {MAX_JSON_DEPTH}")
+                return
             try:
-                body = json.loads(self.rfile.read(length))
-            except (ValueError, UnicodeDecodeError):
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 self._error(400, "the request body is not JSON")
                 return
         try:
@@ -320,8 +358,39 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
 
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class BoundedThreads(socketserver.ThreadingMixIn):
+    """One thread per connection, at most `MAX_CONNECTIONS` at once: one more is answered 503
+    and closed at once, so slow or idle clients cannot take every thread."""
+
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if not hasattr(self, "_slots"):
+            self._slots = threading.BoundedSemaphore(self.max_connections)
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\nRetry-After: 1\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            self._slots.release()
+
+
+class UnixHTTPServer(BoundedThreads, socketserver.UnixStreamServer):
+    pass
+
+
+class TCPHTTPServer(BoundedThreads, HTTPServer):
+    pass
 
 
 def is_loopback(host: str) -> bool:
@@ -374,8 +443,7 @@ def make_server(model_dir: Path, host: str = "127.0.0.1", port: int = 8311, sock
         return server, svc, f"unix:{path}"
     if not allow_remote and not is_loopback(host):
         raise PermissionError(f"{host} is not a loopback address (pass --allow-remote to listen on it)")
-    ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer((host, port), handler)
+    server = TCPHTTPServer((host, port), handler)
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
     return server, svc, f"http://{shown}:{bound_port}"

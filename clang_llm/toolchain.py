@@ -9,7 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +91,43 @@ def _discover_cached(_env: tuple[str, ...], _path: str) -> Toolchain:
     return Toolchain(clang=find_tool("clang"), clangxx=find_tool("clang++"), opt=find_tool("opt"))
 
 
+# Longer command lines go to the tool as one response file: Linux refuses an exec whose
+# arguments pass 2 MiB in all (E2BIG) or 128 KiB in one; LLVM's tools all read `@file`.
+ARGS_INLINE_MAX = 96 << 10
+
+
+def _rsp_quote(arg: str) -> bytes:
+    """One argument in the GNU response-file syntax clang and opt read (any bytes)."""
+    raw = os.fsencode(arg)
+    return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def args_too_long(cmd: list[str]) -> bool:
+    return sum(len(os.fsencode(a)) + 1 for a in cmd) > ARGS_INLINE_MAX
+
+
+@contextmanager
+def exec_argv(cmd: list[str]) -> Iterator[list[str]]:
+    """`cmd` itself, or, when its arguments are too long to exec, the tool and one response file
+    (in a private temp dir, removed when the block ends)."""
+    if not args_too_long(cmd):
+        yield cmd
+        return
+    with tempfile.TemporaryDirectory(prefix="clang-llm-args-") as d:
+        path = os.path.join(d, "args.rsp")
+        with open(path, "wb") as f:
+            f.write(b"\n".join(_rsp_quote(a) for a in cmd[1:]) + b"\n")
+        yield [cmd[0], "@" + path]
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the tool and everything it started (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        proc.kill()
+
+
 def run(
     cmd: list[str | Path],
     *,
@@ -95,17 +136,31 @@ def run(
     cwd: str | Path | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run a tool; raise ToolTimeout (after killing it) when it runs past `timeout` seconds."""
-    try:
-        return subprocess.run(
-            [str(c) for c in cmd],
+    """Run a tool in its own process group; raise ToolTimeout when it runs past `timeout`
+    seconds, after killing the whole group (a script's children too)."""
+    with exec_argv([str(c) for c in cmd]) as argv:
+        proc = subprocess.Popen(
+            argv,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
             stdin=subprocess.DEVNULL,
-            timeout=timeout,
             cwd=cwd,
             env=env,
-            check=False,
+            process_group=0,
         )
-    except subprocess.TimeoutExpired as e:
-        raise ToolTimeout(f"{Path(str(cmd[0])).name} timed out after {timeout:g}s") from e
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            _kill_group(proc)
+            proc.communicate()
+            raise ToolTimeout(f"{Path(str(cmd[0])).name} timed out after {timeout:g}s") from e
+        except BaseException:  # an interrupt: never leave the tool (or its children) running
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # what the tool left behind in its group
+            except OSError:
+                pass
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -7,16 +7,29 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from clang_llm.state_dir import private_state_dir
 
-def private_tempdir(state_dir: Path) -> tempfile.TemporaryDirectory[str]:
-    """A temp dir under the state dir (stale ones from killed runs are swept), else the system's."""
+PROBE_BYTES = 64 << 10  # a work dir must take at least this much, or it is as good as full
+
+
+def private_tempdir(state_dir: Path, probe: bool = False) -> tempfile.TemporaryDirectory[str]:
+    """A temp dir under the state dir (stale ones from killed runs are swept). Raises OSError
+    when the state dir cannot host one, or (`probe`) cannot take a first write: a compile then
+    goes to plain clang rather than meet a full disk halfway."""
     base = state_dir / "tmp"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        _sweep_stale(base)
-        return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=base)
-    except OSError:
-        return tempfile.TemporaryDirectory(prefix="clang-llm-")
+    private_state_dir(state_dir)
+    base.mkdir(mode=0o700, exist_ok=True)
+    _sweep_stale(base)
+    tmp = tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=base, ignore_cleanup_errors=True)
+    if probe:
+        try:
+            with open(Path(tmp.name) / "probe", "wb") as f:
+                f.write(bytes(PROBE_BYTES))
+            os.unlink(Path(tmp.name) / "probe")
+        except OSError:
+            tmp.cleanup()
+            raise
+    return tmp
 
 
 def _sweep_stale(base: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from clang_llm.build.jobslots import JobSlots
+from clang_llm.toolchain import args_too_long
 
 
 class Speculative:
@@ -47,7 +48,10 @@ class Speculative:
 
     @classmethod
     def start(cls, cmd: list[str], slots: JobSlots, env: Mapping[str, str]) -> Speculative | None:
-        """Start `cmd` if the machine's slots are all idle now; None (nothing started) otherwise."""
+        """Start `cmd` if the machine's slots are all idle now; None (nothing started) otherwise
+        (also when it is too long to exec without a response file: not worth one here)."""
+        if args_too_long(cmd):
+            return None
         fd = slots.try_idle(env)
         return None if fd is None else cls(cmd, fd)
 

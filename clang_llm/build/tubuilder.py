@@ -103,6 +103,15 @@ class TUBuilder:
         self._built: dict[str, Finding] = {}
         self.codegen_skipped = 0
         self.codegen_s = 0.0  # seconds in clang's backend, all evaluations together
+        # When the TU's time budget ends (time.monotonic()); None: only the per-run timeout.
+        # An evaluation that starts later is refused at once (`budget`), a running one is cut.
+        self.deadline: float | None = None
+
+    def time_left(self) -> float:
+        """The timeout of the next tool run: the per-run limit, cut to what is left of the budget."""
+        if self.deadline is None:
+            return self.timeout
+        return min(self.timeout, self.deadline - time.monotonic())
 
     def _remembered(self, what: str, ask: Callable[[], str]) -> str:
         """`ask()` clang, or reuse its answer for this toolchain and flag set."""
@@ -199,7 +208,7 @@ class TUBuilder:
         again = self.evaluate(pl, verify_each=True)
         if not again.valid or again.object_path is None or chosen.object_path is None:
             log.warning("%s failed opt -verify-each: %s", chosen.pass_list, (again.error or "")[:300])
-            return "timeout" if again.error_kind == "timeout" else "verify"
+            return "timeout" if again.error_kind in ("timeout", "budget") else "verify"
         if again.object_path.read_bytes() != chosen.object_path.read_bytes():
             if limit is not None and again.sizes is not None and again.sizes.not_larger_than(limit):
                 log.info("%s: the verified run built another object, not larger than -Oz: shipped",
@@ -229,8 +238,11 @@ class TUBuilder:
         tag = f"c{next(self._ids)}"
         out_bc, out_o = self.workdir / f"{tag}.bc", self.workdir / f"{tag}.o"
         f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)
+        if self.time_left() <= 0:
+            f.error_kind, f.error = "budget", "the TU's time budget was spent before this list ran"
+            return f
         with measuring(f):
-            res = run(self.opt_command(run_list or pass_list, out_bc, verify_each, source), timeout=self.timeout)
+            res = run(self.opt_command(run_list or pass_list, out_bc, verify_each, source), timeout=self.time_left())
             if res.returncode != 0:
                 return opt_failed(f, res)
             f.ir_path = out_bc
@@ -248,7 +260,7 @@ class TUBuilder:
                     return f
             t_codegen = time.monotonic()
             try:
-                res = run(self.codegen_command(out_bc, out_o), timeout=self.timeout)
+                res = run(self.codegen_command(out_bc, out_o), timeout=max(0.001, self.time_left()))
             finally:
                 self.codegen_s += time.monotonic() - t_codegen
             if res.returncode != 0:

@@ -27,7 +27,7 @@ ACK_TIMEOUT_S = 10.0  # a live daemon acknowledges at once (one fork); longer me
 MAX_FRAME = 4 << 20
 FRONT_REASON_ENV = "CLANG_LLM_FRONT_REASON"  # set by the native front (front.c) when it gives up
 _OFF = ("0", "false", "no", "off")
-_SOL_SOCKET, _SCM_RIGHTS = 1, 1  # Linux values; `_socket` has them too, as plain ints
+_SOL_SOCKET, _SCM_RIGHTS, _SO_PEERCRED = 1, 1, 17  # Linux values; `_socket` has them too, as plain ints
 
 
 def state_dir(env: dict[str, str] | os._Environ[str]) -> str:
@@ -122,6 +122,30 @@ def recv_frame(sock: _socket.socket) -> dict[str, object] | None:
     return msg if isinstance(msg, dict) else None
 
 
+def _owned_privately(daemon: str, sock_path: str) -> bool:
+    """Whether the daemon's directory is ours with mode 0700 and its socket ours: another user's
+    socket in a shared state dir must never get our environment or tell us what to exec. A path
+    that is not there yet is left to `connect` (not running)."""
+    uid = os.getuid()
+    try:
+        d, s = os.lstat(daemon), os.lstat(sock_path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return (d.st_uid == uid and d.st_mode & 0o170077 == 0o040000  # a directory, nothing for others
+            and s.st_uid == uid and s.st_mode & 0o170000 == 0o140000)  # a socket
+
+
+def peer_uid(sock: _socket.socket) -> int | None:
+    """The uid of the process at the other end (SO_PEERCRED), None if it cannot be read."""
+    try:
+        creds = sock.getsockopt(_SOL_SOCKET, _SO_PEERCRED, 12)
+    except OSError:
+        return None
+    return int.from_bytes(creds[4:8], sys.byteorder) if len(creds) >= 8 else None
+
+
 def _handoff(msg: dict[str, object]) -> tuple[list[str], dict[str, str]] | None:
     """A daemon's "run this yourself" answer (a passthrough): the command and its environment."""
     argv, env = msg.get("exec"), msg.get("env")
@@ -141,6 +165,8 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
         timeout = float(env.get("CLANG_LLM_DAEMON_TIMEOUT", ACK_TIMEOUT_S))
     except ValueError:
         timeout = ACK_TIMEOUT_S
+    if not _owned_privately(daemon_dir(state), path):
+        return None, "untrusted"
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     handoff = None
     try:
@@ -155,6 +181,8 @@ def through_daemon(argv: list[str], cxx: bool) -> tuple[int | None, str]:
             return None, "timeout"
         except OSError:
             return None, "unreachable"
+        if peer_uid(sock) != os.getuid():  # checked on the connection itself: no race with a swap
+            return None, "untrusted"
         header = {"protocol": PROTOCOL, "code": code_root(), "argv": argv, "cxx": cxx, "cwd": os.getcwd(),
                   "env": dict(env)}
         try:

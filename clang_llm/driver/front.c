@@ -288,10 +288,23 @@ int main(int argc, char **argv) {
         if (end != v && t > 0) timeout = t;
     }
     set_timeout(fd, timeout);
+    /* Only our own daemon: its directory ours with mode 0700, the socket ours, and the process
+     * at the other end ours (SO_PEERCRED on the connection itself, so no swap can race it). */
+    char ddir[PATH_MAX + 16];
+    snprintf(ddir, sizeof ddir, "%s/daemon", state);
+    struct stat dst, sst;
+    if (!lstat(ddir, &dst) && !lstat(sockpath, &sst)
+        && (dst.st_uid != getuid() || !S_ISDIR(dst.st_mode) || (dst.st_mode & 077)
+            || sst.st_uid != getuid() || !S_ISSOCK(sst.st_mode)))
+        python_client("untrusted", cxx);
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr)) {
         python_client(errno == ENOENT ? "not-running" : errno == ECONNREFUSED ? "stale-socket"
                       : errno == EAGAIN || errno == ETIMEDOUT ? "timeout" : "unreachable", cxx);
     }
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) || cred.uid != getuid())
+        python_client("untrusted", cxx);
 
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd)) python_client(NULL, cxx);

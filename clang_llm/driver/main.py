@@ -21,7 +21,7 @@ from clang_llm.db import Database, Event
 from clang_llm.driver.args import Invocation, classify, split_llm_flags, split_sources
 from clang_llm.errors import ToolMissing
 from clang_llm.logs import setup_logging
-from clang_llm.toolchain import Toolchain, find_tool, is_our_wrapper
+from clang_llm.toolchain import Toolchain, args_too_long, exec_argv, find_tool, is_our_wrapper
 
 if TYPE_CHECKING:
     from clang_llm.driver.pipeline import Outcome
@@ -52,10 +52,18 @@ def _hand_off(compiler: Path, args: list[str]) -> bool:
 def _exec_real(compiler: Path, args: list[str], final: bool = False) -> int:
     """Run the real compiler with inherited stdio; return its exit status. `final`: its status is
     the call's and nothing of ours follows it, so the daemon's client may run it instead."""
-    if final and _hand_off(compiler, args):
+    cmd = [str(compiler), *args]
+    long = args_too_long(cmd)  # through a response file, which must outlive the run: ours to run
+    if final and not long and _hand_off(compiler, args):
         return 0
     try:
-        return subprocess.run([str(compiler), *args], check=False).returncode
+        if long:
+            try:
+                with exec_argv(cmd) as argv:
+                    return subprocess.run(argv, check=False).returncode
+            except OSError:
+                pass  # no temp dir for the response file: exec says what it says
+        return subprocess.run(cmd, check=False).returncode
     except KeyboardInterrupt:
         return 130
 
@@ -99,8 +107,10 @@ def run_driver(argv: list[str], cxx: bool, daemon_reason: str = "") -> int:
     try:
         src = Path(inv.source) if inv.source else None
         settings = load_settings(_flag_settings(inv), source_file=src, problems=problems)
-    except Exception:  # a broken config file must not break the build
-        settings = Settings()
+    except Exception as e:  # noqa: BLE001  (a broken config file must not break the build, nor
+        # cost the kill switch: the environment and the flags still apply)
+        problems.append(f"settings: {type(e).__name__}: {e}")
+        settings = _env_and_flags(_flag_settings(inv))
     setup_logging(settings)
     for p in problems:
         log.warning("config: %s", p)
@@ -144,7 +154,15 @@ def _settings_for(inv: Invocation) -> Settings:
     """The settings of one TU of a multi-source call (per-file sections may differ)."""
     try:
         return load_settings(_flag_settings(inv), source_file=Path(inv.source or ""))
-    except Exception:
+    except Exception:  # noqa: BLE001
+        return _env_and_flags(_flag_settings(inv))
+
+
+def _env_and_flags(flags: dict[str, str]) -> Settings:
+    """Settings from the environment and the flags alone (no file), or the defaults."""
+    try:
+        return load_settings(flags, files=False)
+    except Exception:  # noqa: BLE001
         return Settings()
 
 

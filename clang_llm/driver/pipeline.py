@@ -102,7 +102,11 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
     t0 = time.monotonic()
     compiler = toolchain.compiler(cxx)
     slots = JobSlots.from_env(os.environ, settings.state_dir / "cpu-slots", settings.heavy_jobs)
-    with private_tempdir(settings.state_dir) as tmp:
+    try:
+        tmpdir = private_tempdir(settings.state_dir, probe=True)
+    except OSError as e:  # a full or read-only state dir: no work dir, no slots, no cache
+        raise Fallback("state-dir-unwritable", str(e)) from e
+    with tmpdir as tmp:
         work = Path(tmp)
         spec = None
         if small_source(inv.source, settings.speculate_bytes):
@@ -120,14 +124,26 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
 PLAIN_OZ = "plain-oz.o"  # the speculative plain clang -Oz's object, in the TU's work dir
 
 
-def _failed(spec: Speculative | None, settings: Settings) -> tuple[int, bytes, bytes] | None:
-    """The speculative plain clang -Oz's result if it failed: then it is the call's answer (the
-    user's own error, exactly as clang reports it) and nothing needs to run again."""
+# What clang says when it cannot write a file: in our work dir that is our failure, not the user's.
+_WRITE_FAILURES = (b"No space left on device", b"Read-only file system", b"Disk quota exceeded")
+
+
+def _ours(res: subprocess.CompletedProcess[bytes], work: Path) -> bool:
+    """Whether a failed clang run failed on our files (the work dir named, or a full or read-only
+    disk): then plain clang must run again to say what the user's compile really gives."""
+    return str(work).encode() in res.stderr or any(m in res.stderr for m in _WRITE_FAILURES)
+
+
+def _failed(spec: Speculative | None, settings: Settings, work: Path) -> tuple[int, bytes, bytes] | None:
+    """The speculative plain clang -Oz's result if it failed on the user's input: then it is the
+    call's answer (exactly as clang reports it) and nothing needs to run again."""
     done = spec.finish(timeout=max(600.0, settings.opt_timeout)) if spec is not None else None
-    return (done.returncode, done.stdout, done.stderr) if done is not None and done.returncode != 0 else None
+    if done is None or done.returncode == 0 or _ours(done, work):
+        return None
+    return done.returncode, done.stdout, done.stderr
 
 
-def _await(spec: Speculative | None, settings: Settings) -> subprocess.CompletedProcess[bytes] | None:
+def _await(spec: Speculative | None, settings: Settings, work: Path) -> subprocess.CompletedProcess[bytes] | None:
     """The speculative plain clang -Oz, finished, before anything ships: its diagnostics are the
     ones to show (and its depfile is written); if it failed, so does the call, as clang's would."""
     if spec is None:
@@ -136,6 +152,8 @@ def _await(spec: Speculative | None, settings: Settings) -> subprocess.Completed
     if done is None:
         raise Fallback("oz-timeout", "the speculative clang -Oz did not finish")
     if done.returncode != 0:
+        if _ours(done, work):
+            raise Fallback("state-dir-write", done.stderr.decode(errors="replace")[-500:])
         raise Fallback("frontend-error", done=(done.returncode, done.stdout, done.stderr))
     return done
 
@@ -151,12 +169,14 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     try:
         res = run([*emit_cmd[:-2], *_color_flags(), *emit_cmd[-2:]], timeout=max(600.0, settings.opt_timeout))
     except ToolTimeout as e:
-        raise Fallback("emit-timeout", str(e), done=_failed(spec, settings)) from e
+        raise Fallback("emit-timeout", str(e), done=_failed(spec, settings, work)) from e
     t_emit = time.monotonic() - t0
     if res.returncode != 0:
+        if _ours(res, work):  # our work dir is full or read-only: plain clang, from scratch
+            raise Fallback("state-dir-write", res.stderr.decode(errors="replace")[-500:])
         # The user's own error (or a flag clang rejects): plain clang says it, exit code and all
         # (the speculative run, when there is one, already is that run).
-        raise Fallback("frontend-error", done=_failed(spec, settings))
+        raise Fallback("frontend-error", done=_failed(spec, settings, work))
     if settings.record:
         try:
             record_tu(Path(settings.record), inv, emit_cmd, in_bc)
@@ -178,7 +198,7 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
         raise Fallback("ir-parse", str(e)) from e
     if builder.count_before < settings.min_instructions:
         if spec is not None:
-            return _too_small_done(inv, settings, builder, ir_digest, _await(spec, settings), t0, t_emit)
+            return _too_small_done(inv, settings, builder, ir_digest, _await(spec, settings, work), t0, t_emit)
         return _too_small(inv, settings, builder, ir_digest, res, t0, t_emit)
     t_load = time.monotonic()
     optimizer: Optimizer = optimizer_factory(settings)
@@ -189,7 +209,7 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     if use_cache:
         # The same IR, flags, toolchain, model and settings make the same object: ship the
         # stored one (ccache's way) instead of re-running the -Oz baseline and the list.
-        res = _await(spec, settings) or res
+        res = _await(spec, settings, work) or res
         stored = _stored_object(db, key, Path(inv.output or "a.o"))
         if stored is not None:
             rec = _record(inv, settings, oz=stored.oz, chosen=stored.chosen, reason=stored.reason,
@@ -208,8 +228,9 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
         builder.target_options()
     except (RuntimeError, OSError, ValueError, ToolTimeout):
         pass  # the baseline's run meets the same failure and reports it as its own
+    budget = _Budget(t0, t_emit, settings)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oz-baseline") as pool:
-        baseline = pool.submit(_baseline, builder)
+        baseline = pool.submit(_baseline, builder, budget)
         decision, cache_hit, t_decide = _decide(builder, baseline, settings, optimizer, db, key, use_cache, inv,
                                                 in_bc, ir_text)
         oz = baseline.result()  # its Fallback, if the baseline failed, whatever the optimizer did
@@ -223,13 +244,14 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     ):
         chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
     if chosen is not oz:
+        builder.deadline = budget.rerun_deadline()
         again = builder.verified(chosen, oz.sizes)
         if isinstance(again, str):
             chosen, decision.reason = oz, "verify-each-timeout" if again == "timeout" else "verify-each-failed"
         else:
             chosen = again
     assert chosen.object_path is not None and chosen.sizes is not None
-    res = _await(spec, settings) or res
+    res = _await(spec, settings, work) or res
     try:
         atomic_copy(chosen.object_path, Path(inv.output or "a.o"))
     except OSError as e:
@@ -253,10 +275,32 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
                    stdout=res.stdout, stderr=res.stderr)
 
 
-def _baseline(builder: TUBuilder) -> Finding:
+@dataclass
+class _Budget:
+    """The TU's time budget: a multiple of clang's own time for it (front end + the -Oz
+    baseline's opt and codegen), with a floor; set on the builder once the baseline is known."""
+
+    t0: float
+    frontend_s: float
+    settings: Settings
+    seconds: float = 0.0
+
+    def start(self, builder: TUBuilder, oz_seconds: float) -> None:
+        s = self.settings
+        self.seconds = max(s.time_budget_min, s.time_budget * (self.frontend_s + oz_seconds))
+        builder.deadline = self.t0 + self.seconds
+
+    def rerun_deadline(self) -> float:
+        """The verified rerun may run until 1.5 budgets (and at least a per-run timeout's share
+        after the candidates, so a winner found late still gets its check)."""
+        return max(self.t0 + 1.5 * self.seconds, time.monotonic() + 0.5 * self.seconds)
+
+
+def _baseline(builder: TUBuilder, budget: _Budget) -> Finding:
     oz = builder.evaluate(OZ, verify_each=False)
     if not oz.valid or oz.sizes is None:
         raise Fallback(f"oz-{oz.error_kind or 'failed'}", oz.error or "")
+    budget.start(builder, oz.seconds)
     return oz
 
 

@@ -69,6 +69,16 @@ class Model:
         """Number of tokens ``text`` takes in a prompt (the measure of `build_prompt` budgets)."""
         return len(self._tokenizer.encode(text).ids)
 
+    @cached_property
+    def max_token_chars(self) -> int:
+        """The most text characters one token can stand for (byte-level BPE: its length), so a
+        text longer than ``n * max_token_chars`` needs more than ``n`` tokens, untokenized."""
+        return max((len(t) for t in self._tokenizer.get_vocab()), default=1)
+
+    def fits_untokenized(self, text: str, tokens: int) -> bool:
+        """False when `text` certainly needs more than `tokens` tokens (checked without tokenizing)."""
+        return len(text) <= tokens * self.max_token_chars
+
     def tokenize_ids(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text).ids)
 

@@ -32,10 +32,10 @@ from urllib.parse import urlsplit
 
 from clang_llm.atomic import atomic_write_bytes
 from clang_llm.build.jobslots import machine_slot
-from clang_llm.config import public_url
 from clang_llm.errors import BackendError, ModelError, SlotTimeout
 from clang_llm.model.card import ModelCard
 from clang_llm.prompt_format import PROMPT_FORMAT
+from clang_llm.safe_text import public_url
 
 if TYPE_CHECKING:
     import httpx

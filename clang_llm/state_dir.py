@@ -1,0 +1,28 @@
+"""The state dir is the user's own: created 0700, its files 0600 (records keep command lines,
+the log keeps paths, the daemon's socket lives there)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def private_state_dir(path: Path) -> None:
+    """Create `path` (and missing parents) readable by the user only; an existing directory is
+    left as it is (a shared CLANG_LLM_DIR is the user's choice, and the daemon checks its own)."""
+    if path.is_dir():
+        return
+    old = os.umask(0o077)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    finally:
+        os.umask(old)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 if it does not exist (sqlite and logging then keep it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
