@@ -201,7 +201,7 @@ def _check_prompt_length(prompt: str, model: Model) -> None:
         raise BadRequest(f"prompt longer than the maximum context length of {model.context_length} tokens")
 
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_STRING = re.compile(rb'"(?:[^"\\]+|\\.)*"')
 
 
 def json_depth(data: bytes) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,26 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for k in list(os.environ):
         if k.startswith("CLANG_LLM_") and k != "CLANG_LLM_DIR":
             monkeypatch.delenv(k)
-    # Driver tests measure the wrapper against clang -Oz: no model unless a test names one
-    # (--llm-model=… on the command line wins over this).
-    monkeypatch.setenv("CLANG_LLM_MODEL", str(tmp_path / "no-model"))
+    # The wrapper as users run it: the shipped model at the default settings (a test that needs
+    # no model says so with `no_model`; one that needs a list to win uses a fake optimizer).
     return d
+
+
+@pytest.fixture
+def no_model(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A state dir whose compiles find no model: the wrapper's -Oz path (counted model-unavailable)."""
+    monkeypatch.setenv("CLANG_LLM_MODEL", str(tmp_path / "no-model"))
+    return state
+
+
+@pytest.fixture
+def winner(tmp_path: Path) -> Path:
+    """A real source on which the shipped model's lists beat -Oz (textkit's base64.c)."""
+    d = tmp_path / "win"
+    d.mkdir()
+    for name in ("base64.c", "textkit.h"):
+        shutil.copy(ROOT / "examples" / "textkit" / name, d / name)
+    return d / "base64.c"
 
 
 @pytest.fixture

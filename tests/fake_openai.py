@@ -9,7 +9,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-GOOD_ANSWER = "passes: Oz gvn-sink\ncount_before: 10\ncount_after: 9\nir:\n"
+# A list that beats -Oz on the tests' SAMPLE_C for sure (mem2reg alone keeps its loops small).
+GOOD_ANSWER = "passes: mem2reg\ncount_before: 10\ncount_after: 9\nir:\n"
 
 
 class FakeModelServer:

@@ -59,8 +59,7 @@ def dstate(tmp_path: Path) -> Iterator[Path]:
 
 def _env(state: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLANG_LLM_")}
-    env.update({"CLANG_LLM_DIR": str(state), "XDG_CONFIG_HOME": str(state.parent / "xdg"),
-                "CLANG_LLM_MODEL": str(state.parent / "no-model"), **extra})
+    env.update({"CLANG_LLM_DIR": str(state), "XDG_CONFIG_HOME": str(state.parent / "xdg"), **extra})
     return env
 
 

@@ -103,35 +103,47 @@ def test_wrapper_applies_the_same_precedence(state: Path, layered: tuple[Path, P
 # --------------------------------------------------------------------------- clang-llm-tool
 
 
-def test_stats_counts_the_compiles_that_ran(state: Path, src: Path) -> None:
+def test_stats_counts_the_compiles_that_ran(state: Path, src: Path, winner: Path) -> None:
+    """Sizes in `stats` are the shipped objects' and clang -Oz's, measured here independently:
+    one TU the model wins (base64.c), one it cannot (prog.c), a link and a preprocess."""
     cwd = src.parent
-    for args in (["-c", "prog.c", "-o", "a.o"], ["-c", "prog.c", "-o", "b.o"], ["prog.c", "-o", "prog"],
+    shutil.copy(winner, cwd / "base64.c")
+    shutil.copy(winner.parent / "textkit.h", cwd / "textkit.h")
+    for args in (["-c", "prog.c", "-o", "a.o"], ["-c", "base64.c", "-o", "b.o"], ["prog.c", "-o", "prog"],
                  ["-E", "prog.c", "-o", "prog.i"]):
         assert run_wrapper(args, cwd).returncode == 0
-    sizes = [elf_sizes(cwd / o) for o in ("a.o", "b.o")]
-    text, alloc = sum(t for t, _ in sizes), sum(a for _, a in sizes)
+    shipped = [elf_sizes(cwd / o) for o in ("a.o", "b.o")]
+    for s_, o in (("prog.c", "ra.o"), ("base64.c", "rb.o")):
+        assert run_clang(["-Oz", "-c", s_, "-o", o], cwd).returncode == 0
+    oz = [elf_sizes(cwd / o) for o in ("ra.o", "rb.o")]
+    text, alloc = sum(t for t, _ in shipped), sum(a for _, a in shipped)
+    oz_text, oz_alloc = sum(t for t, _ in oz), sum(a for _, a in oz)
+    assert text < oz_text  # base64.c's object is smaller than clang's
 
     r = tool("stats", "--json", cwd=cwd)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["calls"] == 4 and data["by_kind"] == {"oz": 2, "passthrough": 2}
+    assert data["calls"] == 4 and data["by_kind"] == {"optimized": 1, "oz": 1, "passthrough": 2}
     assert sorted(data["reasons"], key=lambda x: (x["kind"], x["reason"])) == [
-        {"kind": "oz", "reason": "model-unavailable", "count": 2},
+        {"kind": "optimized", "reason": "beats-oz", "count": 1},
+        {"kind": "oz", "reason": "no-candidate-beat-oz", "count": 1},
         {"kind": "passthrough", "reason": "link", "count": 1},
         {"kind": "passthrough", "reason": "preprocess", "count": 1},
     ]
-    assert data["optimized_rate"] == 0.0 and data["text_vs_oz"] == data["alloc_vs_oz"] == 1.0
+    assert data["optimized_rate"] == 0.5
     s = data["sizes"]
-    assert (s["tus"], s["text"], s["oz_text"], s["alloc"], s["oz_alloc"]) == (2, text, text, alloc, alloc)
-    assert (s["cache_hits"], s["model_calls"]) == (0, 0) and data["cache"] == {"entries": 0, "hits": 0}
+    assert (s["tus"], s["text"], s["oz_text"], s["alloc"], s["oz_alloc"]) == (2, text, oz_text, alloc, oz_alloc)
+    assert data["text_vs_oz"] == text / oz_text and data["alloc_vs_oz"] == alloc / oz_alloc
+    assert (s["cache_hits"], s["model_calls"]) == (0, 2) and data["cache"] == {"entries": 2, "hits": 0}
     recs = [record(state, cwd / o) for o in ("a.o", "b.o")]
-    assert s["count"] == s["oz_count"] == sum(rec.chosen.count_after for rec in recs)
+    assert s["count"] == sum(rec.chosen.count_after for rec in recs)
+    assert s["oz_count"] == sum(rec.oz.count_after for rec in recs)
 
     r = tool("stats", cwd=cwd)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"│ oz +│ model-unavailable +│ 2 +│ 50\.0% +│", r.stdout), r.stdout
-    assert "TUs compiled through the wrapper: 2; beat -Oz: 0 (0.0%); cache hits: 0 (0.0%)" in r.stdout
-    assert f".text: {text} vs -Oz {text} (+0.00%)" in r.stdout
+    assert re.search(r"│ optimized +│ beats-oz +│ 1 +│ 25\.0% +│", r.stdout), r.stdout
+    assert "TUs compiled through the wrapper: 2; beat -Oz: 1 (50.0%); cache hits: 0 (0.0%)" in r.stdout
+    assert f".text: {text} vs -Oz {oz_text} ({100.0 * (text - oz_text) / oz_text:+.2f}%)" in r.stdout
 
     assert "statistics zeroed" in tool("stats", "--zero", cwd=cwd).stdout
     assert json.loads(tool("stats", "--json", cwd=cwd).stdout)["calls"] == 0
