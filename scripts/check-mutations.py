@@ -5,11 +5,14 @@ on the real code.
 
 Each mutation runs in a private copy of the repository (nothing in the working tree changes):
 
-    .venv/bin/python scripts/check-mutations.py            # all of them
+    .venv/bin/python scripts/check-mutations.py            # all of them (the whole catalogue)
     .venv/bin/python scripts/check-mutations.py remeasure  # names containing "remeasure"
+    .venv/bin/python scripts/check-mutations.py --sample   # the fixed sample CI runs (`sample = true`)
 
 A mutation is `[[mutation]]` with `name`, `file`, `old` (text that must occur exactly once),
-`new`, and `tests` (pytest node ids, run with the copy first on sys.path).
+`new`, `tests` (pytest node ids, run with the copy first on sys.path, the caller's environment
+otherwise kept) and optionally `sample = true`. A selection that names no mutation is an error,
+not a pass.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def load() -> list[dict[str, object]]:
 
 
 def run_tests(copy: Path, tests: list[str]) -> int:
-    env = {**os.environ, "PYTHONPATH": str(copy)}
+    # The copy first on sys.path; whatever else the caller's environment has stays.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), *filter(None, [os.environ.get("PYTHONPATH")])])}
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
     return subprocess.run(cmd, cwd=copy, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           check=False).returncode
@@ -60,8 +64,17 @@ def check(m: dict[str, object]) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    muts = [m for m in load() if not argv or any(a in str(m["name"]) for a in argv)]
-    results = [check(m) for m in muts]
+    sample = "--sample" in argv
+    names = [a for a in argv if a != "--sample"]
+    muts = [m for m in load() if (not names or any(a in str(m["name"]) for a in names))
+            and (not sample or m.get("sample") is True)]
+    if not muts:
+        print(f"no mutation matches {' '.join(argv)!r}: nothing would be shown", file=sys.stderr)
+        return 2
+    results = []
+    for i, m in enumerate(muts, 1):
+        print(f"[{i}/{len(muts)}] ", end="", flush=True)
+        results.append(check(m))
     print(f"{sum(results)}/{len(results)} mutations caught")
     return 0 if all(results) else 1
 

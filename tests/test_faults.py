@@ -168,7 +168,8 @@ def test_locked_database_does_not_block_the_build(state: Path, src: Path) -> Non
     # The lock cost the stats line and nothing else: the database works again once released.
     assert _reasons(state) == {"test:init": 1}
     run_wrapper(["-c", src.name, "-o", "out.o"], src.parent, timeout=120)
-    assert _reasons(state)["oz:model-unavailable"] == 1
+    compiled = {k: n for k, n in _reasons(state).items() if k.startswith(("oz:", "optimized:"))}
+    assert sum(compiled.values()) == 1, compiled
 
 
 def test_unwritable_output_gives_clangs_error(state: Path, src: Path) -> None:

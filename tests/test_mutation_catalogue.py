@@ -37,3 +37,28 @@ def test_mutation_applies_to_todays_code(mutation: dict[str, object]) -> None:
     assert isinstance(tests, list) and tests
     for node in tests:
         assert (ROOT / str(node).split("::")[0]).exists(), node
+
+
+SCRIPT = ROOT / "scripts" / "check-mutations.py"
+
+
+def test_an_empty_selection_is_refused() -> None:
+    """A selection naming no mutation proves nothing: an error, never "0/0 caught" and exit 0."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(SCRIPT), "no-such-mutation-name"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no mutation matches" in r.stderr
+
+
+def test_the_fixed_sample_is_caught() -> None:
+    """The sample CI runs (`sample = true`, at least 10): each break turns its tests red, and the
+    real code keeps them green. The whole catalogue: `python scripts/check-mutations.py`."""
+    import subprocess
+    import sys
+
+    sample = [m for m in MUTATIONS if m.get("sample") is True]
+    assert len(sample) >= 10
+    r = subprocess.run([sys.executable, str(SCRIPT), "--sample"], capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{len(sample)}/{len(sample)} mutations caught" in r.stdout

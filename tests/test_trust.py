@@ -185,10 +185,14 @@ def _start_fake_daemon(state: Path, log: Path) -> subprocess.Popen[bytes]:
     pytest.fail("the fake daemon did not start")
 
 
-def _clients() -> list[list[str]]:
-    native = ROOT / ".venv" / "bin" / "clang-llm"
-    py = [sys.executable, "-c", "from clang_llm.driver.client import main_c; main_c()"]
-    return [py, [str(native)]] if native.is_file() else [py]
+@pytest.fixture(scope="module")
+def native_front(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The native front built from this tree's front.c (what `front install` installs)."""
+    from clang_llm.driver.native import build
+
+    path = tmp_path_factory.mktemp("front") / "clang-llm"
+    build(path)
+    return path
 
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # one that uid 65534 may run (the venv's may sit in /root)
@@ -196,13 +200,15 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # one that uid 65534 may run (the venv's may
 
 @pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON),
                     reason="needs root (to run a daemon as nobody) and the system's python3")
-@pytest.mark.parametrize("client", _clients(), ids=lambda c: "native" if len(c) == 1 else "python")
+@pytest.mark.parametrize("which", ["python", "native"])
 @pytest.mark.parametrize("swap_owner", [False, True], ids=["planted", "owner-swapped"])
-def test_a_daemon_of_another_user_gets_nothing(shared_dir: Path, tmp_path: Path, client: list[str],
-                                               swap_owner: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_daemon_of_another_user_gets_nothing(shared_dir: Path, tmp_path: Path, which: str, swap_owner: bool,
+                                               native_front: Path) -> None:
     """A socket at the daemon's path served by uid 65534 gets no environment and no stdio, and
     cannot make the client exec anything; the call compiles in-process, counted. With the
     directory and socket chowned to us, only the peer's uid (SO_PEERCRED) tells: still refused."""
+    client = [sys.executable, "-c", "from clang_llm.driver.client import main_c; main_c()"] \
+        if which == "python" else [str(native_front)]
     state, log = shared_dir / "state", shared_dir / "received"
     daemon = _start_fake_daemon(state, log)
     try:
