@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,17 @@ def _fill(d: Path) -> None:
         os.close(fd)
 
 
+def _remount_ro(state: Path) -> None:
+    """Remount read-only once the stopped daemon has let go of its files."""
+    import time
+
+    for _ in range(100):
+        if subprocess.run(["mount", "-o", "remount,ro", str(state)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{state} stayed busy")
+
+
 def _make(src: Path, env: dict[str, str], cc: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["make", f"CC={cc}", "-j2", "-C", "programs", "lz4"], cwd=src, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -63,14 +75,14 @@ def test_lz4_builds_as_plain_clang_with_a_broken_state_dir(tmp_path: Path, fault
         first = subprocess.run(["clang-llm", "-c", str(probe), "-o", str(tmp_path / "probe.o")], env=env,
                                capture_output=True)
         assert first.returncode == 0, first.stderr
-        with sqlite3.connect(state / "clang-llm.sqlite") as c:
+        with closing(sqlite3.connect(state / "clang-llm.sqlite")) as c:
             events_before = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         assert events_before >= 1
         subprocess.run(["clang-llm-tool", "daemon", "stop"], env=env, capture_output=True)
         if fault == "full":
             _fill(state)
         else:
-            subprocess.run(["mount", "-o", "remount,ro", str(state)], check=True)
+            _remount_ro(state)
 
         ours = extract("lz4", tmp_path / "ours")
         done = _make(ours, env, "clang-llm")
@@ -94,7 +106,7 @@ def test_lz4_builds_as_plain_clang_with_a_broken_state_dir(tmp_path: Path, fault
         else:
             subprocess.run(["mount", "-o", "remount,rw", str(state)], check=True)
         assert not list(state.glob("*corrupt*"))
-        with sqlite3.connect(state / "clang-llm.sqlite") as c:
+        with closing(sqlite3.connect(state / "clang-llm.sqlite")) as c:
             assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             assert c.execute("SELECT COUNT(*) FROM events").fetchone()[0] >= events_before
     finally:
