@@ -50,7 +50,7 @@ def main() -> None:
     t_import = time.perf_counter() - t0
     from clang_llm.model import load_model
     from clang_llm.optimizer.formats import get_format
-    from clang_llm.optimizer.loop import prompt_budgets
+    from clang_llm.optimizer.prompt import prompt_budgets
 
     loads = []
     for _ in range(args.repeat):

@@ -15,16 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+from clang_llm.records import Event, TURecord
 from clang_llm.safe_text import path_text
 from clang_llm.state_dir import private_file, private_state_dir
-
-if TYPE_CHECKING:
-    from clang_llm.records import TURecord
-
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -66,30 +62,6 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     for name, typ in _ADDED_EVENT_COLUMNS.items():
         if name not in have:
             conn.execute(f"ALTER TABLE events ADD COLUMN {name} {typ}")
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of the `events` table (`clang-llm-tool stats`): an outcome, its reason, and (for
-    compiled TUs) its sizes."""
-
-    kind: str  # optimized | oz | fallback | passthrough | daemon
-    reason: str
-    count_before: int | None = None
-    count_after: int | None = None
-    oz_count: int | None = None
-    text: int | None = None
-    alloc: int | None = None
-    oz_text: int | None = None
-    oz_alloc: int | None = None
-    cache_hit: int = 0
-    model_calls: int = 0
-    remote_calls: int = 0
-    opt_evals: int | None = None
-    model_s: float | None = None
-
-    def columns(self) -> dict[str, int | float | str | None]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Database:
@@ -229,13 +201,9 @@ class Database:
 
     def get_record(self, obj: str) -> TURecord | None:
         row = self._connect().execute("SELECT data FROM records WHERE object = ?", (path_text(obj),)).fetchone()
-        from clang_llm.records import TURecord  # records are read by `explain`, not by a compile
-
         return TURecord.from_json(json.loads(row[0])) if row else None
 
     def all_records(self) -> list[TURecord]:
-        from clang_llm.records import TURecord
-
         return [TURecord.from_json(json.loads(d))
                 for (d,) in self._connect().execute("SELECT data FROM records ORDER BY ts")]
 

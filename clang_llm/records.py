@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from clang_llm.atomic import atomic_write_bytes
-from clang_llm.db import Event
 from clang_llm.objsize import Sizes
 from clang_llm.safe_text import path_text, public_flags
 
@@ -186,6 +185,30 @@ class Timing:
     # (the rest is opt); summed over every object built for the TU.
     codegen_s: float = 0.0
     total_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of the `events` table (`clang-llm-tool stats`): an outcome, its reason, and (for
+    compiled TUs) its sizes."""
+
+    kind: str  # optimized | oz | fallback | passthrough | daemon
+    reason: str
+    count_before: int | None = None
+    count_after: int | None = None
+    oz_count: int | None = None
+    text: int | None = None
+    alloc: int | None = None
+    oz_text: int | None = None
+    oz_alloc: int | None = None
+    cache_hit: int = 0
+    model_calls: int = 0
+    remote_calls: int = 0
+    opt_evals: int | None = None
+    model_s: float | None = None
+
+    def columns(self) -> dict[str, int | float | str | None]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

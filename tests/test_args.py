@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clang_llm.driver.args import classify, expand_response_files, split_llm_flags, strip_for_codegen
+from clang_llm.clang_args import classify, expand_response_files, split_llm_flags, strip_for_codegen
 
 
 @pytest.mark.parametrize(

@@ -399,8 +399,7 @@ def eval_model(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tokenizers import Tokenizer
 
     from clang_llm import ir
-    from clang_llm.optimizer.loop import prompt_budgets
-    from clang_llm.optimizer.prompt import build_prompt, normalize_ir, render_answer
+    from clang_llm.optimizer.prompt import build_prompt, normalize_ir, prompt_budgets, render_answer
     from clang_llm.train.export import export
     from clang_llm.train.tokenizer import fit_tokenizer
     from clang_llm.train.trainer import train

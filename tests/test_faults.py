@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from conftest import run_clang, run_wrapper, wrapper_cmd
 
+from clang_llm.clang_args import classify
 from clang_llm.config import Settings
-from clang_llm.db import Database, Event
-from clang_llm.driver.args import classify
+from clang_llm.db import Database
 from clang_llm.driver.pipeline import compile_tu
 from clang_llm.objsize import Sizes
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.passes import parse_pass_list
-from clang_llm.records import Finding
+from clang_llm.records import Event, Finding
 from clang_llm.toolchain import Toolchain
 
 

@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("clang_llm", "clang_llm.passes", "clang_llm.toolchain", "clang_llm.ir", "clang_llm.objsize",
      "clang_llm.config", "clang_llm.logs", "clang_llm.progress", "clang_llm.db", "clang_llm.resources",
      "clang_llm.weights", "clang_llm.prompt_format", "clang_llm.errors", "clang_llm.records", "clang_llm.atomic",
-     "clang_llm.safe_text", "clang_llm.state_dir"),
+     "clang_llm.safe_text", "clang_llm.state_dir", "clang_llm.clang_args"),
     ("clang_llm.build",),  # TUBuilder, Finding, target options, atomic outputs
     ("clang_llm.model",),  # the model backend
     ("clang_llm.optimizer",),  # prompt, loop, factory

@@ -20,8 +20,8 @@ from clang_llm.config import Settings
 from clang_llm.db import Database
 from clang_llm.model import load_model
 from clang_llm.optimizer.base import TUContext
-from clang_llm.optimizer.loop import ModelLoop, prompt_budgets
-from clang_llm.optimizer.prompt import build_prompt, render_answer
+from clang_llm.optimizer.loop import ModelLoop
+from clang_llm.optimizer.prompt import build_prompt, prompt_budgets, render_answer
 from clang_llm.passes import OZ
 
 CONTEXT = 768

@@ -15,8 +15,8 @@ from test_loop import _PromptSpy, _tu
 from clang_llm import ir
 from clang_llm.config import Settings
 from clang_llm.model import load_model
-from clang_llm.optimizer.loop import ModelLoop, prompt_budgets
-from clang_llm.optimizer.prompt import build_prompt, render_answer
+from clang_llm.optimizer.loop import ModelLoop
+from clang_llm.optimizer.prompt import build_prompt, prompt_budgets, render_answer
 from clang_llm.prompt_format import NEW_MARK, pool_token
 
 CONTEXT = 768

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clang_llm.clang_args import Invocation, classify, split_llm_flags, split_sources
 from clang_llm.config import Settings, load_settings
-from clang_llm.db import Database, Event
-from clang_llm.driver.args import Invocation, classify, split_llm_flags, split_sources
+from clang_llm.db import Database
 from clang_llm.errors import ToolMissing
 from clang_llm.logs import setup_logging
+from clang_llm.records import Event
 from clang_llm.toolchain import Toolchain, args_too_long, exec_argv, find_tool, is_our_wrapper
 
 if TYPE_CHECKING:

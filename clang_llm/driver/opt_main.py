@@ -16,8 +16,8 @@ from pathlib import Path
 
 import typer
 
+from clang_llm.clang_args import split_llm_flags
 from clang_llm.config import load_settings
-from clang_llm.driver.args import split_llm_flags
 from clang_llm.logs import setup_logging
 
 log = logging.getLogger("clang_llm")

@@ -25,9 +25,9 @@ from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.outputs import private_tempdir
 from clang_llm.build.speculative import Speculative, small_source
 from clang_llm.build.tubuilder import FactStore, TUBuilder
+from clang_llm.clang_args import Invocation
 from clang_llm.config import Settings
 from clang_llm.db import Database
-from clang_llm.driver.args import Invocation
 from clang_llm.errors import Fallback, ModelError, PassListError, ToolTimeout
 from clang_llm.objsize import object_sizes
 from clang_llm.optimizer.base import Decision, Optimizer, TUContext, select_best

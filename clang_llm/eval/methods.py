@@ -280,8 +280,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
 def ranked(model: Model, ir_text: str, pool: list[str]) -> list[tuple[str, float]]:
     """The stored lists ordered by the model's likelihood of answering each for this TU (the
     round-1 prompt, as the loop builds it); equal scores keep the pool's order."""
-    from clang_llm.optimizer.loop import prompt_budgets
-    from clang_llm.optimizer.prompt import build_prompt
+    from clang_llm.optimizer.prompt import build_prompt, prompt_budgets
 
     first, _ = prompt_budgets(model.context_length, 96, model.card.prompt_budget)
     prompt = build_prompt(ir_text, first, model.count_tokens)

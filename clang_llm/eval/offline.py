@@ -114,14 +114,15 @@ def offline_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str,
 def model_scores(model_dir: Path, modules: dict[str, Path], threads: int = 1) -> dict[str, list[float]]:
     """The model's ranking of its pool for each module's round-1 prompt (as the loop builds it)."""
     from clang_llm import ir
+    from clang_llm.config import Settings
     from clang_llm.model import load_model
     from clang_llm.optimizer.formats import get_format
-    from clang_llm.optimizer.loop import prompt_budgets
+    from clang_llm.optimizer.prompt import prompt_budgets
     from clang_llm.progress import make_progress
 
     model = load_model(model_dir, intra_threads=threads)
     fmt = get_format(model.card.prompt_format)
-    first, _ = prompt_budgets(model.context_length, 96, model.card.prompt_budget)
+    first, _ = prompt_budgets(model.context_length, Settings().max_new_tokens, model.card.prompt_budget)
     out: dict[str, list[float]] = {}
     bar, _ = make_progress("ranking")
     with bar:

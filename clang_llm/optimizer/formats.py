@@ -9,29 +9,10 @@ feedback rounds); `llm-compiler-ftd` is Meta LLM Compiler FTD's published flag-t
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from clang_llm.optimizer.prompt import Answer, build_prompt, parse_answer
+from clang_llm.optimizer.format_spec import CountTokens, PromptFormat
+from clang_llm.optimizer.prompt import build_prompt, parse_answer
 from clang_llm.prompt_format import END_MARK, FTD_FORMAT, PROMPT_FORMAT, PROMPT_FORMAT_V2, PROMPT_FORMATS
-
-CountTokens = Callable[[str], int]
-
-
-@dataclass(frozen=True)
-class PromptFormat:
-    name: str
-    feedback: bool  # whether the model was trained on feedback rounds (else rounds only resample)
-    stop: tuple[str, ...]  # stop strings to send to a server
-    build: Callable[[str, int, CountTokens], str]  # (IR text, token budget, counter) -> prompt
-    parse: Callable[[str], Answer]
-    complete: Callable[[str], bool]  # does a cut answer still hold its whole pass list?
-
-    def build_prompt(self, ir_text: str, budget: int, count_tokens: CountTokens) -> str:
-        return self.build(ir_text, budget, count_tokens)
-
-    def parse_answer(self, text: str) -> Answer:
-        return self.parse(text)
 
 
 def _cllm_complete(text: str) -> bool:
@@ -60,3 +41,6 @@ def get_format(name: str) -> PromptFormat:
 
         return ftd.FTD
     raise ValueError(f"unknown prompt format {name!r} (known: {', '.join(PROMPT_FORMATS)})")
+
+
+__all__ = ["CLLM", "CLLM_V2", "CountTokens", "PromptFormat", "get_format"]

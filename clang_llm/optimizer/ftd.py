@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from clang_llm.errors import PromptTooLong
-from clang_llm.optimizer.formats import CountTokens, PromptFormat
+from clang_llm.optimizer.format_spec import CountTokens, PromptFormat
 from clang_llm.optimizer.prompt import Answer
 from clang_llm.passes import MAX_PASSES, PassList, Vocabulary
 from clang_llm.prompt_format import FTD_FORMAT

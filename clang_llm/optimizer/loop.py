@@ -27,6 +27,7 @@ from clang_llm.optimizer.prompt import (
     build_feedback_prompt,
     feedback_text,
     normalize_ir,
+    prompt_budgets,
     without_ir,
 )
 from clang_llm.passes import OZ, PassList, parse_pass_list
@@ -61,16 +62,6 @@ def _compiled_ir(f: Finding) -> str | None:
         return str(ir.parse(f.ir_path))
     except Exception:
         return None
-
-
-def prompt_budgets(context: int, max_new_tokens: int, first_cap: int = 0) -> tuple[int, int]:
-    """(tokens for round 1's prompt, tokens for any prompt). Round 1 always leaves room for a
-    previous answer and feedback lines, so every round of every setting starts from the same
-    first prompt (and the model is trained on exactly that prompt). `first_cap` is the model
-    card's `prompt_budget`: a model may be trained on shorter first prompts than its context."""
-    total = max(64, context - max_new_tokens)
-    first = max(48, total - max_new_tokens - context // 5)
-    return (min(first, first_cap) if first_cap > 0 else first), total
 
 
 class ModelLoop:

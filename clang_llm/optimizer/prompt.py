@@ -551,3 +551,13 @@ def build_feedback_prompt(
             return text
         fb_lines.pop()
     return original_prompt
+
+
+def prompt_budgets(context: int, max_new_tokens: int, first_cap: int = 0) -> tuple[int, int]:
+    """(tokens for round 1's prompt, tokens for any prompt). Round 1 always leaves room for a
+    previous answer and feedback lines, so every round of every setting starts from the same
+    first prompt (and the model is trained on exactly that prompt). `first_cap` is the model
+    card's `prompt_budget`: a model may be trained on shorter first prompts than its context."""
+    total = max(64, context - max_new_tokens)
+    first = max(48, total - max_new_tokens - context // 5)
+    return (min(first, first_cap) if first_cap > 0 else first), total

@@ -443,7 +443,7 @@ def task_from_meta(meta: dict[str, Any], bc: Path, default_id: str) -> ModuleTas
     """A task from an index line or a recording's .json (tolerant of either's key names)."""
     flags = _first(meta, "codegen_flags")
     if flags is None:
-        from clang_llm.driver.args import strip_for_codegen
+        from clang_llm.clang_args import strip_for_codegen
 
         argv = [str(a) for a in list(_first(meta, "argv") or [])[1:]]
         clean: list[str] = []  # the recording's own IR-emitting flags are not the user's

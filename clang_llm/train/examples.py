@@ -20,8 +20,7 @@ from typing import Any
 from clang_llm import ir
 from clang_llm.atomic import atomic_path
 from clang_llm.objsize import Sizes
-from clang_llm.optimizer.loop import prompt_budgets
-from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, render_answer
+from clang_llm.optimizer.prompt import build_feedback_prompt, build_prompt, feedback_text, prompt_budgets, render_answer
 from clang_llm.progress import make_progress
 from clang_llm.prompt_format import NEW_MARK, pool_token
 from clang_llm.records import Finding, LabelRecord, ListResult, Prediction

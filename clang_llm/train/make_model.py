@@ -105,7 +105,7 @@ def _prepare(labels_path: Path, modules_dir: Path, work: Path, tok_path: Path, e
     """Tokenizer → prompts → examples from the labelled train split; returns the labels."""
     from tokenizers import Tokenizer
 
-    from clang_llm.optimizer.loop import prompt_budgets
+    from clang_llm.optimizer.prompt import prompt_budgets
     from clang_llm.train.examples import model_pool, tokenizer_texts, write_examples, write_examples_v2, write_prompts
     from clang_llm.train.tokenizer import fit_tokenizer
 
