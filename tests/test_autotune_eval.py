@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import shutil
 import subprocess
 import zlib
@@ -532,27 +533,29 @@ def test_model_methods_with_a_real_model(corpus: Path, labels: Path, eval_model:
         assert f"| {m['validity_rate'] * 100:.1f}% |" in line
 
 
-def test_rank_tries_the_lists_the_model_scores_highest(corpus: Path, labels: Path, eval_model: Path,
-                                                       tmp_path: Path) -> None:
-    """rank@k: the model orders the stored pool by likelihood and exactly its top k are tried; the
-    record ships the best of those (with +backup, never larger than -Oz), as measured here."""
+def test_rank_tries_the_lists_the_loop_ranks_highest(corpus: Path, tmp_path: Path) -> None:
+    """rank@k with the shipped model: exactly the k stored lists the compile path's loop ranks
+    first for this TU are tried (eval does not rank by itself); the record ships the best of
+    those (with +backup, never larger than -Oz), as measured here independently."""
     from clang_llm import ir
-    from clang_llm.eval.methods import RANK_POOL, parse_method, ranked
-    from clang_llm.eval.run import build_setup
+    from clang_llm.config import Settings
     from clang_llm.model import load_model
+    from clang_llm.optimizer.factory import default_model_dir
+    from clang_llm.optimizer.loop import ModelLoop
+    from clang_llm.optimizer.prompt import prompt_budgets
 
     test = [t for t in load_tasks(recordings=corpus) if t.split == "test"]
-    settings = {"model": str(eval_model)}
-    res = evaluate(["rank@2+backup"], test, labels_path=labels, jobs=1, progress=False, model_settings=settings)
+    res = evaluate(["rank@2+backup"], test, jobs=1, progress=False, verify_each=False)
     assert not res.unavailable and all(r.status == "ok" for r in res.records), [r.reason for r in res.records]
-    pool = build_setup([parse_method("rank@2+backup")], labels).coreset
-    assert 2 < len(pool) <= RANK_POOL
-    model = load_model(eval_model, intra_threads=1)
+    model = load_model(default_model_dir(), intra_threads=1)
+    settings = Settings(rank=2, samples=0)
     for rec in res.records:
         task = next(t for t in test if t.id == rec.module)
-        order = ranked(model, str(ir.parse(Path(task.bc))), pool)
-        assert sorted(order, key=lambda x: -x[1]) == order and {pl for pl, _ in order} == set(pool)
-        top = [pl for pl, _ in order[:2]]
+        loop = ModelLoop(model, settings)
+        first, _ = prompt_budgets(model.context_length, settings.max_new_tokens, model.card.prompt_budget)
+        prompt = loop.format.build_prompt(str(ir.parse(Path(task.bc))), first, model.count_tokens)
+        top = [a.pass_text for _, a in loop._ranked(prompt, set())]
+        assert len(top) == 2
         sizes = {pl: _independent(corpus / f"{task.id}.c", Path(task.bc), pl, tmp_path) for pl in ["Oz", *top]}
         assert rec.evals == 3 and rec.model is not None and rec.model.candidates == 2
         assert rec.chosen is not None and rec.chosen.pass_list in ["Oz", *top]
@@ -560,6 +563,32 @@ def test_rank_tries_the_lists_the_model_scores_highest(corpus: Path, labels: Pat
         assert shipped == sizes[rec.chosen.pass_list]
         eligible = [v for v in sizes.values() if v[0] <= sizes["Oz"][0] and v[1] <= sizes["Oz"][1]]
         assert shipped == min(eligible)  # the best of what was tried, -Oz as the backup
+
+
+def test_eval_default_ships_what_the_driver_ships(winner: Path, state: Path, tmp_path: Path) -> None:
+    """`eval -m default+backup` on a TU recorded from a real compile gives the object the
+    compile shipped (same list, same sizes): eval decides through the driver's decision core.
+    And it gains: base64.c is a TU the shipped model wins."""
+    from conftest import run_wrapper
+
+    from clang_llm.db import Database
+
+    rec_dir = tmp_path / "recorded"
+    env = {**os.environ, "CLANG_LLM_RECORD": str(rec_dir)}
+    r = run_wrapper(["-c", winner.name, "-o", "b.o"], winner.parent, env=env)
+    assert r.returncode == 0, r.stderr
+    driver = Database(state).get_record(str((winner.parent / "b.o").resolve()))
+    assert driver is not None and driver.optimized
+    tasks = load_tasks(recordings=rec_dir)
+    assert len(tasks) == 1
+    res = evaluate(["default+backup"], tasks, jobs=1, progress=False, verify_each=False)
+    (got,) = res.records
+    assert got.status == "ok" and got.chosen is not None
+    assert driver.chosen.sizes is not None and driver.oz.sizes is not None
+    assert got.chosen.pass_list == driver.chosen.pass_list
+    assert (got.chosen.text, got.chosen.alloc) == (driver.chosen.sizes.text, driver.chosen.sizes.alloc)
+    assert got.chosen.text < driver.oz.sizes.text
+    assert got.evals == driver.opt_evaluations
 
 
 def test_replaying_builder_runs_each_list_once(corpus: Path, tmp_path: Path) -> None:

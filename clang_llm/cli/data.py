@@ -225,7 +225,7 @@ def screen_cmd(
 
 def eval_cmd(
     method: Annotated[list[str], typer.Option("--method", "-m", help="Method(s): oz, autotune@B, coreset@k, "
-                                              "model@k, rank@k (the model orders the coreset), "
+                                              "model@k, rank@k (the model ranks its pool), "
                                               "feedback-<fast|short|long>@R, +backup suffix; repeatable or "
                                               "comma-separated.")] = ["oz"],  # noqa: B006
     index: IndexOpt = None,

@@ -28,10 +28,11 @@ from clang_llm.build.tubuilder import FactStore, TUBuilder
 from clang_llm.clang_args import Invocation
 from clang_llm.config import Settings
 from clang_llm.db import Database
-from clang_llm.errors import Fallback, ModelError, PassListError, ToolTimeout
+from clang_llm.errors import Fallback, ToolTimeout
 from clang_llm.objsize import object_sizes
-from clang_llm.optimizer.base import Decision, Optimizer, TUContext, select_best
-from clang_llm.passes import OZ, Vocabulary, parse_pass_list
+from clang_llm.optimizer.base import Decision, Optimizer
+from clang_llm.optimizer.decide import decide, replay, tu_context, what_ships
+from clang_llm.passes import OZ, Vocabulary
 from clang_llm.records import Finding, Round, Timing, TURecord
 from clang_llm.toolchain import Toolchain, run
 
@@ -232,24 +233,12 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oz-baseline") as pool:
         baseline = pool.submit(_baseline, builder, budget)
         decision, cache_hit, t_decide = _decide(builder, baseline, settings, optimizer, db, key, use_cache, inv,
-                                                in_bc, ir_text)
+                                                ir_text)
         oz = baseline.result()  # its Fallback, if the baseline failed, whatever the optimizer did
     decide_s = time.monotonic() - t_decide
+    builder.deadline = budget.rerun_deadline()
+    decision = what_ships(builder, oz, decision)  # invariants 2 and 3, and the verified rerun
     chosen = decision.chosen
-    # Invariants 2 and 3, checked again whatever the optimizer said: the object must be one
-    # that opt + codegen built here, and its measured sizes must not exceed -Oz's.
-    if chosen is not oz and not (
-        chosen.valid and chosen.object_path in builder.objects
-        and object_sizes(chosen.object_path).not_larger_than(oz.sizes)
-    ):
-        chosen, decision.reason = oz, "invalid-choice-replaced-by-oz"
-    if chosen is not oz:
-        builder.deadline = budget.rerun_deadline()
-        again = builder.verified(chosen, oz.sizes)
-        if isinstance(again, str):
-            chosen, decision.reason = oz, "verify-each-timeout" if again == "timeout" else "verify-each-failed"
-        else:
-            chosen = again
     assert chosen.object_path is not None and chosen.sizes is not None
     res = _await(spec, settings, work) or res
     try:
@@ -305,31 +294,16 @@ def _baseline(builder: TUBuilder, budget: _Budget) -> Finding:
 
 
 def _decide(builder: TUBuilder, baseline: Future[Finding], settings: Settings, optimizer: Optimizer, db: Database,
-            key: str, use_cache: bool, inv: Invocation, in_bc: Path, ir_text: str) -> tuple[Decision, bool, float]:
+            key: str, use_cache: bool, inv: Invocation, ir_text: str) -> tuple[Decision, bool, float]:
     """The decision (a cached list replayed, else the optimizer's), whether it came from the
     cache, and when deciding started. A failed baseline raises its Fallback here too."""
     cached = db.safe("cache lookup", db.cache_get, key) if use_cache else None
-    # Candidates run without -verify-each (opt is 2-5x cheaper so); the one chosen to ship is
-    # re-run with it from the source IR, and only that run's object ships. A decision's only
-    # list runs verified in the first place (`evaluate_verified`): it needs no second run.
-    # A candidate extending -Oz runs only its own passes on the baseline's output (evaluate_after).
-    tu = TUContext(ir_path=in_bc, ir_text=ir_text, count_before=builder.count_before or 0, baseline=baseline,
-                   evaluate=lambda pl: builder.evaluate_after(tu.oz, pl), settings=settings,
-                   source=inv.source or "", evaluate_verified=lambda pl: builder.evaluate(pl, verify_each=True))
-    decision = _replay(cached, tu) if cached else None
+    tu = tu_context(builder, baseline, ir_text, settings, source=inv.source or "")
+    decision = replay(cached[0], tu) if cached else None
     cache_hit = decision is not None
     t_decide = time.monotonic()
     if decision is None:
-        try:
-            decision = optimizer.optimize(tu)
-        except Fallback:
-            raise  # the baseline's own failure, met by the optimizer
-        except ModelError as e:  # the model or its server failed: one line, no traceback
-            log.warning("%s: model failed, using -Oz: %s", inv.source, e)
-            decision = Decision(chosen=tu.oz, reason=e.reason)
-        except Exception as e:  # a broken optimizer must not break the build
-            log.exception("optimizer raised")
-            decision = Decision(chosen=tu.oz, reason="optimizer-error", rounds=[Round(error=repr(e)[:500])])
+        decision = decide(optimizer, tu)
         if use_cache and _cacheable(decision.reason):
             db.safe("cache store", db.cache_put, key, decision.chosen.pass_list,
                     {"reason": decision.reason}, settings.cache_max_entries)
@@ -440,17 +414,3 @@ def _timing(emit_s: float, oz_s: float, decide_s: float, rounds: list[Round], to
         cand_s = decide_s  # a cache replay or -Oz only: the decision is opt + codegen, no model
     return Timing(frontend_s=round(emit_s, 4), oz_baseline_s=round(oz_s, 4), model_s=round(model_s, 4),
                   candidates_s=round(cand_s, 4), total_s=round(total_s, 4))
-
-
-def _replay(cached: tuple[str, dict[str, Any]], tu: TUContext) -> Decision | None:
-    """Rebuild the cached decision with no model call; None if the stored list no longer works."""
-    text, _ = cached
-    if text.strip() == "Oz":
-        return Decision(chosen=tu.oz, reason="cached-oz", rounds=[Round(cache="hit", pass_list="Oz")])
-    try:
-        pl = parse_pass_list(text)
-    except PassListError:
-        return None
-    f = (tu.evaluate_verified or tu.evaluate)(pl)  # the one list: if it ships, this run is its verified one
-    chosen, reason = select_best(tu.oz, [f])
-    return Decision(chosen=chosen, reason=f"cached-{reason}", rounds=[Round(cache="hit", pass_list=text, finding=f)])

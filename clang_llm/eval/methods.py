@@ -10,11 +10,14 @@ and only a method with no valid candidate at all falls back to -Oz):
 - ``model@k``       the model loop, k samples, one round;
 - ``feedback-<fast|short|long>@R``  the model loop, one sample per round, R rounds of feedback;
 - ``rank@R[sS][rN]``  R stored lists ranked by the model (a cllm-v2 model's pool in one forward
-  pass; a cllm-v1 model scores the coreset instead), S lists it writes itself, N rounds of Short
-  feedback (each round ranks again, skipping what was tried);
+  pass; a model without a pool writes its lists instead), S lists it writes itself, N rounds of
+  Short feedback (each round ranks again, skipping what was tried);
 - ``default``       the model loop with the wrapper's own defaults (what `CC=clang-llm` does).
 
 Opt evaluations counted for a method include the -Oz baseline (the driver always runs it).
+Every method but the autotuner decides through the compile path's decision core
+(`optimizer/decide.py`): the same TU context, the same `decide`, and with ``+backup`` the same
+`what_ships` -- an evaluation measures what `CC=clang-llm` ships.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clang_llm.build.tubuilder import TUBuilder
-from clang_llm.errors import MethodError, PassListError
-from clang_llm.optimizer.base import Decision, TUContext, select_best
-from clang_llm.passes import PassList, parse_pass_list
+from clang_llm.config import Settings
+from clang_llm.errors import MethodError
+from clang_llm.optimizer.base import Decision
+from clang_llm.optimizer.decide import StoredLists, decide, tu_context, verified_choice, what_ships
 from clang_llm.records import Candidate, EvalRecord, Finding, ListResult, ModelStats
 from clang_llm.train.autotune import search_module, top_lists
 from clang_llm.train.configs import AutotuneConfig
@@ -44,7 +48,6 @@ if TYPE_CHECKING:
 
 KINDS = ("oz", "autotune", "coreset", "model", "feedback", "rank", "default")
 MODEL_KINDS = ("model", "feedback", "rank", "default")
-RANK_POOL = 32  # rank@k with a cllm-v1 model: it orders this many stored lists (the coreset)
 _NAME = re.compile(r"^(oz|default|autotune@\d+|coreset@\d+|model@\d+|rank@\d+(s\d+)?(r\d+)?|"
                    r"feedback-(fast|short|long)@\d+)(\+backup)?$")
 _RANK = re.compile(r"^(\d+)(?:s(\d+))?(?:r(\d+))?$")
@@ -132,9 +135,7 @@ def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
         parts["confirm"] = 1  # unverified screening, the chosen list re-verified (_confirm)
     if spec.kind == "coreset":
         parts["lists"] = setup.coreset[: spec.n]
-    if spec.kind == "rank":
-        parts["pool"] = setup.coreset[: max(spec.n, RANK_POOL)]
-    elif spec.kind == "autotune":
+    if spec.kind == "autotune":
         parts["broadcast"], parts["seed"] = setup.broadcast, setup.seed
     if spec.is_model:  # rank@k too: another model ranks otherwise
         parts["model"] = _model_identity(str(setup.model_settings.get("model", "")))
@@ -167,30 +168,18 @@ def _key(f: Finding) -> tuple[int, int, int]:
     return (f.sizes.text, f.sizes.alloc, f.count_after or 0)
 
 
-def _pick(oz: Finding, findings: list[Finding], backup: bool) -> Finding:
-    """With backup: select_best (never larger than -Oz). Without: the smallest valid candidate,
-    -Oz only when no candidate is valid."""
+def _shipped(builder: TUBuilder, oz: Finding, decision: Decision, backup: bool) -> tuple[Finding, str | None]:
+    """What the method ships, and the list its verified rerun refused (if one was). With the -Oz
+    backup: exactly what the driver ships (`what_ships`). Without: the smallest valid candidate
+    (-Oz only when none is valid) after the same verified rerun."""
     if backup:
-        return select_best(oz, findings)[0]
-    valid = [f for f in findings if f.valid and f.sizes is not None]
-    return min(valid, key=_key) if valid else oz
-
-
-def _confirm(builder: TUBuilder, oz: Finding, chosen: Finding, setup: MethodSetup) -> tuple[Finding, str | None]:
-    """What the driver ships after unverified screening: the pick's verified rerun
-    (`TUBuilder.verified`) when it builds the same object or another one not larger than -Oz,
-    else -Oz, with the refused list as the second value. (Like the driver, the check is not
-    counted as a search evaluation.)"""
-    if setup.verify_each or chosen is oz:
-        return chosen, None
-    again = builder.verified(chosen, oz.sizes)
-    return (oz, chosen.pass_list) if isinstance(again, str) else (again, None)
-
-
-def _screen(builder: TUBuilder, oz: Finding, pl: PassList, setup: MethodSetup) -> Finding:
-    """One candidate's run: verified from the source IR, or unverified as the driver screens it
-    (a list extending -Oz runs on the baseline's output)."""
-    return builder.evaluate(pl, verify_each=True) if setup.verify_each else builder.evaluate_after(oz, pl)
+        shipped = what_ships(builder, oz, decision)
+        refused = decision.chosen.pass_list if shipped.chosen is oz and decision.chosen is not oz else None
+        return shipped.chosen, refused
+    valid = [f for f in decision.findings if f.valid and f.sizes is not None]
+    pick = min(valid, key=_key) if valid else oz
+    chosen, why = verified_choice(builder, oz, pick)
+    return chosen, (pick.pass_list if why else None)
 
 
 def _outcome(f: Finding) -> ListResult:
@@ -260,77 +249,16 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         best = top_lists(search.results, 1)[0]
         return _result("ok", chosen=best, evals=evals + search.evals, wall_s=time.monotonic() - t0 + oz.seconds)
     elif spec.kind == "coreset":
-        findings = []
-        for text in setup.coreset[: spec.n]:
-            try:
-                pl = parse_pass_list(text)
-            except PassListError:
-                continue
-            findings.append(_screen(builder, oz, pl, setup))
-            evals += 1
-        chosen, refused = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
-    elif spec.kind == "rank" and not _has_pool(setup):
-        return _run_rank(spec, setup, builder, oz, ir_text, t0)
+        recorded: list[Finding] = []
+        tu = tu_context(builder, oz, ir_text or "", Settings(), source=source, screen_verified=setup.verify_each,
+                        record=recorded.append)
+        decision = decide(StoredLists(setup.coreset[: spec.n]), tu)
+        evals += len(recorded)
+        chosen, refused = _shipped(builder, oz, decision, spec.backup)
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
     return _result("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds,
                    refused=refused)
-
-
-def ranked(model: Model, ir_text: str, pool: list[str]) -> list[tuple[str, float]]:
-    """The stored lists ordered by the model's likelihood of answering each for this TU (the
-    round-1 prompt, as the loop builds it); equal scores keep the pool's order."""
-    from clang_llm.optimizer.prompt import build_prompt, prompt_budgets
-
-    first, _ = prompt_budgets(model.context_length, 96, model.card.prompt_budget)
-    prompt = build_prompt(ir_text, first, model.count_tokens)
-    scores = model.score(prompt, [f"passes: {pl}\n" for pl in pool])
-    order = sorted(range(len(pool)), key=lambda i: -scores[i])
-    return [(pool[i], scores[i]) for i in order]
-
-
-def _has_pool(setup: MethodSetup) -> bool:
-    """Whether the method's model ranks a pool of its own (cllm-v2) in the loop."""
-    try:
-        model = load_model_cached(str(setup.model_settings.get("model", "")),
-                                  threads=int(setup.model_settings.get("threads", 1)))
-    except Exception:
-        return False  # the loop path reports the load failure
-    return bool(getattr(model, "pool", None))
-
-
-def _run_rank(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
-              t0: float) -> EvalRecord:
-    """rank@k: the model scores the stored lists (no generation) and the k it believes most are
-    tried; the best object wins (with +backup, never larger than -Oz)."""
-    try:
-        model = load_model_cached(str(setup.model_settings.get("model", "")),
-                                  threads=int(setup.model_settings.get("threads", 1)))
-    except Exception as e:
-        return _result("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
-    if ir_text is None:
-        from clang_llm import ir
-
-        ir_text = str(ir.parse(builder.in_bc))
-    pool = setup.coreset[: max(spec.n, RANK_POOL)]
-    t_model = time.monotonic()
-    try:
-        order = ranked(model, ir_text, pool)
-    except Exception as e:
-        return _result("error", reason=f"scoring failed: {type(e).__name__}: {e}"[:300])
-    model_s = time.monotonic() - t_model
-    findings = []
-    for text, _ in order[: spec.n]:
-        try:
-            pl = parse_pass_list(text)
-        except PassListError:
-            continue
-        findings.append(_screen(builder, oz, pl, setup))
-    chosen, refused = _confirm(builder, oz, _pick(oz, findings, spec.backup), setup)
-    stats = ModelStats(candidates=len(findings), valid=sum(1 for f in findings if f.valid))
-    return _result("ok", chosen=_outcome(chosen), evals=1 + len(findings),
-                        wall_s=time.monotonic() - t0 + oz.seconds, model=stats,
-                        decision_reason=f"ranked {len(pool)} lists in {model_s:.2f} s", refused=refused)
 
 
 def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Finding, ir_text: str | None,
@@ -340,8 +268,6 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         loop_cls = model_loop_class()
     except Exception as e:  # ImportError or a broken module: the method is unavailable
         return _result("unavailable", reason=f"ModelLoop import failed: {type(e).__name__}: {e}"[:300])
-    from clang_llm.config import Settings
-
     overrides: dict[str, Any] = {"jobs": 1, **setup.model_settings}
     if spec.kind == "model":
         overrides.update(samples=spec.n, rounds=1, rank=0)
@@ -355,26 +281,18 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         loop = loop_cls(model, settings)
     except Exception as e:
         return _result("unavailable", reason=f"model failed to load: {type(e).__name__}: {e}"[:300])
-    recorded: list[Finding] = []
-
-    def evaluate(pl: PassList) -> Finding:
-        f = _screen(builder, oz, pl, setup)
-        recorded.append(f)
-        return f
-
     if ir_text is None:
         from clang_llm import ir
 
         ir_text = str(ir.parse(builder.in_bc))
-    assert builder.count_before is not None
-    tu = TUContext(ir_path=builder.in_bc, ir_text=ir_text, count_before=builder.count_before, baseline=oz,
-                   evaluate=evaluate, settings=settings, source=source)
-    try:
-        decision = loop.optimize(tu)
-    except Exception as e:
-        return _result("error", reason=f"ModelLoop.optimize raised {type(e).__name__}: {e}"[:300],
-                            evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
-    chosen, refused = _confirm(builder, oz, _pick(oz, recorded, spec.backup), setup)
+    recorded: list[Finding] = []
+    tu = tu_context(builder, oz, ir_text, settings, source=source, screen_verified=setup.verify_each,
+                    record=recorded.append)
+    decision = decide(loop, tu)  # as the driver decides: a failing model or loop gives -Oz, with the reason
+    if decision.reason == "optimizer-error":
+        return _result("error", reason=f"the loop raised: {decision.rounds[-1].error if decision.rounds else ''}"[:300],
+                       evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
+    chosen, refused = _shipped(builder, oz, decision, spec.backup)
     cands = _candidates(decision, recorded)
     return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded),
                         wall_s=time.monotonic() - t0 + oz.seconds, model=_model_stats(cands),

@@ -22,7 +22,6 @@ from typing import Any
 from clang_llm import ir
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.eval.methods import (
-    RANK_POOL,
     MethodSetup,
     MethodSpec,
     coreset_lists,
@@ -133,8 +132,7 @@ def build_setup(specs: list[MethodSpec], labels_path: Path | None, timeout: floa
     labels = read_labels(labels_path) if labels_path and Path(labels_path).exists() else []
     if split_of is not None:
         labels = [dataclasses.replace(r, split=split_of.get(r.id, "")) for r in labels]
-    kmax = max([s.n for s in specs if s.kind == "coreset"]
-               + [max(s.n, RANK_POOL) for s in specs if s.kind == "rank"], default=0)
+    kmax = max([s.n for s in specs if s.kind == "coreset"], default=0)
     train = [r for r in labels if r.split == "train"]
     if coreset_file is not None:  # a fixed pool (a cllm-v2 model's): coreset@k is its first k lists
         from clang_llm.train.make_model import load_pool

@@ -53,6 +53,7 @@ class Decision:
     rounds: list[Round] = field(default_factory=list)  # transcript for `explain`
     model_calls: int = 0
     remote_calls: int = 0  # requests sent to a model server (0 in-process)
+    findings: list[Finding] = field(default_factory=list)  # every evaluated candidate, in order
 
 
 class Optimizer(Protocol):

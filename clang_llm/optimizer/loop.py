@@ -293,4 +293,4 @@ class ModelLoop:
         if failure is not None and reason != "beats-oz":
             reason = failure
         return Decision(chosen=chosen, reason=reason, rounds=rounds, model_calls=calls,
-                        remote_calls=self.model.requests)
+                        remote_calls=self.model.requests, findings=findings)
