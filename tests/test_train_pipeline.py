@@ -35,7 +35,8 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     from clang_llm.train.autotune import autotune, load_tasks
     from clang_llm.train.configs import AutotuneConfig
     from clang_llm.train.corpus import META_FILE, build_corpus
-    from clang_llm.train.make_model import ModelRecipe, make_model
+    from clang_llm.train.configs import ModelRecipe
+    from clang_llm.train.make_model import make_model
 
     proj, rec = tmp_path / "proj", tmp_path / "record" / "tinypkg"
     proj.mkdir()
@@ -58,6 +59,7 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     assert len(recs) == len(SOURCES) and all(r.status == "ok" for r in recs)
 
     recipe = ModelRecipe(context=512, prompt_budget=200, max_new_tokens=48, vocab_size=800, hidden_size=64,
+                         prompt_format="cllm-v1",
                          num_layers=2, num_heads=4,
                          steps=40, batch_size=4, lr=1e-2, cpu_threads=1)
     model = make_model(labels, corpus / "modules", tmp_path / "work", tmp_path / "model", recipe, name="tiny")
@@ -110,7 +112,8 @@ def test_training_from_committed_examples_is_deterministic(tmp_path: Path) -> No
     schedule."""
     import lzma
 
-    from clang_llm.train.make_model import ModelRecipe, make_model
+    from clang_llm.train.configs import ModelRecipe
+    from clang_llm.train.make_model import make_model
     from clang_llm.train.trainer import _lr_factor
 
     root = Path(__file__).resolve().parents[1]

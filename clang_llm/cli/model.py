@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from clang_llm.cli.common import require
+from clang_llm.train.configs import ModelRecipe
+
+_R = ModelRecipe()  # every training default, defined once
 
 
 def train_cmd(
@@ -19,22 +22,24 @@ def train_cmd(
     tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer to use with --examples")] = None,
     work: Annotated[Path, typer.Option(help="Resumable work dir: tokenizer, examples, checkpoints")] = Path(
         "build/train"),
-    steps: int = 3000,
+    steps: int = _R.steps,
     schedule_steps: Annotated[int | None, typer.Option(
-        help="Learning-rate schedule length when training stops before it ends (default: --steps)")] = None,
-    batch_size: int = 8, context: int = 2048, prompt_budget: int = 640,
-    hidden_size: int = 256, num_layers: int = 4,
-    num_heads: int = 4, vocab_size: int = 4096, lr: float = 1e-3, seed: int = 0,
-    cpu_threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is fastest on a busy box)")] = None,
+        help="Learning-rate schedule length when training stops before it ends (default: --steps)")]
+        = _R.schedule_steps,
+    batch_size: int = _R.batch_size, context: int = _R.context, prompt_budget: int = _R.prompt_budget,
+    hidden_size: int = _R.hidden_size, num_layers: int = _R.num_layers,
+    num_heads: int = _R.num_heads, vocab_size: int = _R.vocab_size, lr: float = _R.lr, seed: int = _R.seed,
+    cpu_threads: Annotated[int | None, typer.Option(help="torch CPU threads (1 is fastest on a busy box)")]
+        = _R.cpu_threads,
     name: str = "clang-llm-default",
     force: Annotated[bool, typer.Option(help="Replace an existing model directory")] = False,
     prompt_format: Annotated[str, typer.Option(
-        help="cllm-v1, or cllm-v2 (TU summary in the prompt, a ranked pool of stored lists)")] = "cllm-v1",
-    pool_size: Annotated[int, typer.Option(help="cllm-v2: stored lists in the pool (Oz + coreset)")] = 64,
-    rank_weight: Annotated[float, typer.Option(help="cllm-v2: weight of the ranking loss")] = 4.0,
+        help="cllm-v1, or cllm-v2 (TU summary in the prompt, a ranked pool of stored lists)")] = _R.prompt_format,
+    pool_size: Annotated[int, typer.Option(help="cllm-v2: stored lists in the pool (Oz + coreset)")] = _R.pool_size,
+    rank_weight: Annotated[float, typer.Option(help="cllm-v2: weight of the ranking loss")] = _R.rank_weight,
     risk_lambda: Annotated[float, typer.Option(
         help="cllm-v2: loss scale of examples with measured losses (the first token learns exp(-E[loss]/lambda))")]
-        = 0.01,
+        = _R.risk_lambda,
     pool: Annotated[Path | None, typer.Option(
         help="cllm-v2: a fixed pool (data/pool-v2.json, an examples file or a model) instead of the coreset")] = None,
     sweep: Annotated[Path | None, typer.Option(
@@ -49,8 +54,12 @@ def train_cmd(
 ) -> None:
     """Tokenizer → examples (direct + feedback) → training (CPU or CUDA, resumable) → int8 export."""
     require("torch", "transformers")
-    from clang_llm.train.make_model import ModelRecipe, make_model
+    from clang_llm.optimizer.factory import default_model_dir
+    from clang_llm.train.make_model import make_model
 
+    if out.resolve().is_relative_to(default_model_dir().resolve().parent):
+        raise typer.BadParameter(f"{out} is inside the package's shipped weights: write the new model elsewhere "
+                                 "(e.g. build/clang-llm-new) and compare it before replacing anything")
     if (examples is None) != (tokenizer is None) or (examples is None and (labels is None or corpus is None)):
         raise typer.BadParameter("give --labels and --corpus, or --examples and --tokenizer")
     recipe = ModelRecipe(context=context, prompt_budget=prompt_budget, vocab_size=vocab_size, hidden_size=hidden_size,

@@ -59,3 +59,30 @@ class ScreenConfig:
     run_timeout: float = 5.0  # for the -O0 reference; optimized builds get 3x (+1 s)
     jobs: int = 2
     verify_each: bool = True
+
+
+@dataclass
+class ModelRecipe:
+    """How a model is made: data, prompts, architecture and training. The defaults are the shipped
+    model's recipe (docs/model-card.md), so `clang-llm-tool train` given only its inputs retrains
+    it; the CLI and the trainer take their defaults from here and nowhere else."""
+
+    context: int = 1024  # training sequence length = the model's context
+    prompt_budget: int = 512  # round-1 IR tokens: CPU training cost grows with it
+    max_new_tokens: int = 96  # the answer's room (the wrapper's `max_new_tokens`)
+    vocab_size: int = 4096
+    hidden_size: int = 96
+    num_layers: int = 2
+    num_heads: int = 2
+    steps: int = 1800
+    schedule_steps: int | None = None  # learning-rate schedule length (default: steps)
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    cpu_threads: int | None = 1  # torch CPU threads: 1 is fastest on a busy box, and what the shipped model used
+    prompt_format: str = "cllm-v2"  # cllm-v2: TU summary in the prompt, a ranked pool of stored lists
+    pool_size: int = 64  # cllm-v2: stored lists (Oz and the train labels' coreset)
+    rank_weight: float = 4.0  # cllm-v2: weight of the first answer token's ranking loss
+    risk_lambda: float = 0.01  # cllm-v2: scale of the measured losses of minimum-risk examples (trainer.risk_term)
+    pool_from: str = ""  # cllm-v2: a fixed pool (JSON {"pool": [...]}, an examples file or a model); "" = coreset
+    sweep: str = ""  # cllm-v2: a pool sweep of the train modules (clang-llm-tool pool-sweep): ranking targets

@@ -12,35 +12,13 @@ import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from clang_llm.atomic import atomic_path
 from clang_llm.records import LabelRecord, open_text, read_labels
-
-
-@dataclass
-class ModelRecipe:
-    context: int = 2048
-    prompt_budget: int = 640  # round-1 IR tokens: CPU training cost grows with it
-    max_new_tokens: int = 96
-    vocab_size: int = 4096
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    steps: int = 3000
-    schedule_steps: int | None = None  # learning-rate schedule length (default: steps)
-    batch_size: int = 8
-    lr: float = 1e-3
-    seed: int = 0
-    cpu_threads: int | None = None
-    prompt_format: str = "cllm-v1"  # cllm-v2: TU summary in the prompt, a ranked pool of stored lists
-    pool_size: int = 64  # cllm-v2: stored lists (Oz and the train labels' coreset)
-    rank_weight: float = 4.0  # cllm-v2: weight of the first answer token's ranking loss
-    risk_lambda: float = 0.01  # cllm-v2: scale of the measured losses of minimum-risk examples (trainer.risk_term)
-    pool_from: str = ""  # cllm-v2: a fixed pool (JSON {"pool": [...]}, an examples file or a model); "" = coreset
-    sweep: str = ""  # cllm-v2: a pool sweep of the train modules (clang-llm-tool pool-sweep): ranking targets
+from clang_llm.train.configs import ModelRecipe
 
 
 def make_model(labels_path: Path | None, modules_dir: Path | None, work: Path, out: Path, recipe: ModelRecipe,

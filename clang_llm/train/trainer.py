@@ -31,6 +31,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from clang_llm.atomic import replace_dir
 from clang_llm.optimizer.prompt import END_MARK
 from clang_llm.prompt_format import BOS, PAD, UNK
+from clang_llm.train.configs import ModelRecipe
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -260,33 +261,36 @@ def _trim_log(log: Path, step: int) -> None:
     log.write_text("".join(ln + "\n" for ln in keep))
 
 
+_RECIPE = ModelRecipe()  # the defaults of every hyper-parameter the recipe names
+
+
 def train(
     examples_path: str | Path,
     tokenizer_path: str | Path,
     out_dir: str | Path,
     *,
-    steps: int = 1000,
-    schedule_steps: int | None = None,
-    batch_size: int = 8,
-    seq_len: int = 1024,
-    hidden_size: int = 256,
-    num_layers: int = 4,
-    num_heads: int = 4,
+    steps: int = _RECIPE.steps,
+    schedule_steps: int | None = _RECIPE.schedule_steps,
+    batch_size: int = _RECIPE.batch_size,
+    seq_len: int = _RECIPE.context,
+    hidden_size: int = _RECIPE.hidden_size,
+    num_layers: int = _RECIPE.num_layers,
+    num_heads: int = _RECIPE.num_heads,
     num_kv_heads: int | None = None,
     intermediate_size: int | None = None,
-    lr: float = 3e-4,
+    lr: float = _RECIPE.lr,
     warmup_steps: int | None = None,
     weight_decay: float = 0.1,
     grad_clip: float = 1.0,
-    seed: int = 0,
+    seed: int = _RECIPE.seed,
     save_every: int = 200,
     log_every: int = 10,
     resume: bool = True,
     device: str | None = None,
-    cpu_threads: int | None = None,
+    cpu_threads: int | None = _RECIPE.cpu_threads,
     progress: bool = True,
-    rank_weight: float = 4.0,
-    risk_lambda: float = 0.01,
+    rank_weight: float = _RECIPE.rank_weight,
+    risk_lambda: float = _RECIPE.risk_lambda,
 ) -> Path:
     """Train (or resume) and return the checkpoint directory (a Hugging Face model dir).
 
