@@ -33,9 +33,8 @@ def test_record_label_train_export_compile(tmp_path: Path, state: Path) -> None:
     pytest.importorskip("torch")
     from clang_llm.records import read_labels
     from clang_llm.train.autotune import autotune, load_tasks
-    from clang_llm.train.configs import AutotuneConfig
+    from clang_llm.train.configs import AutotuneConfig, ModelRecipe
     from clang_llm.train.corpus import META_FILE, build_corpus
-    from clang_llm.train.configs import ModelRecipe
     from clang_llm.train.make_model import make_model
 
     proj, rec = tmp_path / "proj", tmp_path / "record" / "tinypkg"
