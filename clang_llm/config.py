@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from clang_llm.prompt_format import FEEDBACK_FORMS, PROMPT_FORMATS
-from clang_llm.safe_text import public_url
+from clang_llm.safe_text import public_url, server_root
 
 PROJECT_FILE = ".clang-llm.toml"
 PROJECT_SOURCE = "project file"  # how a project file's values name their source (sources, problems)
@@ -100,9 +100,10 @@ class Settings:
         return Path(self.dir)
 
     def decision_key(self) -> dict[str, Any]:
-        """The settings that change a decision (part of the cache key)."""
-        return {k: getattr(self, k) for k in ("rounds", "samples", "rank", "feedback", "seed", "temperature",
-                                              "max_new_tokens", "off")}
+        """The settings that decide the object (`OBJECT_SETTINGS`): part of the decision cache's
+        key and of `--llm-identity` (a URL without its credentials)."""
+        return {k: server_root(v) if k == "backend" and v else v
+                for k, v in ((k, getattr(self, k)) for k in OBJECT_SETTINGS)}
 
     def public(self) -> dict[str, Any]:
         """The values as records show them: no user-info (a password) in the backend URL."""
@@ -111,6 +112,29 @@ class Settings:
         return values
 
 
+# Every setting either decides the object a TU ships -- then it is in the decision cache's key and
+# in `--llm-identity`, so a compiler cache in front of us misses when it changes -- or is listed
+# with the reason it cannot (tests/test_defaults_once.py walks `Settings`).
+OBJECT_SETTINGS = ("disable", "off", "optimize_o0", "min_instructions", "model", "backend", "backend_model",
+                   "prompt_format", "rounds", "samples", "rank", "feedback", "seed", "temperature",
+                   "max_new_tokens")
+NOT_OBJECT_SETTINGS = {
+    "opt_timeout": "a run past it is refused, not replaced: a machine's load, not a choice (-Oz ships)",
+    "time_budget": "as opt_timeout: what is cut ships -Oz or the best verified object so far",
+    "time_budget_min": "as time_budget",
+    "backend_timeout": "as opt_timeout, for a model server's answer",
+    "jobs": "how many candidates run at once, not which",
+    "heavy_jobs": "as jobs, per machine",
+    "backend_concurrency": "requests in flight, not their answers",
+    "speculate_bytes": "the speculative run is clang's own -Oz: the object the baseline rebuilds byte for byte",
+    "dir": "where our state lives",
+    "record": "a copy of the IR, beside the build",
+    "cache": "whether a stored decision is reused: it is the same decision",
+    "db_timeout": "how long a database write may wait",
+    "cache_max_entries": "how many decisions are kept",
+    "daemon": "which process compiles, not what",
+    "backend_key_env": "who may ask the server, not what it answers",
+}
 SETTING_NAMES = [f.name for f in fields(Settings) if f.name != "sources"]
 # The real types (not the annotation strings that `from __future__ import annotations` leaves).
 _TYPES: dict[str, type] = {n: t for n, t in get_type_hints(Settings).items() if n in SETTING_NAMES}

@@ -45,3 +45,12 @@ def redact(text: str) -> str:
 def public_flags(flags: dict[str, str]) -> dict[str, str]:
     """--llm-* flags as records keep them: every URL without its credentials."""
     return {k: public_url(v) if "://" in v else redact(v) for k, v in flags.items()}
+
+
+def server_root(url: str) -> str:
+    """A model server's root for our request paths (`/v1/completions`, `/tokenize`, ...): a base
+    URL written the OpenAI way (`http://host:8000/v1`, with or without a trailing slash) and one
+    without `/v1` name the same server. Credentials, query and fragment are left out."""
+    if url.startswith("unix:"):
+        return url
+    return public_url(url).rstrip("/").removesuffix("/v1").rstrip("/")

@@ -61,3 +61,39 @@ def test_search_and_screen_cli_defaults_are_the_configs() -> None:
 def test_the_recipe_answers_as_the_wrapper_asks() -> None:
     """A model trained with the recipe leaves its answer the room the wrapper gives it."""
     assert ModelRecipe().max_new_tokens == Settings().max_new_tokens
+
+
+def test_every_setting_either_decides_the_object_or_says_why_not() -> None:
+    """A new field of `Settings` must join the identity (and the decision cache's key) or be
+    listed with the reason it cannot change an object."""
+    from clang_llm.config import NOT_OBJECT_SETTINGS, OBJECT_SETTINGS, SETTING_NAMES
+
+    deciding, other = set(OBJECT_SETTINGS), set(NOT_OBJECT_SETTINGS)
+    assert not deciding & other
+    assert deciding | other == set(SETTING_NAMES)
+    key = Settings().decision_key()
+    assert set(key) == deciding
+
+
+def test_identity_changes_with_every_object_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--llm-identity` (ccache's compiler_check) differs when any object-deciding setting does --
+    the kill switch included -- and a base URL with or without /v1 is one server."""
+    from clang_llm.config import OBJECT_SETTINGS, load_settings
+    from clang_llm.identity import wrapper_identity
+    from clang_llm.toolchain import Toolchain
+
+    tc = Toolchain.discover()
+    changed = {"disable": "1", "off": "1", "optimize_o0": "0", "min_instructions": "7", "model": "/nonexistent",
+               "backend": "http://127.0.0.1:9/", "backend_model": "m", "prompt_format": "llm-compiler-ftd",
+               "rounds": "2", "samples": "3", "rank": "4", "feedback": "long", "seed": "5", "temperature": "0.5",
+               "max_new_tokens": "64"}
+    assert set(changed) == set(OBJECT_SETTINGS)
+    from pathlib import Path
+
+    base = wrapper_identity(load_settings(env={}), tc, Path("/"))
+    for key, value in changed.items():
+        other = wrapper_identity(load_settings(env={f"CLANG_LLM_{key.upper()}": value}), tc, Path("/"))
+        assert other != base, key
+    with_v1 = load_settings(env={"CLANG_LLM_BACKEND": "http://127.0.0.1:9/v1/"})
+    assert wrapper_identity(with_v1, tc, Path("/")) == wrapper_identity(
+        load_settings(env={"CLANG_LLM_BACKEND": "http://127.0.0.1:9"}), tc, Path("/"))

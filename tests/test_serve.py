@@ -83,6 +83,20 @@ def test_remote_objects_identical_to_in_process(served: Served, src: Path, tmp_p
     assert rrec.model_id.startswith("http-") and rrec.model_id != lrec.model_id
 
 
+@pytest.mark.parametrize("suffix", ["/v1", "/v1/", "/"])
+def test_a_base_url_with_v1_is_the_same_server(served: Served, winner: Path, tmp_path: Path, suffix: str) -> None:
+    """`--llm-backend=http://host:port/v1` (how vLLM and OpenAI clients write a base URL) reaches
+    the same server as the bare URL: same requests, the same object -- one the model wins."""
+    plain = run_wrapper(["-c", winner.name, "-o", "plain.o", f"--llm-backend={served.address}"], winner.parent,
+                        env=_env(tmp_path / "s-plain"))
+    v1 = run_wrapper(["-c", winner.name, "-o", "v1.o", f"--llm-backend={served.address}{suffix}"], winner.parent,
+                     env=_env(tmp_path / "s-v1"))
+    assert plain.returncode == v1.returncode == 0
+    assert (winner.parent / "plain.o").read_bytes() == (winner.parent / "v1.o").read_bytes()
+    rec = Database(tmp_path / "s-v1").all_records()[0]
+    assert rec.remote_calls >= 1 and rec.optimized and rec.reason == "beats-oz"
+
+
 def test_models_tokenize_and_bad_requests(served: Served) -> None:
     with served.client() as c:
         models = c.get("/v1/models").json()["data"]

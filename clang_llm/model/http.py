@@ -35,7 +35,7 @@ from clang_llm.build.jobslots import machine_slot
 from clang_llm.errors import BackendError, ModelError, SlotTimeout
 from clang_llm.model.card import ModelCard
 from clang_llm.prompt_format import PROMPT_FORMAT
-from clang_llm.safe_text import public_url
+from clang_llm.safe_text import server_root
 
 if TYPE_CHECKING:
     import httpx
@@ -291,8 +291,9 @@ def _client(cfg: BackendConfig) -> httpx.Client:
                             trust_env=False)
     parts = urlsplit(cfg.url)
     auth = (parts.username or "", parts.password or "") if parts.username else None
-    return httpx.Client(base_url=public_url(cfg.url).rstrip("/"), headers=headers, timeout=timeout, auth=auth,
+    return httpx.Client(base_url=server_root(cfg.url), headers=headers, timeout=timeout, auth=auth,
                         trust_env=False)
+
 
 
 def _server_model(cfg: BackendConfig, data: dict[str, Any]) -> ServerModel:

@@ -64,3 +64,16 @@ def test_ccache_hits_and_misses_follow_the_wrapper_identity(tmp_path: Path) -> N
 
     _build(tree, env, log)  # back to the first identity: hits again
     assert _stats(env) == {"hits": 2 * n, "misses": 4 * n}
+
+    # The kill switch wins over the cache: plain clang's objects (the user's flags untouched), a miss.
+    plain = tmp_path / "plain"
+    shutil.copytree(REPO / "examples" / "textkit", plain)
+    run(["make", "-j2", "CC=clang-22", "CFLAGS=-O2 -g0 -Wall", "textkit"], plain, env, log)
+    disabled = _build(tree, {**env, "CLANG_LLM_DISABLE": "1"}, log)
+    assert _stats(env) == {"hits": 2 * n, "misses": 5 * n}
+    assert disabled == {o: (plain / o).read_bytes() for o in OBJS}
+    assert disabled != first  # the model's objects differ from plain clang's: the check can see it
+    for key, value in (("CLANG_LLM_MIN_INSTRUCTIONS", "10000"), ("CLANG_LLM_OPTIMIZE_O0", "0")):
+        assert subprocess.run(["clang-llm", "--llm-identity"], env={**env, key: value}, capture_output=True,
+                              text=True).stdout != subprocess.run(["clang-llm", "--llm-identity"], env=env,
+                                                                   capture_output=True, text=True).stdout, key
