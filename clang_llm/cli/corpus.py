@@ -53,6 +53,35 @@ def csmith_cmd(
     typer.echo(json.dumps(summary))
 
 
+@corpus_app.command("csmith-check")
+def csmith_check_cmd(
+    out: Annotated[Path, typer.Option(help="Result file (JSONL, one line a seed; appended, resumable).")],
+    index: Annotated[list[Path] | None, typer.Option(help="Corpus index(es) whose csmith modules to check.")] = None,
+    first_seed: Annotated[int | None, typer.Option(help="Or seeds first-seed .. first-seed+n-1.")] = None,
+    n: Annotated[int, typer.Option("-n", help="Number of seeds with --first-seed.")] = 0,
+    split: Annotated[list[str] | None, typer.Option(help="Only modules of these splits (with --index).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds a program may run at -O0.")] = 10.0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j")] = 2,
+) -> None:
+    """Run csmith programs at -O0 with a time limit: which terminate with their checksum. Those
+    that do not are dropped from every split (`train/csmith_check.py`)."""
+    from clang_llm.records import open_text
+    from clang_llm.train.csmith import csmith_include_dir
+    from clang_llm.train.csmith_check import check_all, csmith_seeds
+
+    seeds: list[int] = []
+    for path in index or []:
+        with open_text(path) as f:
+            rows = (json.loads(line) for line in f if line.strip())
+            seeds += [s for s, sp in csmith_seeds(rows) if not split or sp in split]
+    if first_seed is not None:
+        seeds += list(range(first_seed, first_seed + n))
+    if not seeds:
+        raise typer.BadParameter("no csmith seeds: give --index (with csmith modules) or --first-seed and -n")
+    counts = check_all(sorted(set(seeds)), out, csmith_include_dir(), timeout_s=timeout, jobs=jobs)
+    typer.echo(json.dumps({"seeds": len(set(seeds)), **counts, "out": str(out)}))
+
+
 @corpus_app.command("index")
 def index_cmd(
     record_dirs: Annotated[list[Path] | None, typer.Argument(help="Record folders (default: every folder under "
