@@ -54,23 +54,25 @@ def test_ccache_hits_and_misses_follow_the_wrapper_identity(tmp_path: Path) -> N
     _build(tree, env_samples, log)
     assert _stats(env) == {"hits": n, "misses": 3 * n}
 
-    other = tmp_path / "other-model"  # the same weights under another card: another model id
+    other = tmp_path / "other-model"  # a copy of the model at another path: another identity
     shutil.copytree(default_model_dir(), other)
-    card = json.loads((other / "model-card.json").read_text())
+    _build(tree, {**env, "CLANG_LLM_MODEL": str(other)}, log)
+    assert _stats(env) == {"hits": n, "misses": 4 * n}
+    card = json.loads((other / "model-card.json").read_text())  # the same path, new content: a new model
     card["description"] = card.get("description", "") + " (copy)"
     (other / "model-card.json").write_text(json.dumps(card))
     _build(tree, {**env, "CLANG_LLM_MODEL": str(other)}, log)
-    assert _stats(env) == {"hits": n, "misses": 4 * n}
+    assert _stats(env) == {"hits": n, "misses": 5 * n}
 
     _build(tree, env, log)  # back to the first identity: hits again
-    assert _stats(env) == {"hits": 2 * n, "misses": 4 * n}
+    assert _stats(env) == {"hits": 2 * n, "misses": 5 * n}
 
     # The kill switch wins over the cache: plain clang's objects (the user's flags untouched), a miss.
     plain = tmp_path / "plain"
     shutil.copytree(REPO / "examples" / "textkit", plain)
     run(["make", "-j2", "CC=clang-22", "CFLAGS=-O2 -g0 -Wall", "textkit"], plain, env, log)
     disabled = _build(tree, {**env, "CLANG_LLM_DISABLE": "1"}, log)
-    assert _stats(env) == {"hits": 2 * n, "misses": 5 * n}
+    assert _stats(env) == {"hits": 2 * n, "misses": 6 * n}
     assert disabled == {o: (plain / o).read_bytes() for o in OBJS}
     assert disabled != first  # the model's objects differ from plain clang's: the check can see it
     for key, value in (("CLANG_LLM_MIN_INSTRUCTIONS", "10000"), ("CLANG_LLM_OPTIMIZE_O0", "0")):
