@@ -167,7 +167,7 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _start_fake_daemon(state: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start_fake_daemon(state: Path, log: Path, as_nobody: bool = True) -> subprocess.Popen[bytes]:
     state.mkdir(mode=0o777)
     state.chmod(0o777)
     log.touch()
@@ -175,8 +175,8 @@ def _start_fake_daemon(state: Path, log: Path) -> subprocess.Popen[bytes]:
     script = state.parent / "fake_daemon.py"
     script.write_text(_FAKE_DAEMON)
     script.chmod(0o644)
-    proc = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                             SYSTEM_PYTHON, "-S", str(script), str(state), str(log)])
+    who = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if as_nobody else []
+    proc = subprocess.Popen([*who, SYSTEM_PYTHON, "-S", str(script), str(state), str(log)])
     for _ in range(200):
         if (state / "ready").exists():
             return proc
@@ -201,20 +201,24 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # one that uid 65534 may run (the venv's may
 @pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON),
                     reason="needs root (to run a daemon as nobody) and the system's python3")
 @pytest.mark.parametrize("which", ["python", "native"])
-@pytest.mark.parametrize("swap_owner", [False, True], ids=["planted", "owner-swapped"])
-def test_a_daemon_of_another_user_gets_nothing(shared_dir: Path, tmp_path: Path, which: str, swap_owner: bool,
+@pytest.mark.parametrize("case", ["planted", "owner-swapped", "open-dir"])
+def test_a_daemon_of_another_user_gets_nothing(shared_dir: Path, tmp_path: Path, which: str, case: str,
                                                native_front: Path) -> None:
     """A socket at the daemon's path served by uid 65534 gets no environment and no stdio, and
     cannot make the client exec anything; the call compiles in-process, counted. With the
-    directory and socket chowned to us, only the peer's uid (SO_PEERCRED) tells: still refused."""
+    directory and socket chowned to us, only the peer's uid (SO_PEERCRED) tells: still refused.
+    And a socket of ours in a directory others may write (where anyone could swap it) is refused
+    before any connection, though the process behind it is ours."""
     client = [sys.executable, "-c", "from clang_llm.driver.client import main_c; main_c()"] \
         if which == "python" else [str(native_front)]
     state, log = shared_dir / "state", shared_dir / "received"
-    daemon = _start_fake_daemon(state, log)
+    daemon = _start_fake_daemon(state, log, as_nobody=case != "open-dir")
     try:
-        if swap_owner:
+        if case == "owner-swapped":
             os.chown(state / "daemon", 0, 0)
             os.chown(state / "daemon" / "socket", 0, 0)
+        elif case == "open-dir":
+            (state / "daemon").chmod(0o777)
         src = tmp_path / "prog.c"
         src.write_text(SAMPLE_C)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLANG_LLM_")}
