@@ -20,9 +20,16 @@ def private_state_dir(path: Path) -> None:
 
 
 def private_file(path: Path) -> None:
-    """Create `path` empty with mode 0600 if it does not exist (sqlite and logging then keep it)."""
+    """Create `path` empty with mode 0600 if it does not exist (sqlite and logging then keep it);
+    one of ours that an older version left readable by others is made 0600."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
+        try:
+            st = path.stat()
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:
+            pass  # not ours to change (a read-only dir, another user's file): used as it is
         return
     os.close(fd)

@@ -295,6 +295,9 @@ def test_the_daemon_serves_only_its_own_user(shared_dir: Path) -> None:
 
 def test_a_password_in_a_backend_flag_is_never_written(state: Path, src: Path, listener: _Listener) -> None:
     url = listener.url.replace("http://", "http://alice:pw-d0nt-leak@")
+    state.mkdir(mode=0o700)
+    (state / "clang-llm.log").write_text("")  # an older version's log, readable by everyone
+    (state / "clang-llm.log").chmod(0o644)
     r = run_wrapper(["-c", src.name, "-o", "out.o", f"--llm-backend={url}"], src.parent)
     assert r.returncode == 0 and r.stderr == b""
     rec = Database(state).get_record(str((src.parent / "out.o").resolve()))
