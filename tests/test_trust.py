@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_C, run_clang, run_wrapper
+from fsfaults import can_mount, fill
 
 from clang_llm.db import Database
 from clang_llm.toolchain import ToolTimeout, run
@@ -319,19 +320,7 @@ def _mount_tmpfs(path: Path, size: str) -> None:
                    capture_output=True)
 
 
-def _can_mount() -> bool:
-    if not IS_ROOT or not shutil.which("mount"):
-        return False
-    d = Path(tempfile.mkdtemp())
-    try:
-        return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)],
-                              capture_output=True).returncode == 0 and \
-            subprocess.run(["umount", str(d)], capture_output=True).returncode == 0
-    finally:
-        d.rmdir()
-
-
-needs_mount = pytest.mark.skipif(not _can_mount(), reason="needs root and tmpfs mounts")
+needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and tmpfs mounts")
 
 
 @pytest.fixture
@@ -345,20 +334,6 @@ def small_state(tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch) ->
         subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
-def _fill(d: Path) -> None:
-    """Fill the file system: big writes, then single bytes, until it refuses."""
-    fd = os.open(d / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for chunk in (64 << 10, 1):
-            try:
-                while os.write(fd, bytes(chunk)):
-                    pass
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-
-
 @needs_mount
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_a_full_or_read_only_state_dir_never_fails_the_build(small_state: Path, src: Path, fault: str) -> None:
@@ -367,7 +342,7 @@ def test_a_full_or_read_only_state_dir_never_fails_the_build(small_state: Path, 
     before = _reasons(small_state)
     assert sum(before.values()) == 1
     if fault == "full":
-        _fill(small_state)
+        fill(small_state)
     else:
         subprocess.run(["mount", "-o", "remount,ro", str(small_state)], check=True)
     for extra in ([], ["-Wall"]):

@@ -4,44 +4,15 @@ itself says, and the database from before is intact afterwards."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import subprocess
-import tempfile
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from fsfaults import can_mount, fill
 
 from .support import build_env, extract, objects_under, require_tools, wrapper_bin_dir
-
-
-def _can_mount() -> bool:
-    import os
-
-    if os.getuid() != 0 or not shutil.which("mount"):
-        return False
-    d = Path(tempfile.mkdtemp())
-    try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True)
-        return ok.returncode == 0 and subprocess.run(["umount", str(d)]).returncode == 0
-    finally:
-        d.rmdir()
-
-
-def _fill(d: Path) -> None:
-    import os
-
-    fd = os.open(d / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for chunk in (64 << 10, 1):
-            try:
-                while os.write(fd, bytes(chunk)):
-                    pass
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
 
 
 def _remount_ro(state: Path) -> None:
@@ -60,7 +31,7 @@ def _make(src: Path, env: dict[str, str], cc: str) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=900)
 
 
-@pytest.mark.skipif(not _can_mount(), reason="needs root and tmpfs mounts")
+@pytest.mark.skipif(not can_mount(), reason="needs root and tmpfs mounts")
 @pytest.mark.parametrize("fault", ["full", "read-only"])
 def test_lz4_builds_as_plain_clang_with_a_broken_state_dir(tmp_path: Path, fault: str) -> None:
     require_tools("make", "clang-22")
@@ -80,7 +51,7 @@ def test_lz4_builds_as_plain_clang_with_a_broken_state_dir(tmp_path: Path, fault
         assert events_before >= 1
         subprocess.run(["clang-llm-tool", "daemon", "stop"], env=env, capture_output=True)
         if fault == "full":
-            _fill(state)
+            fill(state)
         else:
             _remount_ro(state)
 
