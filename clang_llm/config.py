@@ -34,7 +34,8 @@ PROJECT_SOURCE = "project file"  # how a project file's values name their source
 USER_ONLY = frozenset({"backend", "backend_key_env", "dir", "record", "daemon", "cache_url"})
 
 
-def _user_config_path() -> Path:
+def user_config_path() -> Path:
+    """The user's own config file (trusted: it may set every setting)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "clang-llm" / "config.toml"
 
@@ -305,13 +306,8 @@ def load_settings(
     return s
 
 
-def user_config_path() -> Path:
-    """The user's own config file (trusted: it may set every setting)."""
-    return _user_config_path()
-
-
 def _apply_files(s: Settings, cwd: Path, source_file: Path | None, problems: list[str]) -> None:
-    user = _user_config_path()
+    user = user_config_path()
     if user.is_file():
         _apply(s, _read_toml(user, problems), f"user file {user}", problems)
     proj = find_project_file(cwd)

@@ -19,15 +19,8 @@ log = logging.getLogger("clang_llm")
 class _QuietFileHandler(logging.FileHandler):
     """A file handler that drops a record it cannot write and redacts URL credentials."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            record.msg = redact(str(record.msg))
-            if record.args:
-                record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args) \
-                    if isinstance(record.args, tuple) else record.args
-        except Exception:  # noqa: BLE001
-            pass
-        super().emit(record)
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
         pass  # a full disk or a vanished file: the line is lost, the build is not

@@ -8,15 +8,10 @@ from pathlib import Path
 
 
 def private_state_dir(path: Path) -> None:
-    """Create `path` (and missing parents) readable by the user only; an existing directory is
-    left as it is (a shared CLANG_LLM_DIR is the user's choice, and the daemon checks its own)."""
-    if path.is_dir():
-        return
-    old = os.umask(0o077)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    finally:
-        os.umask(old)
+    """Create `path` (and missing parents) with `path` itself readable by the user only; an existing
+    directory is left as it is (a shared CLANG_LLM_DIR is the user's choice, and the daemon checks its own)."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def private_file(path: Path) -> None:

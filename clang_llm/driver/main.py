@@ -54,17 +54,12 @@ def _exec_real(compiler: Path, args: list[str], final: bool = False) -> int:
     """Run the real compiler with inherited stdio; return its exit status. `final`: its status is
     the call's and nothing of ours follows it, so the daemon's client may run it instead."""
     cmd = [str(compiler), *args]
-    long = args_too_long(cmd)  # through a response file, which must outlive the run: ours to run
-    if final and not long and _hand_off(compiler, args):
+    # A long command goes through a response file that must outlive the run: ours to run.
+    if final and not args_too_long(cmd) and _hand_off(compiler, args):
         return 0
     try:
-        if long:
-            try:
-                with exec_argv(cmd) as argv:
-                    return subprocess.run(argv, check=False).returncode
-            except OSError:
-                pass  # no temp dir for the response file: exec says what it says
-        return subprocess.run(cmd, check=False).returncode
+        with exec_argv(cmd) as argv:
+            return subprocess.run(argv, check=False).returncode
     except KeyboardInterrupt:
         return 130
 

@@ -132,7 +132,7 @@ _WRITE_FAILURES = (b"No space left on device", b"Read-only file system", b"Disk 
 def _ours(res: subprocess.CompletedProcess[bytes], work: Path) -> bool:
     """Whether a failed clang run failed on our files (the work dir named, or a full or read-only
     disk): then plain clang must run again to say what the user's compile really gives."""
-    return str(work).encode() in res.stderr or any(m in res.stderr for m in _WRITE_FAILURES)
+    return os.fsencode(work) in res.stderr or any(m in res.stderr for m in _WRITE_FAILURES)
 
 
 def _failed(spec: Speculative | None, settings: Settings, work: Path) -> tuple[int, bytes, bytes] | None:
@@ -280,8 +280,8 @@ class _Budget:
         builder.deadline = self.t0 + self.seconds
 
     def rerun_deadline(self) -> float:
-        """The verified rerun may run until 1.5 budgets (and at least a per-run timeout's share
-        after the candidates, so a winner found late still gets its check)."""
+        """The verified rerun may run until 1.5 budgets, and at least half a budget from now (a
+        winner found at the deadline still gets its check)."""
         return max(self.t0 + 1.5 * self.seconds, time.monotonic() + 0.5 * self.seconds)
 
 

@@ -132,7 +132,7 @@ def fingerprint(spec: MethodSpec, setup: MethodSetup) -> str:
     """What, besides the module, decides a method's result: part of the results-cache key."""
     parts: dict[str, Any] = {"name": spec.name, "timeout": setup.timeout, "verify": setup.verify_each}
     if not setup.verify_each:
-        parts["confirm"] = 1  # unverified screening, the chosen list re-verified (_confirm)
+        parts["confirm"] = 1  # unverified screening, the chosen list re-verified (what_ships)
     if spec.kind == "coreset":
         parts["lists"] = setup.coreset[: spec.n]
     if spec.kind == "autotune":

@@ -295,7 +295,6 @@ def _client(cfg: BackendConfig) -> httpx.Client:
                         trust_env=False)
 
 
-
 def _server_model(cfg: BackendConfig, data: dict[str, Any]) -> ServerModel:
     entries = data.get("data")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):

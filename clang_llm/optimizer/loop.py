@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("clang_llm")
 
 # Bumped when the loop's behaviour changes, so that cached evaluation results are not reused.
-LOOP_VERSION = 4  # 2: greedy answer first, then samples; 3: samples drawn until k lists are distinct;
+LOOP_VERSION = 5  # 2: greedy answer first, then samples; 3: samples drawn until k lists are distinct;
 # 4: ranked stored lists (cllm-v2) beside the samples
+# 5: evaluations decide through optimizer/decide.py: a decision's only list runs verified at once
 MAX_DRAWS_PER_SAMPLE = 4  # sampling stops after 4k draws, distinct or not (bounds the latency)
 
 
