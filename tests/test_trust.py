@@ -538,3 +538,23 @@ def test_serve_refuses_deep_json_and_long_prompts_before_work(served_small: tupl
     status, _ = _post(addr, "/v1/completions", json.dumps({"prompt": "define i32 @f()", "max_tokens": 2}).encode())
     assert status == 200
     assert proc.poll() is None
+
+
+def test_the_log_never_keeps_a_url_password(tmp_path: Path) -> None:
+    """Whatever a message carries (a library's error text naming a URL), the log file gets it
+    without the URL's user-info; and a line that cannot be written costs nothing on stderr."""
+    code = ("import logging, sys\n"
+            "from clang_llm.config import Settings\n"
+            "from clang_llm.logs import setup_logging\n"
+            f"setup_logging(Settings(dir={str(tmp_path / 'st')!r}))\n"
+            "log = logging.getLogger('clang_llm')\n"
+            "log.warning('server %s refused', 'http://bob:hunter2-xyz@10.0.0.1:8000/v1')\n"
+            "try:\n"
+            "    raise OSError('connect to https://bob:hunter2-xyz@h/ failed')\n"
+            "except OSError:\n"
+            "    log.exception('backend')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    text = (tmp_path / "st" / "clang-llm.log").read_text()
+    assert "10.0.0.1:8000/v1" in text and "https://h/" in text
+    assert "hunter2-xyz" not in text and "bob" not in text
