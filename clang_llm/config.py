@@ -45,17 +45,45 @@ def _default_state_dir() -> str:
     return str(Path(base) / "clang-llm")
 
 
+@dataclass(frozen=True)
+class EffortLevel:
+    """What one `effort` level tries per TU. Its values are the defaults of the settings of the
+    same names (`EFFORT_SETTINGS`); a value set anywhere (file, environment, flag) overrides."""
+
+    rank: int  # stored lists the model ranks and tries, in minimum-risk order
+    stop: float  # stop trying when the rest is expected to lower log(.text) by less (risk.further_gain)
+    samples: int = 0
+    rounds: int = 1
+    what: str = ""
+
+
+# The levels and the default, chosen on the validation split (benchmarks/README.md, "Effort").
+EFFORT_LEVELS: dict[int, EffortLevel] = {
+    1: EffortLevel(rank=2, stop=0.002, what="two ranked lists: the least a model can add"),
+    2: EffortLevel(rank=4, stop=0.002, what="four ranked lists"),
+    3: EffortLevel(rank=8, stop=0.002, what="eight ranked lists"),
+    4: EffortLevel(rank=15, stop=0.0, what="the 15 ranked lists of clang-llm-v5's defaults, no early stop"),
+    5: EffortLevel(rank=63, stop=0.0, what="every stored list of the pool"),
+}
+DEFAULT_EFFORT = 2
+EFFORT_SETTINGS = ("rank", "stop", "samples", "rounds")
+_LEVEL = EFFORT_LEVELS[DEFAULT_EFFORT]
+
+
 @dataclass
 class Settings:
-    rounds: int = 1  # feedback rounds (1 = no feedback)
-    # Defaults chosen on the validation split (docs/model-card.md): the model's 15 best-ranked
-    # stored lists, 16 opt evaluations per TU with the baseline, +4.39 % .text over -Oz (written
-    # lists added nothing at that budget: 13 ranked + 2 written, +4.37 %).
-    samples: int = 0  # lists the model writes per round (one batched generate call); a model
-    # without a pool to rank always writes at least one
+    # How hard a TU is tried (1..5, `EFFORT_LEVELS`): the default of rank, stop, samples, rounds.
+    effort: int = DEFAULT_EFFORT
+    rounds: int = _LEVEL.rounds  # feedback rounds (1 = no feedback)
+    samples: int = _LEVEL.samples  # lists the model writes per round (one batched generate call); a
+    # model without a pool to rank always writes at least one
     # Stored lists (a cllm-v2 model's pool) ranked by the model and tried per round, besides the
     # samples; a model without a pool ignores it.
-    rank: int = 15
+    rank: int = _LEVEL.rank
+    # Early stop: the ranked lists left are skipped when the model expects them to lower
+    # log(.text / -Oz .text) by less than this (0: try them all); a model without a loss table
+    # tries them all.
+    stop: float = _LEVEL.stop
     feedback: str = "short"  # fast | short | long
     model: str = ""  # model directory; "" = the packaged default model
     off: bool = False  # no model for this TU: -Oz through the wrapper (counted)
@@ -117,9 +145,10 @@ class Settings:
 # in `--llm-identity`, so a compiler cache in front of us misses when it changes -- or is listed
 # with the reason it cannot (tests/test_defaults_once.py walks `Settings`).
 OBJECT_SETTINGS = ("disable", "off", "optimize_o0", "min_instructions", "model", "backend", "backend_model",
-                   "prompt_format", "rounds", "samples", "rank", "feedback", "seed", "temperature",
+                   "prompt_format", "rounds", "samples", "rank", "stop", "feedback", "seed", "temperature",
                    "max_new_tokens")
 NOT_OBJECT_SETTINGS = {
+    "effort": "it decides through rank, stop, samples and rounds, which are in the key",
     "opt_timeout": "a run past it is refused, not replaced: a machine's load, not a choice (-Oz ships)",
     "time_budget": "as opt_timeout: what is cut ships -Oz or the best verified object so far",
     "time_budget_min": "as time_budget",
@@ -157,6 +186,8 @@ def _coerce(name: str, value: object) -> SettingValue:
         v = int(value)  # type: ignore[call-overload]  # TOML int, env string or flag string
         if name in ("rounds", "jobs", "backend_concurrency") and not 1 <= v <= 64:
             raise ValueError(f"{name} must be 1..64")
+        if name == "effort" and v not in EFFORT_LEVELS:
+            raise ValueError(f"effort must be {min(EFFORT_LEVELS)}..{max(EFFORT_LEVELS)}")
         if name in ("samples", "rank") and not 0 <= v <= 64:  # samples 0: only ranked stored lists
             raise ValueError(f"{name} must be 0..64")
         return v
@@ -303,6 +334,19 @@ def load_settings(
     _apply(s, env_values, "environment", problems)
     if flags:
         _apply(s, flags, "command line", problems)
+    at_effort(s)
+    return s
+
+
+def at_effort(s: Settings) -> Settings:
+    """Give every effort setting (`EFFORT_SETTINGS`) that no layer set its level's value (its
+    source then reads `effort N` when a layer chose the level, else `default`)."""
+    level = EFFORT_LEVELS[s.effort]
+    chosen = s.sources.get("effort", "default") != "default"
+    for name in EFFORT_SETTINGS:
+        if s.sources.get(name, "default") in ("default", *(f"effort {n}" for n in EFFORT_LEVELS)):
+            setattr(s, name, getattr(level, name))
+            s.sources[name] = f"effort {s.effort}" if chosen else "default"
     return s
 
 

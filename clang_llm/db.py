@@ -43,7 +43,11 @@ CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, data BLOB NOT NULL, me
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL);
 """
 # Columns added to `events` after its first release: added in place to an older database.
-_ADDED_EVENT_COLUMNS = {"remote_calls": "INTEGER", "opt_evals": "INTEGER", "model_s": "REAL"}
+_ADDED_EVENT_COLUMNS = {"remote_calls": "INTEGER", "opt_evals": "INTEGER", "model_s": "REAL",
+                        **{c: "REAL" for c in ("frontend_s", "oz_s", "candidates_s", "codegen_s", "verify_s",
+                                               "total_s")}}
+# The time columns `cost_totals` sums: where a build's seconds went.
+TIME_COLUMNS = ("frontend_s", "oz_s", "model_s", "candidates_s", "codegen_s", "verify_s", "total_s")
 MAX_FACTS = 10_000  # toolchain facts (pipeline strings, target options) of distinct flag sets
 MAX_OBJECT_BYTES = 8 << 20  # larger objects are rebuilt from the cached decision instead
 
@@ -179,13 +183,16 @@ class Database:
         return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
 
     def cost_totals(self) -> dict[str, float | int | None]:
-        """What the optimized TUs cost: opt evaluations per TU (mean, max) and model seconds."""
-        n, mean, top, model_s = self._connect().execute(
-            "SELECT COUNT(opt_evals), AVG(opt_evals), MAX(opt_evals), SUM(model_s) FROM events"
-            " WHERE opt_evals IS NOT NULL"
+        """What the TUs cost: opt runs per TU that ran opt (mean, max; the verified rerun counted)
+        and the seconds of each step, summed over every TU compiled (`TIME_COLUMNS`)."""
+        n, mean, top = self._connect().execute(
+            "SELECT COUNT(opt_evals), AVG(opt_evals), MAX(opt_evals) FROM events WHERE opt_evals IS NOT NULL"
         ).fetchone()
+        sums = self._connect().execute(
+            f"SELECT {', '.join(f'SUM({c})' for c in TIME_COLUMNS)} FROM events").fetchone()
         return {"tus": int(n or 0), "opt_evals_mean": None if mean is None else round(float(mean), 2),
-                "opt_evals_max": None if top is None else int(top), "model_s": round(float(model_s or 0.0), 3)}
+                "opt_evals_max": None if top is None else int(top),
+                **{c: round(float(v or 0.0), 3) for c, v in zip(TIME_COLUMNS, sums, strict=True)}}
 
     def zero(self) -> None:
         with self._tx() as c:

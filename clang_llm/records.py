@@ -184,6 +184,7 @@ class Timing:
     # Of the baseline's, the candidates' and the verified run's time, what clang's backend took
     # (the rest is opt); summed over every object built for the TU.
     codegen_s: float = 0.0
+    verify_s: float = 0.0  # the chosen list's verified rerun (0 when its screening run was verified)
     total_s: float = 0.0
 
 
@@ -204,8 +205,15 @@ class Event:
     cache_hit: int = 0
     model_calls: int = 0
     remote_calls: int = 0
-    opt_evals: int | None = None
+    opt_evals: int | None = None  # opt runs for the TU: the baseline, the candidates, the verified rerun
     model_s: float | None = None
+    # Where the TU's time went (seconds; None: no opt ran, e.g. a stored object shipped).
+    frontend_s: float | None = None
+    oz_s: float | None = None
+    candidates_s: float | None = None
+    codegen_s: float | None = None
+    verify_s: float | None = None
+    total_s: float | None = None
 
     def columns(self) -> dict[str, int | float | str | None]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -270,8 +278,15 @@ class TURecord:
                      alloc=ch.sizes.alloc if ch.sizes else None, oz_text=oz.sizes.text if oz.sizes else None,
                      oz_alloc=oz.sizes.alloc if oz.sizes else None, cache_hit=int(self.cache_hit),
                      model_calls=self.model_calls, remote_calls=self.remote_calls,
-                     opt_evals=self.opt_evaluations,
-                     model_s=self.timing.model_s if self.opt_evaluations is not None else None)
+                     opt_evals=self.opt_evaluations, **self._time_columns())
+
+    def _time_columns(self) -> dict[str, float | None]:
+        t = self.timing
+        if self.opt_evaluations is None:
+            return {"frontend_s": t.frontend_s or None, "total_s": t.total_s or None}
+        return {"model_s": t.model_s, "frontend_s": t.frontend_s, "oz_s": t.oz_baseline_s,
+                "candidates_s": t.candidates_s, "codegen_s": t.codegen_s, "verify_s": t.verify_s,
+                "total_s": t.total_s}
 
 
 # -- labels (`autotune`) and evaluation results (`eval`) -----------------------------------------

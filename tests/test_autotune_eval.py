@@ -629,15 +629,15 @@ def test_unverified_eval_ships_only_what_verifies(corpus: Path, labels: Path, tm
 
     assert picks(fast) == picks(full)
     assert any(p != "Oz" for p, _, _ in picks(fast).values())  # something beyond -Oz was picked and kept
-    real = TUBuilder.evaluate
+    real = TUBuilder._evaluate  # every opt run, whole or on the baseline's output
 
-    def verifier_rejects(self: TUBuilder, pl: PassList, verify_each: bool = True) -> Any:
-        f = real(self, pl, verify_each=verify_each)
+    def verifier_rejects(self: TUBuilder, pl: PassList, verify_each: bool, *rest: Any) -> Any:
+        f = real(self, pl, verify_each, *rest)
         if verify_each and str(pl) != "Oz":
             f.valid, f.error_kind = False, "verify"
         return f
 
-    monkeypatch.setattr(TUBuilder, "evaluate", verifier_rejects)
+    monkeypatch.setattr(TUBuilder, "_evaluate", verifier_rejects)
     rejected = evaluate(methods, test, labels_path=labels, jobs=1, timeout=60, progress=False, verify_each=False)
     assert all(p == "Oz" for p, _, _ in picks(rejected).values())
     # Each refusal is recorded with the list it refused, and the table says how many there were.

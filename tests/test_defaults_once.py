@@ -78,15 +78,15 @@ def test_every_setting_either_decides_the_object_or_says_why_not() -> None:
 def test_identity_changes_with_every_object_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--llm-identity` (ccache's compiler_check) differs when any object-deciding setting does --
     the kill switch included -- and a base URL with or without /v1 is one server."""
-    from clang_llm.config import OBJECT_SETTINGS, load_settings
+    from clang_llm.config import DEFAULT_EFFORT, EFFORT_LEVELS, OBJECT_SETTINGS, load_settings
     from clang_llm.identity import wrapper_identity
     from clang_llm.toolchain import Toolchain
 
     tc = Toolchain.discover()
     changed = {"disable": "1", "off": "1", "optimize_o0": "0", "min_instructions": "7", "model": "/nonexistent",
                "backend": "http://127.0.0.1:9/", "backend_model": "m", "prompt_format": "llm-compiler-ftd",
-               "rounds": "2", "samples": "3", "rank": "4", "feedback": "long", "seed": "5", "temperature": "0.5",
-               "max_new_tokens": "64"}
+               "rounds": "2", "samples": "3", "rank": "5", "stop": "0.25", "feedback": "long", "seed": "5",
+               "temperature": "0.5", "max_new_tokens": "64"}
     assert set(changed) == set(OBJECT_SETTINGS)
     from pathlib import Path
 
@@ -94,6 +94,9 @@ def test_identity_changes_with_every_object_setting(monkeypatch: pytest.MonkeyPa
     for key, value in changed.items():
         other = wrapper_identity(load_settings(env={f"CLANG_LLM_{key.upper()}": value}), tc, Path("/"))
         assert other != base, key
+    for level in EFFORT_LEVELS:  # each effort level is another object (it decides through rank, stop, ...)
+        other = wrapper_identity(load_settings(env={"CLANG_LLM_EFFORT": str(level)}), tc, Path("/"))
+        assert (other == base) == (level == DEFAULT_EFFORT), level
     with_v1 = load_settings(env={"CLANG_LLM_BACKEND": "http://127.0.0.1:9/v1/"})
     assert wrapper_identity(with_v1, tc, Path("/")) == wrapper_identity(
         load_settings(env={"CLANG_LLM_BACKEND": "http://127.0.0.1:9"}), tc, Path("/"))

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from model_fixture import compile_ir
 from test_loop import _PromptSpy, _tu
@@ -189,7 +190,7 @@ def test_a_loss_table_puts_the_safest_list_first(v2_model: Path, tmp_path: Path)
     card = read_card(risky)
     card.risk_temperature = 1.0
     write_card(risky, card)
-    s = Settings(rounds=1, samples=0, rank=2, max_new_tokens=NEW_TOKENS, jobs=1)
+    s = Settings(rounds=1, samples=0, rank=2, stop=0.0, max_new_tokens=NEW_TOKENS, jobs=1)  # both lists run
     plain = ModelLoop(load_model(v2_model, intra_threads=1), s).optimize(_tu("sum", tmp_path / "p", s))
     safe = ModelLoop(load_model(risky, intra_threads=1), s).optimize(_tu("sum", tmp_path / "s", s))
     assert [c.pass_list for c in plain.rounds[0].candidates] == [POOL[3], POOL[1]]
@@ -198,3 +199,44 @@ def test_a_loss_table_puts_the_safest_list_first(v2_model: Path, tmp_path: Path)
     write_card(risky, card)
     off = ModelLoop(load_model(risky, intra_threads=1), s).optimize(_tu("sum", tmp_path / "o", s))
     assert [c.pass_list for c in off.rounds[0].candidates] == [POOL[3], POOL[1]]
+
+
+def _with_losses(v2_model: Path, dest: Path, table: np.ndarray) -> Path:
+    import shutil
+
+    from clang_llm.model.card import read_card, write_card
+    from clang_llm.model.risk import LOSSES_FILE
+
+    shutil.copytree(v2_model, dest)
+    np.save(dest / LOSSES_FILE, table)
+    card = read_card(dest)
+    card.risk_temperature = 1.0
+    write_card(dest, card)
+    return dest
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_stop_rule_skips_a_tu_the_model_expects_nothing_from_and_stops_after_a_big_win(
+        v2_model: Path, tmp_path: Path, jobs: int) -> None:
+    """A loss table in which no list ever helps: with `stop` > 0 no list runs at all (-Oz ships);
+    with stop 0 both ranked lists run. A table in which list 1 wins 10 % and list 3 never
+    helps further: after list 1 the rule stops whatever its own result, and `jobs` changes
+    nothing of what is tried."""
+    from clang_llm.model.risk import LOSS_SCALE
+
+    nothing = _with_losses(v2_model, tmp_path / "nothing", np.zeros((6, len(POOL)), dtype=np.int16))
+    s = Settings(rounds=1, samples=0, rank=2, stop=0.001, max_new_tokens=NEW_TOKENS, jobs=jobs)
+    skipped = ModelLoop(load_model(nothing, intra_threads=1), s).optimize(_tu("sum", tmp_path / "a", s))
+    assert skipped.rounds[0].opt_evaluations == 0 and skipped.rounds[0].candidates == ()
+    assert skipped.rounds[0].stop and "stop = 0.001" in skipped.rounds[0].stop
+    assert skipped.chosen.pass_list == "Oz" and skipped.findings == []
+    s0 = Settings(rounds=1, samples=0, rank=2, stop=0.0, max_new_tokens=NEW_TOKENS, jobs=jobs)
+    both = ModelLoop(load_model(nothing, intra_threads=1), s0).optimize(_tu("sum", tmp_path / "b", s0))
+    assert both.rounds[0].opt_evaluations == 2 and both.rounds[0].stop is None
+
+    table = np.zeros((6, len(POOL)), dtype=np.int16)
+    table[:, 1] = round(-0.1 / LOSS_SCALE)
+    first_wins = _with_losses(v2_model, tmp_path / "first", table)
+    one = ModelLoop(load_model(first_wins, intra_threads=1), s).optimize(_tu("sum", tmp_path / "c", s))
+    assert one.rounds[0].opt_evaluations == 1 and [c.pass_list for c in one.rounds[0].candidates] == [POOL[1]]
+    assert one.rounds[0].stop

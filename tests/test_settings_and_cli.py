@@ -248,3 +248,25 @@ def test_install_symlinks_masquerade(state: Path, src: Path, tmp_path: Path) -> 
     assert w.returncode == 0, w.stderr
     assert subprocess.run([str(cwd / "n")]).returncode == 0
     assert ("passthrough", "link", 1) in Database(state).event_counts()
+
+
+def test_an_effort_level_sets_what_no_layer_set_and_an_explicit_value_wins(tmp_path: Path) -> None:
+    """`effort` gives rank, stop, samples and rounds their level's values; a rank set in the
+    environment (or anywhere) overrides the level's; a level that does not exist is a problem,
+    not a failure (the default level stays)."""
+    from clang_llm.config import DEFAULT_EFFORT, EFFORT_LEVELS
+
+    top = max(EFFORT_LEVELS)
+    s = load_settings({"effort": str(top)}, env={}, cwd=tmp_path)
+    assert (s.rank, s.stop, s.samples, s.rounds) == (EFFORT_LEVELS[top].rank, EFFORT_LEVELS[top].stop,
+                                                     EFFORT_LEVELS[top].samples, EFFORT_LEVELS[top].rounds)
+    assert s.sources["rank"] == f"effort {top}"
+    s = load_settings({"effort": "1"}, env={"CLANG_LLM_RANK": "9"}, cwd=tmp_path)
+    assert (s.rank, s.stop) == (9, EFFORT_LEVELS[1].stop) and s.sources["rank"] == "environment"
+    problems: list[str] = []
+    s = load_settings({"effort": "99"}, env={}, cwd=tmp_path, problems=problems)
+    assert s.effort == DEFAULT_EFFORT and s.rank == EFFORT_LEVELS[DEFAULT_EFFORT].rank
+    assert any("effort" in p for p in problems)
+    d = load_settings(env={}, cwd=tmp_path)
+    assert (d.rank, d.stop) == (EFFORT_LEVELS[DEFAULT_EFFORT].rank, EFFORT_LEVELS[DEFAULT_EFFORT].stop)
+    assert d.sources["rank"] == "default"

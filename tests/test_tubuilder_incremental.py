@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from clang_llm import ir
 from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.passes import OZ, parse_pass_list
@@ -69,9 +71,8 @@ def test_a_list_that_leaves_the_ir_as_another_did_costs_no_codegen(tmp_path: Pat
 
 
 def test_a_verified_rerun_that_builds_another_object_ships_it_only_within_the_limit(tmp_path: Path) -> None:
-    """When the screened object and the whole verified run's differ (a whole run keeps the base
-    pipeline's cached analyses), the verified object ships if it is not larger than the limit
-    (-Oz's sizes); without a limit, or above it, the pick is refused."""
+    """When the screened object and the verified run's differ, the verified object ships if it is
+    not larger than the -Oz object; above it, the pick is refused."""
     from dataclasses import replace
 
     from clang_llm.objsize import Sizes
@@ -84,9 +85,39 @@ def test_a_verified_rerun_that_builds_another_object_ships_it_only_within_the_li
     other = tmp_path / "other.o"  # what a screening that differs from the whole run leaves behind
     other.write_bytes(screened.object_path.read_bytes() + b"\0")
     differs = replace(screened, object_path=other)
-    assert b.verified(differs) == "other-object"
-    assert b.verified(differs, Sizes(screened.sizes.text - 1, screened.sizes.alloc)) == "other-object"
-    got = b.verified(differs, screened.sizes)
+    smaller_oz = replace(oz, sizes=Sizes(screened.sizes.text - 1, screened.sizes.alloc))
+    assert b.verified(differs, smaller_oz) == "other-object"
+    got = b.verified(differs, replace(oz, sizes=screened.sizes))
     assert isinstance(got, Finding) and got.verified and got.object_path is not None
-    assert got.object_path.read_bytes() == screened.object_path.read_bytes()  # the whole run's own object
-    assert b.verified(screened) is not screened and isinstance(b.verified(screened), Finding)  # same bytes: fine
+    assert got.object_path.read_bytes() == screened.object_path.read_bytes()  # the verified run's own object
+    assert b.verified(screened, oz) is not screened and isinstance(b.verified(screened, oz), Finding)  # same bytes
+
+
+def test_the_verified_rerun_of_a_list_extending_oz_verifies_its_own_passes_on_the_baseline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rerun of `Oz X` is `opt -verify-each -passes=X` on the baseline's output (clang's own
+    -Oz pipeline is not verified pass by pass, as `clang -Oz -c` does not); a list on another
+    base runs whole, verified, from the source IR."""
+    from clang_llm.build import tubuilder
+
+    b = _builder(tmp_path, "vr")
+    oz = b.evaluate(OZ, verify_each=False)
+    screened = b.evaluate_after(oz, parse_pass_list("Oz loop-deletion"))
+    seen: list[list[str]] = []
+    real = tubuilder.run
+
+    def spy(cmd: list, **kw: object) -> object:
+        seen.append([str(c) for c in cmd])
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(tubuilder, "run", spy)
+    got = b.verified(screened, oz)
+    assert isinstance(got, tubuilder.Finding) and got.verified
+    opt_runs = [c for c in seen if "-passes=" in " ".join(c)]
+    assert len(opt_runs) == 1 and "-verify-each" in opt_runs[0]
+    assert str(oz.ir_path) in opt_runs[0] and str(b.in_bc) not in opt_runs[0]
+    assert not any("default<Oz>" in c or "<Oz>" in c for c in opt_runs[0] if c.startswith("-passes="))
+    seen.clear()
+    whole = b.evaluate_after(oz, parse_pass_list("O1 loop-deletion"))
+    assert isinstance(b.verified(whole, oz), tubuilder.Finding)
+    assert [c for c in seen if "-passes=" in " ".join(c) and str(b.in_bc) in c and "-verify-each" in c]

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from clang_llm import ir
 from clang_llm.build.jobslots import JobSlots
 from clang_llm.build.targetopts import TargetOptions, derive
 from clang_llm.errors import ToolTimeout
-from clang_llm.objsize import Sizes, object_sizes
+from clang_llm.objsize import object_sizes
 from clang_llm.passes import PassList, PassListError, parse_pass_list, render
 from clang_llm.records import Finding
 from clang_llm.toolchain import run
@@ -103,6 +104,9 @@ class TUBuilder:
         self._built: dict[str, Finding] = {}
         self.codegen_skipped = 0
         self.codegen_s = 0.0  # seconds in clang's backend, all evaluations together
+        # opt runs started: the baseline, every candidate, the verified rerun (`TURecord.opt_evaluations`)
+        self.opt_runs = 0
+        self._count_lock = threading.Lock()
         # When the TU's time budget ends (time.monotonic()); None: only the per-run timeout.
         # An evaluation that starts later is refused at once (`budget`), a running one is cut.
         self.deadline: float | None = None
@@ -187,30 +191,37 @@ class TUBuilder:
         with self.slots.slot():
             return run_it()
 
-    def verified(self, chosen: Finding, limit: Sizes | None = None) -> Finding | Refusal:
-        """The chosen list re-run whole with `opt -verify-each` from the source IR: its object, if
-        the verifier passes every step and the object is byte for byte the one measured -- or,
-        given `limit` (the -Oz object's sizes), another object the whole run built that is not
-        larger than it; else why not (`Refusal`). A finding that came from such a run already is
-        its own verified run. (What may ship after unverified screening: the driver and the
+    def verified(self, chosen: Finding, oz: Finding) -> Finding | Refusal:
+        """The chosen list re-run with `opt -verify-each` (`evaluate_after`: a list extending -Oz
+        runs its own passes verified on the baseline's output, any other list runs whole from
+        the source IR): its object, if the verifier passes every step and the object is byte for
+        byte the one measured -- or another object that run built that is not larger than the -Oz
+        object `oz`; else why not (`Refusal`). A finding that came from such a run already is its
+        own verified run. (What may ship after unverified screening: the driver and the
         evaluation both ask this.)
 
-        Why accept another object: a list run on the baseline's output starts with no cached
-        analyses, a whole run keeps the base pipeline's (scalar evolution, for one), so loop
-        passes after the base can build a slightly different object; the whole run's object is
-        verified and measured here, so shipping it keeps every guarantee the screened one had."""
+        Why the base pipeline is not verified pass by pass: it is clang's own -Oz pipeline, which
+        `clang -Oz -c` runs with no verifier between passes, and its output is verified when opt
+        reads it; the passes a list adds are the unusual part, and each of them is verified.
+        (`benchmarks/bench_verify.py` compares this with the whole verified run: same verdicts
+        and objects, at a fraction of the cost.)
+
+        Why accept another object: a list run whole keeps the base pipeline's cached analyses
+        (scalar evolution, for one) where a run on the baseline's output starts without them,
+        so passes after the base can build a slightly different object; that object is verified
+        and measured here, so shipping it keeps every guarantee the screened one had."""
         if chosen.verified:
             return chosen
         try:
             pl = parse_pass_list(chosen.pass_list)
         except PassListError:
             return "bad-list"
-        again = self.evaluate(pl, verify_each=True)
+        again = self.evaluate_after(oz, pl, verify_each=True)
         if not again.valid or again.object_path is None or chosen.object_path is None:
             log.warning("%s failed opt -verify-each: %s", chosen.pass_list, (again.error or "")[:300])
             return "timeout" if again.error_kind in ("timeout", "budget") else "verify"
         if again.object_path.read_bytes() != chosen.object_path.read_bytes():
-            if limit is not None and again.sizes is not None and again.sizes.not_larger_than(limit):
+            if oz.sizes is not None and again.sizes is not None and again.sizes.not_larger_than(oz.sizes):
                 log.info("%s: the verified run built another object, not larger than -Oz: shipped",
                          chosen.pass_list)
                 return again
@@ -218,20 +229,25 @@ class TUBuilder:
             return "other-object"
         return again
 
-    def evaluate_after(self, start: Finding, pass_list: PassList) -> Finding:
-        """An unverified candidate, cheaper when it extends `start` (the -Oz baseline): a list
-        `Oz X Y` runs only `X Y`, on the baseline's optimized IR. That is exact: a base pipeline
-        ends before the next pass begins, so the optimized module and its object are byte for
-        byte a whole run's (`tests/test_tubuilder_incremental.py`); the list that ships is re-run
-        whole with -verify-each anyway. Any other list runs whole from the source IR."""
+    def extends(self, start: Finding, pass_list: PassList) -> bool:
+        """Whether `pass_list` is `start`'s list (a base pipeline) followed by passes of its own,
+        and `start`'s optimized IR is there to continue from."""
         rest = pass_list.tokens[1:]
-        extends = (start.valid and start.ir_path is not None and start.ir_path.is_file() and rest
-                   and pass_list.tokens[0] == start.pass_list and not PassList(rest).bases)
-        if not extends:
-            return self.evaluate(pass_list, verify_each=False)
+        return bool(start.valid and start.ir_path is not None and start.ir_path.is_file() and rest
+                    and pass_list.tokens[0] == start.pass_list and not PassList(rest).bases)
+
+    def evaluate_after(self, start: Finding, pass_list: PassList, verify_each: bool = False) -> Finding:
+        """A candidate, cheaper when it extends `start` (the -Oz baseline): a list `Oz X Y` runs
+        only `X Y`, on the baseline's optimized IR. That is exact: a base pipeline ends before
+        the next pass begins, so the optimized module and its object are byte for byte a whole
+        run's (`tests/test_tubuilder_incremental.py`). Any other list runs whole from the source
+        IR. `verify_each`: the list's own passes run with `opt -verify-each`."""
+        if not self.extends(start, pass_list):
+            return self.evaluate(pass_list, verify_each=verify_each)
         source = start.ir_path
         assert source is not None
-        return self._in_slot(lambda: self._evaluate(pass_list, False, PassList(rest), source))
+        rest = PassList(pass_list.tokens[1:])
+        return self._in_slot(lambda: self._evaluate(pass_list, verify_each, rest, source))
 
     def _evaluate(self, pass_list: PassList, verify_each: bool, run_list: PassList | None = None,
                   source: Path | None = None) -> Finding:
@@ -242,6 +258,8 @@ class TUBuilder:
             f.error_kind, f.error = "budget", "the TU's time budget was spent before this list ran"
             return f
         with measuring(f):
+            with self._count_lock:
+                self.opt_runs += 1
             res = run(self.opt_command(run_list or pass_list, out_bc, verify_each, source), timeout=self.time_left())
             if res.returncode != 0:
                 return opt_failed(f, res)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -119,6 +120,9 @@ def rank_offline_cmd(
         = "0.25,0.5,1",
     out: Annotated[Path | None, typer.Option(help="Also write the table (markdown) here")] = None,
     allow_test: Annotated[bool, typer.Option(help="Read the test split too (never to choose settings)")] = False,
+    effort: Annotated[bool, typer.Option(help="Also score every effort level (and, with --stops, each level's "
+                                              "rank at these stop values) as the compile runs it")] = False,
+    stops: Annotated[str, typer.Option(help="Stop values to score at each level's rank, comma-separated")] = "",
 ) -> None:
     """coreset@k+backup and rank@k+backup scored on a pool sweep, for any k, with no opt run
     (for choosing defaults on the validation split; measure the choice with `eval`)."""
@@ -149,6 +153,18 @@ def rank_offline_cmd(
     temps = tuple(float(x) for x in risk_temperatures.split(",") if x.strip())
     rows = offline_rows({i: swept[i] for i in modules}, pool, scores, recs, {t.id: t.package for t in tasks},
                         [int(x) for x in k.split(",") if x.strip()], losses=losses, temperatures=temps)
+    if effort:
+        from clang_llm.config import EFFORT_LEVELS
+        from clang_llm.eval.offline import effort_rows
+
+        if losses is None or card.risk_temperature <= 0:
+            raise typer.BadParameter("--effort needs the model's loss table and a card temperature > 0")
+        levels = {f"effort {n}: rank {lv.rank}, stop {lv.stop:g}": lv for n, lv in EFFORT_LEVELS.items()}
+        for n, lv in EFFORT_LEVELS.items():
+            for stop in (float(x) for x in stops.split(",") if x.strip()):
+                levels[f"effort {n}'s rank {lv.rank}, stop {stop:g}"] = replace(lv, stop=stop)
+        rows += effort_rows({i: swept[i] for i in modules}, pool, scores, {t.id: t.package for t in tasks}, losses,
+                            card.risk_temperature, levels)
     text = format_rows(rows)
     if out:
         atomic_write_text(out, text)

@@ -41,7 +41,8 @@ def _pct(a: int, b: int) -> str:
 
 def stats(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
           zero: Annotated[bool, typer.Option("--zero", "-z", help="Reset the counters")] = False) -> None:
-    """Counters: optimized / -Oz / fell back / passed through (by reason), sizes against -Oz."""
+    """Counters: optimized / -Oz / fell back / passed through (by reason), sizes against -Oz, and
+    where the time went (front end, model, candidates, codegen, verified rerun; opt runs per TU)."""
     db = _db()
     if zero:
         db.zero()
@@ -76,8 +77,14 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
                   f"({_pct(totals['cache_hits'], compiled)}); model calls: {totals['model_calls']} "
                   f"(remote requests: {totals['remote_calls']})")
     if cost["tus"]:
-        console.print(f"opt evaluations per optimized TU (incl. the -Oz baseline): mean {cost['opt_evals_mean']}, "
-                      f"max {cost['opt_evals_max']}; model time {cost['model_s']:.2f} s")
+        console.print(f"opt runs per TU (the -Oz baseline, the candidates, the verified rerun): mean "
+                      f"{cost['opt_evals_mean']}, max {cost['opt_evals_max']}")
+    if cost["total_s"]:
+        console.print("seconds, all TUs together: " + ", ".join(
+            f"{label} {cost[key]:.2f}" for label, key in (
+                ("front end", "frontend_s"), ("-Oz baseline", "oz_s"), ("model", "model_s"),
+                ("candidates", "candidates_s"), ("codegen (in the baseline, candidates and rerun)", "codegen_s"),
+                ("verified rerun", "verify_s"), ("total", "total_s"))))
     if totals["oz_text"]:
         for label, a, b in ((".text", "text", "oz_text"), ("allocated", "alloc", "oz_alloc"),
                             ("IR instructions", "count", "oz_count")):

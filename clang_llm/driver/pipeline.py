@@ -237,7 +237,9 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
         oz = baseline.result()  # its Fallback, if the baseline failed, whatever the optimizer did
     decide_s = time.monotonic() - t_decide
     builder.deadline = budget.rerun_deadline()
+    t_verify = time.monotonic()
     decision = what_ships(builder, oz, decision)  # invariants 2 and 3, and the verified rerun
+    verify_s = time.monotonic() - t_verify
     chosen = decision.chosen
     assert chosen.object_path is not None and chosen.sizes is not None
     res = _await(spec, settings, work) or res
@@ -257,8 +259,9 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
                      backend=settings.public()["backend"], cache_hit=cache_hit,
                      seconds=round(time.monotonic() - t0, 3),
                      timing=replace(_timing(t_emit, oz.seconds, decide_s, decision.rounds, time.monotonic() - t0),
-                                    model_load_s=round(load_s, 4), codegen_s=round(builder.codegen_s, 4)),
-                     opt_evaluations=1 + sum(r.opt_evaluations for r in decision.rounds),
+                                    model_load_s=round(load_s, 4), codegen_s=round(builder.codegen_s, 4),
+                                    verify_s=round(verify_s, 4)),
+                     opt_evaluations=builder.opt_runs,
                      speculative=spec is not None)
     return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
                    stdout=res.stdout, stderr=res.stderr)

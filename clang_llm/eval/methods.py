@@ -36,7 +36,7 @@ from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.config import Settings
 from clang_llm.errors import MethodError
 from clang_llm.optimizer.base import Decision
-from clang_llm.optimizer.decide import StoredLists, decide, tu_context, verified_choice, what_ships
+from clang_llm.optimizer.decide import StoredLists, decide, reruns, tu_context, verified_choice, what_ships
 from clang_llm.records import Candidate, EvalRecord, Finding, ListResult, ModelStats
 from clang_llm.train.autotune import search_module, top_lists
 from clang_llm.train.configs import AutotuneConfig
@@ -168,18 +168,19 @@ def _key(f: Finding) -> tuple[int, int, int]:
     return (f.sizes.text, f.sizes.alloc, f.count_after or 0)
 
 
-def _shipped(builder: TUBuilder, oz: Finding, decision: Decision, backup: bool) -> tuple[Finding, str | None]:
-    """What the method ships, and the list its verified rerun refused (if one was). With the -Oz
-    backup: exactly what the driver ships (`what_ships`). Without: the smallest valid candidate
-    (-Oz only when none is valid) after the same verified rerun."""
+def _shipped(builder: TUBuilder, oz: Finding, decision: Decision, backup: bool) -> tuple[Finding, str | None, int]:
+    """What the method ships, the list its verified rerun refused (if one was), and the opt runs
+    that rerun took (0 or 1, as the driver counts them). With the -Oz backup: exactly what the
+    driver ships (`what_ships`). Without: the smallest valid candidate (-Oz only when none is
+    valid) after the same verified rerun."""
     if backup:
         shipped = what_ships(builder, oz, decision)
         refused = decision.chosen.pass_list if shipped.chosen is oz and decision.chosen is not oz else None
-        return shipped.chosen, refused
+        return shipped.chosen, refused, reruns(oz, decision.chosen)
     valid = [f for f in decision.findings if f.valid and f.sizes is not None]
     pick = min(valid, key=_key) if valid else oz
     chosen, why = verified_choice(builder, oz, pick)
-    return chosen, (pick.pass_list if why else None)
+    return chosen, (pick.pass_list if why else None), reruns(oz, pick)
 
 
 def _outcome(f: Finding) -> ListResult:
@@ -253,8 +254,8 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
         tu = tu_context(builder, oz, ir_text or "", Settings(), source=source, screen_verified=setup.verify_each,
                         record=recorded.append)
         decision = decide(StoredLists(setup.coreset[: spec.n]), tu)
-        evals += len(recorded)
-        chosen, refused = _shipped(builder, oz, decision, spec.backup)
+        chosen, refused, rerun = _shipped(builder, oz, decision, spec.backup)
+        evals += len(recorded) + rerun
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
     return _result("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds,
@@ -292,8 +293,8 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
     if decision.reason == "optimizer-error":
         return _result("error", reason=f"the loop raised: {decision.rounds[-1].error if decision.rounds else ''}"[:300],
                        evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
-    chosen, refused = _shipped(builder, oz, decision, spec.backup)
+    chosen, refused, rerun = _shipped(builder, oz, decision, spec.backup)
     cands = _candidates(decision, recorded)
-    return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded),
+    return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded) + rerun,
                         wall_s=time.monotonic() - t0 + oz.seconds, model=_model_stats(cands),
                         decision_reason=decision.reason, model_calls=decision.model_calls, refused=refused)

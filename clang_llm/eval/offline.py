@@ -21,11 +21,13 @@ from clang_llm.train.pool_sweep import PoolSizes
 if TYPE_CHECKING:
     import numpy as np
 
+    from clang_llm.config import EffortLevel
+
 
 @dataclass(frozen=True)
 class OfflineRow:
     method: str
-    evals: int  # opt evaluations per module, the -Oz baseline included
+    evals: float  # opt evaluations per module, the -Oz baseline included (a mean, with an early stop)
     modules: int
     text_gain: float  # 1 - geomean(.text / -Oz .text)
     package_gain: float | None  # the same without csmith modules
@@ -111,6 +113,45 @@ def offline_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str,
     return out
 
 
+def effort_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str, list[float]],
+                packages: dict[str, str], losses: np.ndarray, temperature: float,
+                levels: dict[str, EffortLevel]) -> list[OfflineRow]:
+    """Each effort level as the compile runs it (one round, no written lists): the level's `rank`
+    lists in minimum-risk order, tried one after another while `risk.stop_rule` says the rest is
+    worth it (`run_in_order`, the compile's own), the best not larger than -Oz kept. evals: the
+    baseline, the lists tried, and the verified rerun of a winner."""
+    from clang_llm.model.risk import module_weights, risk_order, stop_rule
+    from clang_llm.optimizer.in_order import run_in_order
+
+    ids = sorted(i for i, r in sweep.items() if r.status == "ok" and r.oz and i in scores)
+    rest = [i for i, p in enumerate(pool) if p != "Oz"]
+    csmith = {i for i in ids if packages.get(i, "").startswith("csmith")}
+    out = []
+    for name, level in levels.items():
+        pairs, pkg, evals = [], [], 0
+        for mid in ids:
+            oz, sizes = sweep[mid].oz, list(sweep[mid].sizes)
+            assert oz is not None
+
+            def logratio(j: int, oz: ObjectSize = oz, sizes: list[ObjectSize | None] = sizes) -> float:
+                z = sizes[j]
+                if z is None or z.text > oz.text or z.alloc > oz.alloc or oz.text <= 0:
+                    return 0.0
+                return math.log(max(1, z.text) / oz.text)
+
+            order = risk_order(scores[mid], losses, temperature, level.rank, rest)
+            go_on = stop_rule(module_weights(losses, scores[mid], temperature), losses, order, level.stop, logratio)
+            tried = run_in_order(order, lambda j: j, 1, go_on)
+            chosen = _pick(oz, sizes, tried)
+            evals += 1 + len(tried) + (chosen is not oz)
+            pairs.append((chosen.text, oz.text))
+            if mid not in csmith:
+                pkg.append((chosen.text, oz.text))
+        out.append(OfflineRow(name, evals / max(1, len(ids)), len(ids), _gain(pairs), _gain(pkg) if pkg else None,
+                              None))
+    return out
+
+
 def model_scores(model_dir: Path, modules: dict[str, Path], threads: int = 1) -> dict[str, list[float]]:
     """The model's ranking of its pool for each module's round-1 prompt (as the loop builds it)."""
     from clang_llm import ir
@@ -142,6 +183,7 @@ def format_rows(rows: list[OfflineRow]) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         share = "–" if r.share_of_autotuner is None else f"{r.share_of_autotuner * 100:.1f} %"
-        lines.append(f"| {r.method} | {r.evals or '–'} | {r.modules} | {pct(r.text_gain)} | {pct(r.package_gain)} "
-                     f"| {share} |")
+        evals = f"{r.evals:g}" if r.evals == int(r.evals) else f"{r.evals:.2f}"
+        lines.append(f"| {r.method} | {evals if r.evals else '–'} | {r.modules} | {pct(r.text_gain)} "
+                     f"| {pct(r.package_gain)} | {share} |")
     return "\n".join(lines) + "\n"

@@ -76,14 +76,14 @@ class ReplayingBuilder(TUBuilder):
         self._done[key] = dataclasses.replace(f)
         return f
 
-    def evaluate_after(self, start: Finding, pass_list: PassList) -> Finding:
-        """An unverified run that extends `start` (the driver's screening run), replayed too."""
-        key = (str(pass_list), False)
+    def evaluate_after(self, start: Finding, pass_list: PassList, verify_each: bool = False) -> Finding:
+        """A run that extends `start` (the driver's screening run and its verified rerun), replayed too."""
+        key = (f"after:{pass_list}" if self.extends(start, pass_list) else str(pass_list), verify_each)
         if key in self._done:
             first = self._done[key]
             self.replayed_seconds += first.seconds
             return dataclasses.replace(first)
-        f = super().evaluate_after(start, pass_list)
+        f = super().evaluate_after(start, pass_list, verify_each=verify_each)
         self._done[key] = dataclasses.replace(f)
         return f
 

@@ -17,11 +17,14 @@ i wins (``w(m) = sum_i q(i) [i wins m] / #modules i wins``, ``q ∝ exp(log p / 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
+
+R = TypeVar("R")
 
 LOSSES_FILE = "pool-losses.npy"
 LOSS_SCALE = 1e-4  # the file stores int16 log ratios in units of 1e-4 (±3.27: ±96 % of -Oz .text)
@@ -88,3 +91,36 @@ def risk_order(log_probs: list[float], losses: np.ndarray, temperature: float, k
         order.append(j)
         best = np.minimum(best, losses[:, j])
     return order
+
+
+def further_gain(weights: np.ndarray, losses: np.ndarray, best: float, rest: list[int]) -> float:
+    """How far the model expects the lists `rest` to lower the best log(.text / -Oz .text) found
+    so far (`best`, <= 0: -Oz is always there): ``sum_m w(m) max(0, best - min_j L[m, j])``.
+
+    Why this stop rule: after a list that already won big, few train modules have a list that
+    beats it, so the rest is expected to add little; on a TU the model believes nothing helps,
+    the rule says so before any run (`best` = 0). It reads the model's belief and the loss table
+    only, so the offline evaluation applies it exactly as the compile does."""
+    import numpy as np
+
+    if not rest:
+        return 0.0
+    reach = np.minimum(0.0, losses[:, rest].min(axis=1))
+    return float(weights @ np.maximum(0.0, best - reach))
+
+
+def stop_rule(weights: np.ndarray, losses: np.ndarray, plan: list[int], stop: float,
+              logratio: Callable[[R], float], best: float = 0.0) -> Callable[[list[R], int], bool]:
+    """Whether the i-th list of `plan` (pool indices in try order) is worth its run, given the
+    results before it: while `further_gain` of `plan[i:]` from the best log ratio so far
+    (`best`, from earlier rounds, and `logratio` of each result, 0 for a failed or larger
+    object) is at least `stop`. Positions past the plan (lists the model wrote) always run. The
+    compile (`optimizer/loop.py`) and the offline evaluation (`eval/offline.py`) both use it."""
+
+    def go_on(results: list[R], i: int) -> bool:
+        if i >= len(plan):
+            return True
+        so_far = min([0.0, best, *(logratio(r) for r in results)])
+        return further_gain(weights, losses, so_far, plan[i:]) >= stop
+
+    return go_on

@@ -32,7 +32,8 @@ def tu_context(builder: TUBuilder, baseline: Finding | Future[Finding], ir_text:
     """The context every optimizer sees. Candidates run without -verify-each (opt is 2-5x cheaper
     so; the one chosen to ship is re-run with it by `what_ships`), a list extending -Oz only its
     own passes on the baseline's output; a decision's only list runs verified in the first place
-    (it needs no second run). `screen_verified`: every candidate runs verified (an evaluation's
+    (it needs no second run; `TUBuilder.verified` says which passes are verified).
+    `screen_verified`: every candidate runs verified (an evaluation's
     --verify). `record` sees every finding, in order (an evaluation counts them)."""
     assert builder.count_before is not None
 
@@ -42,7 +43,7 @@ def tu_context(builder: TUBuilder, baseline: Finding | Future[Finding], ir_text:
         return f
 
     def verified(pl: PassList) -> Finding:
-        return recorded(builder.evaluate(pl, verify_each=True))
+        return recorded(builder.evaluate_after(tu.oz, pl, verify_each=True))
 
     def screened(pl: PassList) -> Finding:
         return recorded(builder.evaluate_after(tu.oz, pl))
@@ -87,10 +88,16 @@ def verified_choice(builder: TUBuilder, oz: Finding, chosen: Finding) -> tuple[F
     (what may ship, "") or (-Oz, why the list was refused)."""
     if chosen is oz:
         return oz, ""
-    again = builder.verified(chosen, oz.sizes)
+    again = builder.verified(chosen, oz)
     if isinstance(again, str):
         return oz, "verify-each-timeout" if again == "timeout" else "verify-each-failed"
     return again, ""
+
+
+def reruns(oz: Finding, chosen: Finding) -> int:
+    """The opt runs `verified_choice` spends on `chosen`: one, unless it is -Oz or its screening
+    run was the verified one already."""
+    return 0 if chosen is oz or chosen.verified else 1
 
 
 def what_ships(builder: TUBuilder, oz: Finding, decision: Decision) -> Decision:

@@ -12,16 +12,17 @@ prompt for round r+1. The best validated object over all rounds wins; -Oz when n
 from __future__ import annotations
 
 import logging
+import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from clang_llm import ir
 from clang_llm.errors import ModelError, PassListError, PromptTooLong
-from clang_llm.model.risk import risk_order
+from clang_llm.model.risk import module_weights, risk_order, stop_rule
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.optimizer.formats import CLLM, PromptFormat, get_format
+from clang_llm.optimizer.in_order import GoOn, run_in_order
 from clang_llm.optimizer.prompt import (
     Answer,
     build_feedback_prompt,
@@ -37,6 +38,8 @@ from clang_llm.records import Candidate, Finding, Prediction, Round
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import numpy as np
+
     from clang_llm.config import Settings
     from clang_llm.model import Model
     from clang_llm.model.http import HttpModel
@@ -44,9 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("clang_llm")
 
 # Bumped when the loop's behaviour changes, so that cached evaluation results are not reused.
-LOOP_VERSION = 5  # 2: greedy answer first, then samples; 3: samples drawn until k lists are distinct;
+LOOP_VERSION = 6  # 2: greedy answer first, then samples; 3: samples drawn until k lists are distinct;
 # 4: ranked stored lists (cllm-v2) beside the samples
 # 5: evaluations decide through optimizer/decide.py: a decision's only list runs verified at once
+# 6: ranked lists run in order and stop early (settings.stop, risk.further_gain)
 MAX_DRAWS_PER_SAMPLE = 4  # sampling stops after 4k draws, distinct or not (bounds the latency)
 
 
@@ -74,6 +78,10 @@ class ModelLoop:
         # A local model's card names its format (cllm-v1 or cllm-v2); a server's is passed in.
         self.format = prompt_format or (get_format(model.card.prompt_format) if model.card.prompt_format else CLLM)
         self._ir_texts: dict[Path | None, str | None] = {}  # per TU: opt's IR by file, parsed once
+        # Per round: the ranked lists' pool indices in try order, and the model's belief over the
+        # loss table's modules (None: no loss table, no early stop).
+        self._plan: list[int] = []
+        self._weights: np.ndarray | None = None
 
     @property
     def model_id(self) -> str:
@@ -150,8 +158,9 @@ class ModelLoop:
             allowed.append((i, pl))
         lists = dict(allowed)
         order = self._risk_order(scores, [i for i, _ in allowed]) or [i for i, _ in allowed]
+        self._plan = order[: self.settings.rank]
         out: list[tuple[str, Answer]] = []
-        for i in order[: self.settings.rank]:
+        for i in self._plan:
             pl = lists[i]
             tried.add(str(pl))
             out.append((f"{pool_token(i)}passes: {pl}", Answer(pass_text=str(pl), pass_list=pl, choice=i)))
@@ -164,7 +173,26 @@ class ModelLoop:
         temp = float(getattr(getattr(self.model, "card", None), "risk_temperature", 0.0) or 0.0)
         if losses is None or temp <= 0 or not allowed:
             return []
+        self._weights = module_weights(losses, scores, temp)
         return risk_order(scores, losses, temp, self.settings.rank, allowed)
+
+    def _stop_rule(self, tu: TUContext, earlier: list[Finding]) -> GoOn[Finding] | None:
+        """`settings.stop` as a rule for `run_in_order` over this round's lists (the ranked ones
+        first, `risk.stop_rule`), counting what earlier rounds found. None: no early stop (stop
+        0, or a model without a loss table)."""
+        losses = getattr(self.model, "pool_losses", None)
+        if self.settings.stop <= 0 or self._weights is None or losses is None or not self._plan:
+            return None
+        oz = tu.oz.sizes
+        assert oz is not None
+
+        def logratio(f: Finding) -> float:
+            if not f.valid or f.sizes is None or not f.sizes.not_larger_than(oz) or oz.text <= 0:
+                return 0.0
+            return math.log(max(1, f.sizes.text) / oz.text)
+
+        return stop_rule(self._weights, losses, self._plan, self.settings.stop, logratio,
+                         min([0.0, *(logratio(f) for f in earlier)]))
 
     def _stored(self, ans: Answer) -> Answer:
         """A cllm-v2 answer that opens with a stored list's choice token names that list: the
@@ -237,6 +265,7 @@ class ModelLoop:
         ranking = bool(self._pool())
         for r in range(s.rounds):
             t_model = time.monotonic()
+            self._plan, self._weights = [], None
             try:
                 pairs = self._ranked(current, tried)
                 # Beside ranked stored lists, the samples are lists the model writes itself.
@@ -260,19 +289,25 @@ class ModelLoop:
                 # The last round's only list: if it wins it ships, and the driver would re-run it
                 # with -verify-each; one verified run instead of two runs.
                 evaluate = tu.evaluate_verified
-            with ThreadPoolExecutor(max_workers=max(1, min(s.jobs, len(distinct) or 1))) as pool:
-                results = list(pool.map(evaluate, distinct))
+            # Ranked lists first, in their order: the stop rule may end the round after any.
+            results = run_in_order(distinct, evaluate, max(1, s.jobs), self._stop_rule(tu, findings))
             candidates_s = time.monotonic() - t_cand
-            by_list = {str(OZ): tu.oz, **{str(pl): f for pl, f in zip(distinct, results, strict=True)}}
-            cands = [self._check(a, p, tu, by_list) for a, p in pairs]
+            by_list = {str(OZ): tu.oz, **{str(pl): f for pl, f in zip(distinct, results, strict=False)}}
+            stopped = len(results) < len(distinct)
+            cands = [self._check(a, p, tu, by_list) for a, p in pairs
+                     if p.pass_list is None or str(p.pass_list) in by_list]
             round_findings = [c.finding for c in cands]
             findings.extend(round_findings)
             best, why = select_best(tu.oz, round_findings)
             # The answer that named the best list first (select_best keeps the earliest of equals).
             idx = round_findings.index(best) if best in round_findings else 0
             rec = Round(round=r + 1, prompt_tokens=self.model.count_tokens(current), candidates=tuple(cands),
-                        opt_evaluations=len(distinct), model_s=round(model_s, 4), candidates_s=round(candidates_s, 4))
+                        opt_evaluations=len(results), model_s=round(model_s, 4), candidates_s=round(candidates_s, 4))
             rounds.append(rec)
+            if stopped:
+                rounds[-1] = replace(rec, stop=f"the model expects the {len(distinct) - len(results)} lists left "
+                                               f"to gain less than stop = {s.stop:g}")
+                break
             if why == "beats-oz" and cands[idx].prediction.correct_count(best):
                 rounds[-1] = replace(rec, stop="beats -Oz with a correct prediction")
                 break

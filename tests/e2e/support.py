@@ -77,6 +77,10 @@ def build_env(state_dir: Path, bin_dir: Path, **extra: str) -> dict[str, str]:
     env["XDG_CONFIG_HOME"] = str(state_dir / "xdg-config")  # no ~/.config/clang-llm/config.toml
     env["LC_ALL"] = "C"
     env["CLANG_LLM_DAEMON_IDLE"] = "120"  # each build's daemon goes soon after the test
+    # The suite at another effort level (`CLANG_LLM_E2E_EFFORT=1 pytest tests/e2e`): every check
+    # must hold at every level; CI runs the default.
+    if os.environ.get("CLANG_LLM_E2E_EFFORT"):
+        env["CLANG_LLM_EFFORT"] = os.environ["CLANG_LLM_E2E_EFFORT"]
     env.update(extra)
     return env
 
