@@ -118,3 +118,24 @@ def test_pool_risk_command_writes_and_removes_the_table(tmp_path: Path) -> None:
                             "--temperature", "1"])
     assert r.exit_code == 2 and "pool-risk" in r.output  # a usage error, the model left as it was
     assert not (model / LOSSES_FILE).exists() and read_card(model).risk_temperature == 0
+
+
+def test_the_stop_rule_weighs_the_rest_against_the_best_found_so_far() -> None:
+    """Two train modules, equally believed; list 0 wins 10 % on both, list 1 5 % on one. Before
+    any run the rest is worth trying; after a 10 % win (in this round or an earlier one) list 1
+    cannot lower the best any further, so the rule stops; after a list that found nothing (or
+    grew the object: log ratio 0), list 1 is still worth it. Past the plan, written lists run."""
+    import numpy as np
+
+    from clang_llm.model.risk import further_gain, stop_rule
+
+    losses = np.array([[-0.10, -0.05], [-0.10, 0.0]])
+    w = np.array([0.5, 0.5])
+    assert further_gain(w, losses, 0.0, [1]) == pytest.approx(0.025)
+    assert further_gain(w, losses, -0.1, [1]) == 0.0 and further_gain(w, losses, 0.0, []) == 0.0
+    go_on = stop_rule(w, losses, [0, 1], 0.01, lambda r: r)
+    assert go_on([], 0) and go_on([0.0], 1) and not go_on([-0.1], 1)
+    assert go_on([-0.1], 2)  # a list the model wrote, past the ranked plan
+    earlier = stop_rule(w, losses, [0, 1], 0.01, lambda r: r, best=-0.1)  # an earlier round found -10 %
+    assert not earlier([], 1) and not earlier([0.0], 1)
+    assert stop_rule(w, losses, [0, 1], 0.03, lambda r: r)([0.0], 1) is False  # 0.025 < 0.03

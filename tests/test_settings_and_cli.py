@@ -138,12 +138,24 @@ def test_stats_counts_the_compiles_that_ran(state: Path, src: Path, winner: Path
     recs = [record(state, cwd / o) for o in ("a.o", "b.o")]
     assert s["count"] == sum(rec.chosen.count_after for rec in recs)
     assert s["oz_count"] == sum(rec.oz.count_after for rec in recs)
+    # opt runs per TU count the baseline, every candidate and the winner's verified rerun
+    won = recs[1]
+    screened = next(c.finding for r in won.rounds for c in r.candidates if c.pass_list == won.chosen.pass_list)
+    assert won.opt_evaluations == 1 + sum(r.opt_evaluations for r in won.rounds) + (0 if screened.verified else 1)
+    runs = [rec.opt_evaluations for rec in recs]
+    assert (data["cost"]["opt_evals_mean"], data["cost"]["opt_evals_max"]) == (round(sum(runs) / 2, 2), max(runs))
+    cost = data["cost"]
+    assert cost["total_s"] == pytest.approx(sum(rec.timing.total_s for rec in recs), abs=0.01)
+    assert 0 < cost["frontend_s"] < cost["total_s"] and 0 < cost["oz_s"] and 0 < cost["candidates_s"]
+    assert (cost["verify_s"] > 0) == (not screened.verified)
 
     r = tool("stats", cwd=cwd)
     assert r.returncode == 0, r.stderr
     assert re.search(r"│ optimized +│ beats-oz +│ 1 +│ 25\.0% +│", r.stdout), r.stdout
     assert "TUs compiled through the wrapper: 2; beat -Oz: 1 (50.0%); cache hits: 0 (0.0%)" in r.stdout
     assert f".text: {text} vs -Oz {oz_text} ({100.0 * (text - oz_text) / oz_text:+.2f}%)" in r.stdout
+    assert f"mean {data['cost']['opt_evals_mean']}, max {data['cost']['opt_evals_max']}" in r.stdout
+    assert f"verified rerun {cost['verify_s']:.2f}" in r.stdout
 
     assert "statistics zeroed" in tool("stats", "--zero", cwd=cwd).stdout
     assert json.loads(tool("stats", "--json", cwd=cwd).stdout)["calls"] == 0
