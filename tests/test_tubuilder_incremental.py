@@ -17,7 +17,8 @@ SOURCE = ("int t[16]; int f(int n) { int s = 0; for (int i = 0; i < n; i++) { if
           " else s -= i * 3; } return s; }\nint g(int x) { switch (x) { case 1: return 4; case 2: return 9;"
           " case 3: return f(x); default: return f(x + 1) * 2; } }\n")
 LISTS = ["Oz gvn-sink", "Oz simplifycfg<hoist-common-insts;sink-common-insts> loop-reduce early-cse",
-         "Oz ipsccp globalopt", "Oz dse loop-deletion", "O1 gvn-sink", "Oz"]
+         "Oz ipsccp globalopt", "Oz dse loop-deletion", "O1 gvn-sink", "Oz", "Os loop-deletion gvn-sink",
+         "Os globalopt", "O2 dse", "Oz gvn-sink O1"]
 
 
 def _builder(tmp: Path, name: str) -> TUBuilder:
@@ -33,7 +34,10 @@ def _builder(tmp: Path, name: str) -> TUBuilder:
     return b
 
 
-def test_extensions_of_oz_match_whole_runs_byte_for_byte(tmp_path: Path) -> None:
+def test_extensions_of_a_base_match_whole_runs_byte_for_byte(tmp_path: Path) -> None:
+    """Lists on -Oz continue from the baseline, lists on -Os, -O1, -O2 from that base's output
+    (one opt run per base and TU); a list with two bases runs whole. Every object is the whole
+    run's, byte for byte."""
     inc, whole = _builder(tmp_path, "inc"), _builder(tmp_path, "whole")
     oz = inc.evaluate(OZ, verify_each=False)
     for text in LISTS:
@@ -44,10 +48,12 @@ def test_extensions_of_oz_match_whole_runs_byte_for_byte(tmp_path: Path) -> None
         assert a.count_after == b.count_after and a.sizes == b.sizes
         assert a.object_path is not None and b.object_path is not None
         assert a.object_path.read_bytes() == b.object_path.read_bytes(), text
-        assert not a.verified  # a screening run: the shipped list is re-run whole with -verify-each
+        assert not a.verified  # a screening run: the shipped list is re-run with -verify-each
+    # the baseline, each list once, and one run for each of the other bases (O1, Os, O2)
+    assert inc.opt_runs == 1 + len(LISTS) + 3
 
 
-def test_a_failed_baseline_or_another_base_runs_whole(tmp_path: Path) -> None:
+def test_a_failed_baseline_runs_whole(tmp_path: Path) -> None:
     b = _builder(tmp_path, "w")
     oz = b.evaluate(OZ, verify_each=False)
     oz.ir_path.unlink()  # the baseline's output is gone: nothing to extend
@@ -93,7 +99,7 @@ def test_a_verified_rerun_that_builds_another_object_ships_it_only_within_the_li
     assert b.verified(screened, oz) is not screened and isinstance(b.verified(screened, oz), Finding)  # same bytes
 
 
-def test_the_verified_rerun_of_a_list_extending_oz_verifies_its_own_passes_on_the_baseline(
+def test_the_verified_rerun_verifies_the_lists_own_passes_on_its_bases_output(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The rerun of `Oz X` is `opt -verify-each -passes=X` on the baseline's output (clang's own
     -Oz pipeline is not verified pass by pass, as `clang -Oz -c` does not); a list on another
@@ -117,7 +123,12 @@ def test_the_verified_rerun_of_a_list_extending_oz_verifies_its_own_passes_on_th
     assert len(opt_runs) == 1 and "-verify-each" in opt_runs[0]
     assert str(oz.ir_path) in opt_runs[0] and str(b.in_bc) not in opt_runs[0]
     assert not any("default<Oz>" in c or "<Oz>" in c for c in opt_runs[0] if c.startswith("-passes="))
+    o1 = b.evaluate_after(oz, parse_pass_list("O1 loop-deletion"))  # -O1's output is kept for it
     seen.clear()
-    whole = b.evaluate_after(oz, parse_pass_list("O1 loop-deletion"))
-    assert isinstance(b.verified(whole, oz), tubuilder.Finding)
-    assert [c for c in seen if "-passes=" in " ".join(c) and str(b.in_bc) in c and "-verify-each" in c]
+    assert isinstance(b.verified(o1, oz), tubuilder.Finding)
+    (rerun,) = [c for c in seen if any(a.startswith("-passes=") for a in c)]
+    assert "-verify-each" in rerun and str(b.in_bc) not in rerun and "-passes=function(loop(loop-deletion))" in rerun
+    seen.clear()
+    two = b.evaluate_after(oz, parse_pass_list("Oz loop-deletion O1"))  # two bases: runs whole
+    assert isinstance(b.verified(two, oz), tubuilder.Finding)
+    assert [c for c in seen if str(b.in_bc) in c and "-verify-each" in c]

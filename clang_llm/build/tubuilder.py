@@ -107,6 +107,9 @@ class TUBuilder:
         # opt runs started: the baseline, every candidate, the verified rerun (`TURecord.opt_evaluations`)
         self.opt_runs = 0
         self._count_lock = threading.Lock()
+        # Base pipelines' outputs (Os, O1, O2) by token, for the lists that continue from them.
+        self._bases: dict[str, Finding] = {}
+        self._base_lock = threading.Lock()
         # When the TU's time budget ends (time.monotonic()); None: only the per-run timeout.
         # An evaluation that starts later is refused at once (`budget`), a running one is cut.
         self.deadline: float | None = None
@@ -192,16 +195,16 @@ class TUBuilder:
             return run_it()
 
     def verified(self, chosen: Finding, oz: Finding) -> Finding | Refusal:
-        """The chosen list re-run with `opt -verify-each` (`evaluate_after`: a list extending -Oz
-        runs its own passes verified on the baseline's output, any other list runs whole from
-        the source IR): its object, if the verifier passes every step and the object is byte for
+        """The chosen list re-run with `opt -verify-each` (`evaluate_after`: a list extending a
+        base pipeline runs its own passes verified on that base's output, any other list runs
+        whole from the source IR): its object, if the verifier passes every step and the object is byte for
         byte the one measured -- or another object that run built that is not larger than the -Oz
         object `oz`; else why not (`Refusal`). A finding that came from such a run already is its
         own verified run. (What may ship after unverified screening: the driver and the
         evaluation both ask this.)
 
-        Why the base pipeline is not verified pass by pass: it is clang's own -Oz pipeline, which
-        `clang -Oz -c` runs with no verifier between passes, and its output is verified when opt
+        Why the base pipeline is not verified pass by pass: it is clang's own pipeline, which
+        `clang -Oz -c` (or -Os, -O1, -O2) runs with no verifier between passes, and its output is verified when opt
         reads it; the passes a list adds are the unusual part, and each of them is verified.
         (`benchmarks/bench_verify.py` compares this with the whole verified run: same verdicts
         and objects, at a fraction of the cost.)
@@ -229,20 +232,38 @@ class TUBuilder:
             return "other-object"
         return again
 
-    def extends(self, start: Finding, pass_list: PassList) -> bool:
-        """Whether `pass_list` is `start`'s list (a base pipeline) followed by passes of its own,
-        and `start`'s optimized IR is there to continue from."""
+    @staticmethod
+    def extends(pass_list: PassList) -> bool:
+        """Whether `pass_list` is one base pipeline (-Oz, -Os, -O1, -O2) followed by passes of
+        its own: then it can continue from that base's output."""
         rest = pass_list.tokens[1:]
-        return bool(start.valid and start.ir_path is not None and start.ir_path.is_file() and rest
-                    and pass_list.tokens[0] == start.pass_list and not PassList(rest).bases)
+        return bool(rest) and pass_list.tokens[0] in BASE_LEVELS and not PassList(rest).bases
 
-    def evaluate_after(self, start: Finding, pass_list: PassList, verify_each: bool = False) -> Finding:
-        """A candidate, cheaper when it extends `start` (the -Oz baseline): a list `Oz X Y` runs
-        only `X Y`, on the baseline's optimized IR. That is exact: a base pipeline ends before
-        the next pass begins, so the optimized module and its object are byte for byte a whole
-        run's (`tests/test_tubuilder_incremental.py`). Any other list runs whole from the source
-        IR. `verify_each`: the list's own passes run with `opt -verify-each`."""
-        if not self.extends(start, pass_list):
+    def base_output(self, token: str, oz: Finding) -> Finding | None:
+        """clang's own `token` pipeline on the source IR, its optimized IR kept for the lists that
+        continue from it: the -Oz baseline itself for `Oz`, else one opt run per base and TU (no
+        codegen), whichever thread asks first. None when it failed."""
+        if token == oz.pass_list:
+            got: Finding | None = oz
+        else:
+            with self._base_lock:  # never held by a thread that holds a slot: no deadlock
+                if token not in self._bases:
+                    self._bases[token] = self._in_slot(
+                        lambda: self._evaluate(PassList((token,)), False, objects=False))
+                got = self._bases[token]
+        if got is None or not got.valid or got.ir_path is None or not got.ir_path.is_file():
+            return None
+        return got
+
+    def evaluate_after(self, oz: Finding, pass_list: PassList, verify_each: bool = False) -> Finding:
+        """A candidate, cheaper when it extends a base pipeline: `Oz X Y` runs only `X Y` on the
+        -Oz baseline's optimized IR (`oz`), `Os X Y` on clang's -Os output, run once per TU
+        (`base_output`). That is exact: a base pipeline ends before the next pass begins, so the
+        optimized module and its object are byte for byte a whole run's
+        (`tests/test_tubuilder_incremental.py`). Any other list, or one whose base failed, runs
+        whole from the source IR. `verify_each`: the list's own passes run with `opt -verify-each`."""
+        start = self.base_output(pass_list.tokens[0], oz) if self.extends(pass_list) else None
+        if start is None:
             return self.evaluate(pass_list, verify_each=verify_each)
         source = start.ir_path
         assert source is not None
@@ -250,7 +271,9 @@ class TUBuilder:
         return self._in_slot(lambda: self._evaluate(pass_list, verify_each, rest, source))
 
     def _evaluate(self, pass_list: PassList, verify_each: bool, run_list: PassList | None = None,
-                  source: Path | None = None) -> Finding:
+                  source: Path | None = None, objects: bool = True) -> Finding:
+        """One opt run (`run_list` on `source`, by default the whole list on the source IR), then,
+        unless `objects` is False (a base's output kept for others), count, codegen and sizes."""
         tag = f"c{next(self._ids)}"
         out_bc, out_o = self.workdir / f"{tag}.bc", self.workdir / f"{tag}.o"
         f = Finding(pass_list=str(pass_list), valid=False, count_before=self.count_before)
@@ -264,6 +287,9 @@ class TUBuilder:
             if res.returncode != 0:
                 return opt_failed(f, res)
             f.ir_path = out_bc
+            if not objects:
+                f.valid = True
+                return f
             digest = None
             if verify_each:
                 f.count_after = ir.count_file(out_bc)

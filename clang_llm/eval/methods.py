@@ -36,7 +36,15 @@ from clang_llm.build.tubuilder import TUBuilder
 from clang_llm.config import Settings
 from clang_llm.errors import MethodError
 from clang_llm.optimizer.base import Decision
-from clang_llm.optimizer.decide import StoredLists, decide, reruns, tu_context, verified_choice, what_ships
+from clang_llm.optimizer.decide import (
+    StoredLists,
+    base_runs,
+    decide,
+    reruns,
+    tu_context,
+    verified_choice,
+    what_ships,
+)
 from clang_llm.records import Candidate, EvalRecord, Finding, ListResult, ModelStats
 from clang_llm.train.autotune import search_module, top_lists
 from clang_llm.train.configs import AutotuneConfig
@@ -255,7 +263,7 @@ def run_method(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                         record=recorded.append)
         decision = decide(StoredLists(setup.coreset[: spec.n]), tu)
         chosen, refused, rerun = _shipped(builder, oz, decision, spec.backup)
-        evals += len(recorded) + rerun
+        evals += len(recorded) + base_runs(oz, recorded) + rerun
     else:
         return _run_model(spec, setup, builder, oz, ir_text, source, t0)
     return _result("ok", chosen=_outcome(chosen), evals=evals, wall_s=time.monotonic() - t0 + oz.seconds,
@@ -295,6 +303,6 @@ def _run_model(spec: MethodSpec, setup: MethodSetup, builder: TUBuilder, oz: Fin
                        evals=1 + len(recorded), wall_s=time.monotonic() - t0 + oz.seconds)
     chosen, refused, rerun = _shipped(builder, oz, decision, spec.backup)
     cands = _candidates(decision, recorded)
-    return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded) + rerun,
+    return _result("ok", chosen=_outcome(chosen), evals=1 + len(recorded) + base_runs(oz, recorded) + rerun,
                         wall_s=time.monotonic() - t0 + oz.seconds, model=_model_stats(cands),
                         decision_reason=decision.reason, model_calls=decision.model_calls, refused=refused)

@@ -78,7 +78,7 @@ class ReplayingBuilder(TUBuilder):
 
     def evaluate_after(self, start: Finding, pass_list: PassList, verify_each: bool = False) -> Finding:
         """A run that extends `start` (the driver's screening run and its verified rerun), replayed too."""
-        key = (f"after:{pass_list}" if self.extends(start, pass_list) else str(pass_list), verify_each)
+        key = (f"after:{pass_list}" if self.extends(pass_list) else str(pass_list), verify_each)
         if key in self._done:
             first = self._done[key]
             self.replayed_seconds += first.seconds

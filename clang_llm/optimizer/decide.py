@@ -94,6 +94,20 @@ def verified_choice(builder: TUBuilder, oz: Finding, chosen: Finding) -> tuple[F
     return again, ""
 
 
+def base_runs(oz: Finding, tried: list[Finding]) -> int:
+    """The opt runs of base pipelines other than -Oz that the lists in `tried` continued from
+    (`TUBuilder.base_output`: one per base and TU), as the driver counts them."""
+    bases = set()
+    for f in tried:
+        try:
+            pl = parse_pass_list(f.pass_list)
+        except PassListError:
+            continue
+        if TUBuilder.extends(pl) and pl.tokens[0] != oz.pass_list:
+            bases.add(pl.tokens[0])
+    return len(bases)
+
+
 def reruns(oz: Finding, chosen: Finding) -> int:
     """The opt runs `verified_choice` spends on `chosen`: one, unless it is -Oz or its screening
     run was the verified one already."""
