@@ -221,3 +221,35 @@ def test_small_source_runs_plain_clang_beside_the_ir_step(state: Path, tmp_path:
     assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
     calls = log.read_text().splitlines()
     assert len(calls) == 2 and sum("-emit-llvm" in c for c in calls) == 1  # the IR step, plain clang once
+
+
+def test_a_stored_object_ships_without_waiting_for_the_speculative_run(state: Path, tmp_path: Path,
+                                                                        winner: Path) -> None:
+    """A small source the model wins, compiled twice with the decision cache: the second compile
+    ships the stored object while plain clang's speculative run (slowed here to 20 s) is stopped,
+    not waited for, and the depfile is still the one plain clang writes (the IR step writes it)."""
+    import time
+
+    log = tmp_path / "calls"
+    slow_clang = tmp_path / "slow-clang"
+    slow = tmp_path / "slow-now"  # the same compiler both times (it is part of the cache key)
+    slow_clang.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                          f'case "$*" in *plain-oz.o*) [ -e {slow} ] && sleep 20;; esac\nexec clang-22 "$@"\n')
+    slow_clang.chmod(0o755)
+    env = {**{k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}, "CLANG_LLM_SPECULATE_BYTES": "65536",
+           "CLANG_LLM_CLANG": str(slow_clang)}
+    cwd = winner.parent
+    assert run_wrapper(["-c", winner.name, "-o", "first.o", "-MD"], cwd, env=env).returncode == 0
+    slow.touch()
+    log.unlink()
+    t0 = time.monotonic()
+    r = run_wrapper(["-c", winner.name, "-o", "again.o", "-MD"], cwd, env=env)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert any("plain-oz.o" in c for c in log.read_text().splitlines())  # it was started ...
+    assert took < 15, took  # ... and not waited for
+    by_obj = {Path(x.object).name: x for x in Database(state).all_records()}
+    assert by_obj["again.o"].cache_hit and by_obj["again.o"].speculative
+    assert (cwd / "again.o").read_bytes() == (cwd / "first.o").read_bytes()
+    assert run_clang(["-Oz", "-c", winner.name, "-o", "again.o", "-MD", "-MF", "want.d"], cwd).returncode == 0
+    assert (cwd / "again.d").read_text() == (cwd / "want.d").read_text()

@@ -10,6 +10,7 @@ dropped.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ class Speculative:
         self._slot = slot_fd
         self._done: subprocess.CompletedProcess[bytes] | None = None
         try:
+            # Its own process group: stopping it stops whatever it started (a compiler driver's
+            # children hold its pipes open).
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except OSError:
             self._proc = None
             os.close(slot_fd)
@@ -55,14 +58,27 @@ class Speculative:
         fd = slots.try_idle(env)
         return None if fd is None else cls(cmd, fd)
 
+    def cancel(self) -> None:
+        """Stop it now (its answer is not needed: a stored object ships); its slot is freed."""
+        if self._thread is None:
+            return
+        self._kill()
+        self._thread.join()
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except OSError:  # gone already
+                pass
+
     def finish(self, timeout: float | None = None) -> subprocess.CompletedProcess[bytes] | None:
         """Its result; None when it could not start, or ran past `timeout` (then it is killed)."""
         if self._thread is None:
             return None
         self._thread.join(timeout)
         if self._thread.is_alive():
-            assert self._proc is not None
-            self._proc.kill()
+            self._kill()
             self._thread.join()
             return None
         return self._done

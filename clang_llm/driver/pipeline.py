@@ -113,7 +113,9 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
         if small_source(inv.source, settings.speculate_bytes):
             # The user's command at -Oz, beside the IR step: it writes the depfile exactly as clang
             # does, and its object ships if the TU is too small for the model.
-            spec = Speculative.start([str(compiler), *inv.emit_args(), *inv.depfile_args(), "-Oz", *_color_flags(),
+            # The IR step writes the depfile (it always runs to the end), so this run need not, and
+            # a stored object can ship without waiting for it.
+            spec = Speculative.start([str(compiler), *inv.emit_args(depfiles=False), "-Oz", *_color_flags(),
                                       "-o", str(work / PLAIN_OZ)], slots, os.environ)
         try:
             return _compile_tu(inv, settings, toolchain, compiler, db, optimizer_factory, slots, work, spec, t0)
@@ -163,9 +165,8 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
                 optimizer_factory: OptimizerFactory, slots: JobSlots, work: Path, spec: Speculative | None,
                 t0: float) -> Outcome:
     in_bc = work / "in.bc"
-    # With plain clang -Oz running beside it, that run writes the depfile.
-    dep = inv.depfile_args() if spec is None else []
-    emit_cmd = [str(compiler), *inv.emit_args(depfiles=spec is None), *dep, "-Oz",
+    # The IR step writes the depfile as a plain compile would (the final object as target).
+    emit_cmd = [str(compiler), *inv.emit_args(), *inv.depfile_args(), "-Oz",
                 "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-o", str(in_bc)]
     try:
         res = run([*emit_cmd[:-2], *_color_flags(), *emit_cmd[-2:]], timeout=max(600.0, settings.opt_timeout))
@@ -209,10 +210,12 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
     key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
     if use_cache:
         # The same IR, flags, toolchain, model and settings make the same object: ship the
-        # stored one (ccache's way) instead of re-running the -Oz baseline and the list.
-        res = _await(spec, settings, work) or res
+        # stored one (ccache's way) instead of re-running the -Oz baseline and the list, with
+        # the IR step's diagnostics (the front end's, as for every TU too big to speculate).
         stored = _stored_object(db, key, Path(inv.output or "a.o"))
         if stored is not None:
+            if spec is not None:  # the stored object is the answer: the speculative run is not needed
+                spec.cancel()
             rec = _record(inv, settings, oz=stored.oz, chosen=stored.chosen, reason=stored.reason,
                           ir_hash=stored.ir_hash, count_before=stored.count_before,
                           rounds=(Round(cache="object"),), model_id=model_id, cache_hit=True,
