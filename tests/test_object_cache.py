@@ -65,3 +65,31 @@ def test_tampered_stored_object_is_rebuilt(state: Path, src: Path, tmp_path: Pat
     assert run_wrapper(["-c", src.name, "-o", "b.o"], src.parent, env=env).returncode == 0
     assert (src.parent / "a.o").read_bytes() == (src.parent / "b.o").read_bytes()
     assert not any(k.endswith("cache-hit:object") for k in _reasons(state))
+
+
+def test_a_stored_object_ships_before_any_model_loads(state: Path, winner: Path) -> None:
+    """A factory that can name its model's id without loading it (the packaged model's content
+    hash): the second compile of a TU ships the stored object and never calls the factory."""
+    from clang_llm.clang_args import classify
+    from clang_llm.config import Settings
+    from clang_llm.driver.pipeline import compile_tu
+    from clang_llm.optimizer.factory import known_model_id, make_optimizer
+    from clang_llm.toolchain import Toolchain
+
+    calls: list[int] = []
+
+    def factory(settings: Settings) -> object:
+        calls.append(1)
+        return make_optimizer(settings)
+
+    factory.known_model_id = known_model_id  # type: ignore[attr-defined]
+    os.chdir(winner.parent)
+    settings = Settings(dir=str(state), speculate_bytes=0)
+    db = Database(state)
+    first = compile_tu(classify(["-c", winner.name, "-o", "a.o"]), settings, Toolchain.discover(), False, db,
+                       factory)  # type: ignore[arg-type]
+    assert first.kind == "optimized" and calls == [1]
+    again = compile_tu(classify(["-c", winner.name, "-o", "b.o"]), settings, Toolchain.discover(), False, db,
+                       factory)  # type: ignore[arg-type]
+    assert again.reason == "cache-hit:object" and calls == [1]  # the model never loaded
+    assert (winner.parent / "b.o").read_bytes() == (winner.parent / "a.o").read_bytes()

@@ -202,28 +202,27 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
         if spec is not None:
             return _too_small_done(inv, settings, builder, ir_digest, _await(spec, settings, work), t0, t_emit)
         return _too_small(inv, settings, builder, ir_digest, res, t0, t_emit)
+    # A stored object is looked up before the model loads when the factory can name the model's
+    # id without loading it (a warm build then never loads the model).
+    known = getattr(optimizer_factory, "known_model_id", None)
+    early_id = known(settings) if known is not None and settings.cache else None
+    if early_id is not None:
+        hit = _ship_stored(inv, settings, db, cache_key(ir_digest, settings, early_id, toolchain, codegen), early_id,
+                           spec, res, t0, t_emit)
+        if hit is not None:
+            return hit
     t_load = time.monotonic()
     optimizer: Optimizer = optimizer_factory(settings)
     load_s = time.monotonic() - t_load
     model_id = getattr(optimizer, "model_id", None) or "none"
     use_cache = settings.cache and model_id != "none"
     key = cache_key(ir_digest, settings, model_id, toolchain, codegen) if use_cache else ""
-    if use_cache:
+    if use_cache and model_id != early_id:
         # The same IR, flags, toolchain, model and settings make the same object: ship the
-        # stored one (ccache's way) instead of re-running the -Oz baseline and the list, with
-        # the IR step's diagnostics (the front end's, as for every TU too big to speculate).
-        stored = _stored_object(db, key, Path(inv.output or "a.o"))
-        if stored is not None:
-            if spec is not None:  # the stored object is the answer: the speculative run is not needed
-                spec.cancel()
-            rec = _record(inv, settings, oz=stored.oz, chosen=stored.chosen, reason=stored.reason,
-                          ir_hash=stored.ir_hash, count_before=stored.count_before,
-                          rounds=(Round(cache="object"),), model_id=model_id, cache_hit=True,
-                          seconds=round(time.monotonic() - t0, 3),
-                          timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)),
-                          speculative=spec is not None)
-            return Outcome(kind="optimized" if rec.optimized else "oz", reason="cache-hit:object", record=rec,
-                           stdout=res.stdout, stderr=res.stderr)
+        # stored one (ccache's way) instead of re-running the -Oz baseline and the list.
+        hit = _ship_stored(inv, settings, db, key, model_id, spec, res, t0, t_emit)
+        if hit is not None:
+            return hit
     # The -Oz baseline runs beside the decision (on its own heavy-step slot, so make's bound
     # holds): the model's first prompt needs only the unoptimized IR, and the baseline is first
     # needed to judge the candidates.
@@ -267,6 +266,26 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
                      opt_evaluations=builder.opt_runs,
                      speculative=spec is not None)
     return Outcome(kind=kind, reason=("cache-hit:" if cache_hit else "") + decision.reason, record=record,
+                   stdout=res.stdout, stderr=res.stderr)
+
+
+def _ship_stored(inv: Invocation, settings: Settings, db: Database, key: str, model_id: str,
+                 spec: Speculative | None, res: subprocess.CompletedProcess[bytes], t0: float,
+                 t_emit: float) -> Outcome | None:
+    """The stored object of `key` written to -o, with the IR step's diagnostics (the front
+    end's, as for every TU too big to speculate); None when there is none."""
+    stored = _stored_object(db, key, Path(inv.output or "a.o"))
+    if stored is None:
+        return None
+    if spec is not None:  # the stored object is the answer: the speculative run is not needed
+        spec.cancel()
+    rec = _record(inv, settings, oz=stored.oz, chosen=stored.chosen, reason=stored.reason,
+                  ir_hash=stored.ir_hash, count_before=stored.count_before,
+                  rounds=(Round(cache="object"),), model_id=model_id, cache_hit=True,
+                  seconds=round(time.monotonic() - t0, 3),
+                  timing=Timing(frontend_s=round(t_emit, 4), total_s=round(time.monotonic() - t0, 4)),
+                  speculative=spec is not None)
+    return Outcome(kind="optimized" if rec.optimized else "oz", reason="cache-hit:object", record=rec,
                    stdout=res.stdout, stderr=res.stderr)
 
 

@@ -36,6 +36,23 @@ def make_optimizer(settings: Settings) -> Optimizer:
     return ModelLoop(model, settings)
 
 
+def known_model_id(settings: Settings) -> str | None:
+    """The id `make_optimizer(settings)`'s model will have, found without loading it (a content
+    hash of the local model directory), so a stored object can ship before any model loads;
+    None when only loading (or asking a server) tells."""
+    if settings.off or settings.backend:
+        return None
+    from clang_llm.model.ct2 import model_content_id
+
+    try:
+        return model_content_id(Path(settings.model) if settings.model else default_model_dir())
+    except OSError:
+        return None
+
+
+make_optimizer.known_model_id = known_model_id  # type: ignore[attr-defined]
+
+
 def _remote(settings: Settings) -> Optimizer:
     """The loop over a model server; -Oz (counted by its reason) when the server cannot serve."""
     from clang_llm.errors import BackendError
