@@ -346,7 +346,7 @@ def at_effort(s: Settings) -> Settings:
     level = EFFORT_LEVELS[s.effort]
     chosen = s.sources.get("effort", "default") != "default"
     for name in EFFORT_SETTINGS:
-        if s.sources.get(name, "default") in ("default", *(f"effort {n}" for n in EFFORT_LEVELS)):
+        if s.sources.get(name, "default") == "default":
             setattr(s, name, getattr(level, name))
             s.sources[name] = f"effort {s.effort}" if chosen else "default"
     return s

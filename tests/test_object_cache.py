@@ -68,8 +68,8 @@ def test_tampered_stored_object_is_rebuilt(state: Path, src: Path, tmp_path: Pat
 
 
 def test_a_stored_object_ships_before_any_model_loads(state: Path, winner: Path) -> None:
-    """A factory that can name its model's id without loading it (the packaged model's content
-    hash): the second compile of a TU ships the stored object and never calls the factory."""
+    """Given the model's id without loading it (the packaged model's content hash), the second
+    compile of a TU ships the stored object and never calls the factory."""
     from clang_llm.clang_args import classify
     from clang_llm.config import Settings
     from clang_llm.driver.pipeline import compile_tu
@@ -82,14 +82,13 @@ def test_a_stored_object_ships_before_any_model_loads(state: Path, winner: Path)
         calls.append(1)
         return make_optimizer(settings)
 
-    factory.known_model_id = known_model_id  # type: ignore[attr-defined]
     os.chdir(winner.parent)
     settings = Settings(dir=str(state), speculate_bytes=0)
     db = Database(state)
     first = compile_tu(classify(["-c", winner.name, "-o", "a.o"]), settings, Toolchain.discover(), False, db,
-                       factory)  # type: ignore[arg-type]
+                       factory, known_model_id)  # type: ignore[arg-type]
     assert first.kind == "optimized" and calls == [1]
     again = compile_tu(classify(["-c", winner.name, "-o", "b.o"]), settings, Toolchain.discover(), False, db,
-                       factory)  # type: ignore[arg-type]
+                       factory, known_model_id)  # type: ignore[arg-type]
     assert again.reason == "cache-hit:object" and calls == [1]  # the model never loaded
     assert (winner.parent / "b.o").read_bytes() == (winner.parent / "a.o").read_bytes()

@@ -178,7 +178,7 @@ def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path
     whole command (clang's own diagnostics and exit code)."""
     from clang_llm.driver.pipeline import compile_tu
     from clang_llm.errors import Fallback
-    from clang_llm.optimizer.factory import make_optimizer
+    from clang_llm.optimizer.factory import known_model_id, make_optimizer
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
     reason = None
@@ -187,7 +187,7 @@ def _optimize(jobs: list[tuple[Invocation, Settings]], cxx: bool, compiler: Path
     try:
         toolchain = Toolchain.discover()
         for inv, settings in jobs:
-            outcomes.append(compile_tu(inv, settings, toolchain, cxx, db, make_optimizer))
+            outcomes.append(compile_tu(inv, settings, toolchain, cxx, db, make_optimizer, known_model_id))
     except Fallback as e:
         reason, done = e.reason, e.done
         if reason != "frontend-error":

@@ -49,6 +49,7 @@ def _cacheable(reason: str) -> bool:
 
 
 OptimizerFactory = Callable[[Settings], Optimizer]
+ModelIdOf = Callable[[Settings], str | None]
 
 
 @dataclass
@@ -97,9 +98,11 @@ def record_tu(record_dir: Path, inv: Invocation, emit_cmd: list[str], in_bc: Pat
 
 
 def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: bool, db: Database,
-               optimizer_factory: OptimizerFactory) -> Outcome:
+               optimizer_factory: OptimizerFactory, model_id_of: ModelIdOf | None = None) -> Outcome:
     """Compile one TU to `inv.output`. Raises Fallback for anything that goes wrong, the user's own
-    compile errors included (plain clang then reports them, exit code and all)."""
+    compile errors included (plain clang then reports them, exit code and all). `model_id_of`:
+    the id the factory's model will have, told without loading it (a stored object then ships
+    before any model loads), or None when only loading tells."""
     t0 = time.monotonic()
     compiler = toolchain.compiler(cxx)
     slots = JobSlots.from_env(os.environ, settings.state_dir / "cpu-slots", settings.heavy_jobs)
@@ -118,7 +121,8 @@ def compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, cxx: b
             spec = Speculative.start([str(compiler), *inv.emit_args(depfiles=False), "-Oz", *_color_flags(),
                                       "-o", str(work / PLAIN_OZ)], slots, os.environ)
         try:
-            return _compile_tu(inv, settings, toolchain, compiler, db, optimizer_factory, slots, work, spec, t0)
+            return _compile_tu(inv, settings, toolchain, compiler, db, optimizer_factory, model_id_of, slots, work,
+                               spec, t0)
         finally:
             if spec is not None:
                 spec.finish()  # never leave it running (or writing the depfile) after we return
@@ -162,8 +166,8 @@ def _await(spec: Speculative | None, settings: Settings, work: Path) -> subproce
 
 
 def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compiler: Path, db: Database,
-                optimizer_factory: OptimizerFactory, slots: JobSlots, work: Path, spec: Speculative | None,
-                t0: float) -> Outcome:
+                optimizer_factory: OptimizerFactory, model_id_of: ModelIdOf | None, slots: JobSlots, work: Path,
+                spec: Speculative | None, t0: float) -> Outcome:
     in_bc = work / "in.bc"
     # The IR step writes the depfile as a plain compile would (the final object as target).
     emit_cmd = [str(compiler), *inv.emit_args(), *inv.depfile_args(), "-Oz",
@@ -202,10 +206,9 @@ def _compile_tu(inv: Invocation, settings: Settings, toolchain: Toolchain, compi
         if spec is not None:
             return _too_small_done(inv, settings, builder, ir_digest, _await(spec, settings, work), t0, t_emit)
         return _too_small(inv, settings, builder, ir_digest, res, t0, t_emit)
-    # A stored object is looked up before the model loads when the factory can name the model's
-    # id without loading it (a warm build then never loads the model).
-    known = getattr(optimizer_factory, "known_model_id", None)
-    early_id = known(settings) if known is not None and settings.cache else None
+    # A stored object is looked up before the model loads when its id is known without loading
+    # it (a warm build then never loads the model).
+    early_id = model_id_of(settings) if model_id_of is not None and settings.cache else None
     if early_id is not None:
         hit = _ship_stored(inv, settings, db, cache_key(ir_digest, settings, early_id, toolchain, codegen), early_id,
                            spec, res, t0, t_emit)

@@ -120,7 +120,7 @@ def effort_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str, 
     lists in minimum-risk order, tried one after another while `risk.stop_rule` says the rest is
     worth it (`run_in_order`, the compile's own), the best not larger than -Oz kept. evals: the
     baseline, the lists tried, and the verified rerun of a winner."""
-    from clang_llm.model.risk import module_weights, risk_order, stop_rule
+    from clang_llm.model.risk import module_weights, risk_order, shipped_log_ratio, stop_rule
     from clang_llm.optimizer.in_order import run_in_order
 
     ids = sorted(i for i, r in sweep.items() if r.status == "ok" and r.oz and i in scores)
@@ -135,12 +135,11 @@ def effort_rows(sweep: dict[str, PoolSizes], pool: list[str], scores: dict[str, 
 
             def logratio(j: int, oz: ObjectSize = oz, sizes: list[ObjectSize | None] = sizes) -> float:
                 z = sizes[j]
-                if z is None or z.text > oz.text or z.alloc > oz.alloc or oz.text <= 0:
-                    return 0.0
-                return math.log(max(1, z.text) / oz.text)
+                return 0.0 if z is None else shipped_log_ratio(z.text, z.alloc, oz.text, oz.alloc)
 
-            order = risk_order(scores[mid], losses, temperature, level.rank, rest)
-            go_on = stop_rule(module_weights(losses, scores[mid], temperature), losses, order, level.stop, logratio)
+            weights = module_weights(losses, scores[mid], temperature)
+            order = risk_order(scores[mid], losses, temperature, level.rank, rest, weights)
+            go_on = stop_rule(weights, losses, order, level.stop, logratio)
             tried = run_in_order(order, lambda j: j, 1, go_on)
             chosen = _pick(oz, sizes, tried)
             evals += 1 + len(tried) + (chosen is not oz)

@@ -220,11 +220,25 @@ class Model:
                 for r in results for ids in r.sequences_ids]
 
 
+_CONTENT_IDS: dict[tuple[object, ...], str] = {}
+
+
 def model_content_id(model_dir: str | Path) -> str:
     """SHA-256 (16 hex digits) over the names and bytes of a model directory's files: the same
-    model gives the same id wherever it is unpacked; a retrained one never does."""
+    model gives the same id wherever it is unpacked; a retrained one never does. Remembered per
+    process by the files' (path, size, mtime), so a compile that looks its stored object up
+    before loading the model does not hash the model twice."""
+    names = (*MODEL_FILES, *(f for f in OPTIONAL_FILES if (Path(model_dir) / f).is_file()))
+    stats = [(n, st.st_size, st.st_mtime_ns) for n in names for st in [(Path(model_dir) / n).stat()]]
+    memo = (str(Path(model_dir).resolve()), *stats)
+    if memo not in _CONTENT_IDS:
+        _CONTENT_IDS[memo] = _hash_model_files(Path(model_dir), names)
+    return _CONTENT_IDS[memo]
+
+
+def _hash_model_files(model_dir: Path, names: tuple[str, ...]) -> str:
     h = hashlib.sha256()
-    for name in (*MODEL_FILES, *(f for f in OPTIONAL_FILES if (Path(model_dir) / f).is_file())):
+    for name in names:
         h.update(name.encode() + b"\0")
         with open(Path(model_dir) / name, "rb") as f:
             while chunk := f.read(1 << 20):

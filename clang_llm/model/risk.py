@@ -17,6 +17,7 @@ i wins (``w(m) = sum_i q(i) [i wins m] / #modules i wins``, ``q ∝ exp(log p / 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -70,15 +71,16 @@ def module_weights(losses: np.ndarray, log_probs: list[float], temperature: floa
 
 
 def risk_order(log_probs: list[float], losses: np.ndarray, temperature: float, k: int,
-               allowed: list[int]) -> list[int]:
+               allowed: list[int], weights: np.ndarray | None = None) -> list[int]:
     """Up to `k` of the `allowed` pool indices in try order: the smallest expected size alone
-    first, then greedy coverage with -Oz as the backup. Ties keep the likelier list."""
+    first, then greedy coverage with -Oz as the backup. Ties keep the likelier list. `weights`:
+    `module_weights(losses, log_probs, temperature)` when the caller has it already."""
     import numpy as np
 
     cand = list(dict.fromkeys(allowed))
     if k < 1 or not cand:
         return []
-    w = module_weights(losses, log_probs, temperature)
+    w = module_weights(losses, log_probs, temperature) if weights is None else weights
     alone = w @ losses
     first = min(cand, key=lambda j: (round(float(alone[j]), 12), -log_probs[j], j))
     order = [first]
@@ -91,6 +93,14 @@ def risk_order(log_probs: list[float], losses: np.ndarray, temperature: float, k
         order.append(j)
         best = np.minimum(best, losses[:, j])
     return order
+
+
+def shipped_log_ratio(text: int, alloc: int, oz_text: int, oz_alloc: int) -> float:
+    """log(.text / -Oz .text) of an object as the stop rule counts it: 0 for one larger than -Oz
+    in `.text` or allocated bytes (it never ships)."""
+    if text > oz_text or alloc > oz_alloc or oz_text <= 0:
+        return 0.0
+    return math.log(max(1, text) / oz_text)
 
 
 def further_gain(weights: np.ndarray, losses: np.ndarray, best: float, rest: list[int]) -> float:

@@ -50,9 +50,6 @@ def known_model_id(settings: Settings) -> str | None:
         return None
 
 
-make_optimizer.known_model_id = known_model_id  # type: ignore[attr-defined]
-
-
 def _remote(settings: Settings) -> Optimizer:
     """The loop over a model server; -Oz (counted by its reason) when the server cannot serve."""
     from clang_llm.errors import BackendError

@@ -12,14 +12,13 @@ prompt for round r+1. The best validated object over all rounds wins; -Oz when n
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from clang_llm import ir
 from clang_llm.errors import ModelError, PassListError, PromptTooLong
-from clang_llm.model.risk import module_weights, risk_order, stop_rule
+from clang_llm.model.risk import module_weights, risk_order, shipped_log_ratio, stop_rule
 from clang_llm.optimizer.base import Decision, TUContext, select_best
 from clang_llm.optimizer.formats import CLLM, PromptFormat, get_format
 from clang_llm.optimizer.in_order import GoOn, run_in_order
@@ -174,7 +173,7 @@ class ModelLoop:
         if losses is None or temp <= 0 or not allowed:
             return []
         self._weights = module_weights(losses, scores, temp)
-        return risk_order(scores, losses, temp, self.settings.rank, allowed)
+        return risk_order(scores, losses, temp, self.settings.rank, allowed, self._weights)
 
     def _stop_rule(self, tu: TUContext, earlier: list[Finding]) -> GoOn[Finding] | None:
         """`settings.stop` as a rule for `run_in_order` over this round's lists (the ranked ones
@@ -187,9 +186,9 @@ class ModelLoop:
         assert oz is not None
 
         def logratio(f: Finding) -> float:
-            if not f.valid or f.sizes is None or not f.sizes.not_larger_than(oz) or oz.text <= 0:
+            if not f.valid or f.sizes is None:
                 return 0.0
-            return math.log(max(1, f.sizes.text) / oz.text)
+            return shipped_log_ratio(f.sizes.text, f.sizes.alloc, oz.text, oz.alloc)
 
         return stop_rule(self._weights, losses, self._plan, self.settings.stop, logratio,
                          min([0.0, *(logratio(f) for f in earlier)]))
